@@ -1,0 +1,69 @@
+# simam-deploy: two commands on a fresh machine.
+#   make demo   creates .venv, installs, exports the model, proves ONNX Runtime parity
+#   make test   same set-up, then the whole test suite (Python + C++/CTest)
+# Knobs: PYTHON=python3.12  TORCH_SPEC="torch==2.13.0"  VENV=.venv  CUDA_ARCHS="87"  TENSORRT_ROOT=/opt/tensorrt
+
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH_SPEC  ?= torch==2.13.0
+SHARED      ?= ../shared
+CHECKPOINT  ?= $(SHARED)/models/official-cifar100-resnet20-simam/model_best.pth.tar
+OUTDIR      ?= out
+PY          := $(VENV)/bin/python
+CLI         := $(VENV)/bin/simam-deploy
+STAMP       := $(VENV)/.simam-installed
+
+NATIVE_SRC  := $(shell find plugins -type f \( -name '*.c*' -o -name '*.h' -o -name '*.txt' \) 2>/dev/null) CMakeLists.txt pyproject.toml
+
+CMAKE_DEFINES :=
+ifdef CUDA_ARCHS
+CMAKE_DEFINES += -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="$(CUDA_ARCHS)"
+endif
+ifdef TENSORRT_ROOT
+CMAKE_DEFINES += -Ccmake.define.TENSORRT_ROOT="$(TENSORRT_ROOT)"
+endif
+
+.PHONY: help install demo test test-py test-cpp lint plugin clean
+
+help:
+	@echo "make demo | make test | make lint | make plugin | make clean"
+
+$(PY):
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "simam-deploy needs Python >= 3.10 (set PYTHON=...)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# torch first and pinned: an unpinned torch would pull several GB of CUDA wheels.
+# The extension is built without build isolation so its CMake tree in build/ is reused.
+$(STAMP): $(PY) $(NATIVE_SRC)
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet "scikit-build-core>=0.10" "nanobind>=2.0"
+	$(PY) -m pip install --no-build-isolation -e ".[dev]" $(CMAKE_DEFINES)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py --checkpoint "$(CHECKPOINT)" --outdir $(OUTDIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+	$(MAKE) --no-print-directory test-cpp
+
+test-cpp: $(STAMP)
+	@$(PY) scripts/run_ctest.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check simam_deploy cli models tests scripts benchmarks
+
+# Standalone native build (kernels + TensorRT plugin), e.g. on a Jetson:
+#   make plugin TENSORRT_ROOT=/usr CUDA_ARCHS=87
+plugin:
+	cmake -S . -B build/plugin -DCMAKE_BUILD_TYPE=Release \
+	  $(if $(TENSORRT_ROOT),-DTENSORRT_ROOT=$(TENSORRT_ROOT)) \
+	  $(if $(CUDA_ARCHS),-DCMAKE_CUDA_ARCHITECTURES="$(CUDA_ARCHS)")
+	cmake --build build/plugin -j
+	@echo "plugin: $$(find build/plugin -name 'libsimam_trt_plugin.so' | head -1)"
+
+clean:
+	rm -rf build $(VENV) $(OUTDIR) .pytest_cache

@@ -1,0 +1,63 @@
+/* SimAM forward: the one home of the math (CPU + CUDA), behind a small C API.
+ *
+ * For every plane (n, c) of a contiguous NCHW tensor X with P = H*W elements:
+ *   mean = sum(x) / P
+ *   d    = (x - mean)^2
+ *   v    = sum(d) / (P - 1)        when unbiased != 0 (the paper)
+ *        = sum(d) / P              when unbiased == 0 (a variant in public YOLO code)
+ *   y    = x * sigmoid(d / (4 * (v + e_lambda)) + 0.5)
+ * Statistics accumulate in fp32 whatever the storage type.
+ *
+ * Adapters (Python binding, TensorRT plugin, ONNX Runtime op) call only this header.
+ * No function throws; each returns a status and, on failure, leaves a message readable
+ * with simam_last_error() (thread-local).
+ */
+#ifndef SIMAM_SIMAM_H
+#define SIMAM_SIMAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum simam_dtype {
+    SIMAM_FLOAT32 = 0,
+    SIMAM_FLOAT16 = 1,
+    SIMAM_BFLOAT16 = 2
+} simam_dtype;
+
+typedef enum simam_status {
+    SIMAM_OK = 0,
+    SIMAM_ERR_INVALID_ARGUMENT = 1, /* bad shape, null pointer, e_lambda <= 0 or not finite */
+    SIMAM_ERR_UNSUPPORTED_DTYPE = 2,
+    SIMAM_ERR_CUDA = 3,             /* a CUDA call failed: the message holds cudaGetErrorString */
+    SIMAM_ERR_NO_CUDA = 4           /* this build has no CUDA kernels */
+} simam_status;
+
+/* Run on the CPU. x and y are host pointers to N*C*H*W elements of `dtype`; y may equal x. */
+simam_status simam_forward_cpu(const void* x, void* y, int64_t N, int64_t C, int64_t H, int64_t W,
+                               simam_dtype dtype, float e_lambda, int unbiased);
+
+/* Launch on a CUDA stream (a cudaStream_t passed as void*; NULL = legacy default stream).
+ * x and y are device pointers; y may equal x. Asynchronous: errors of the launch itself are
+ * reported, errors of the running kernel surface at the next synchronisation.
+ * Allocates nothing. */
+simam_status simam_forward_cuda(const void* x, void* y, int64_t N, int64_t C, int64_t H, int64_t W,
+                                simam_dtype dtype, float e_lambda, int unbiased, void* stream);
+
+/* 1 when this build has the CUDA kernels compiled in, else 0. */
+int simam_has_cuda(void);
+
+/* A static description of a status code. */
+const char* simam_status_string(simam_status status);
+
+/* The message of the last failure on this thread ("" if none). */
+const char* simam_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SIMAM_SIMAM_H */
