@@ -39,7 +39,9 @@ def atomic_output(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     A failure (exception, Ctrl-C) leaves no partial file behind and the old file untouched.
     """
     final = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.resolve().parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.resolve().parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
