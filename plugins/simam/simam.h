@@ -33,7 +33,8 @@ typedef enum simam_status {
     SIMAM_ERR_INVALID_ARGUMENT = 1, /* bad shape, null pointer, e_lambda <= 0 or not finite */
     SIMAM_ERR_UNSUPPORTED_DTYPE = 2,
     SIMAM_ERR_CUDA = 3,             /* a CUDA call failed: the message holds cudaGetErrorString */
-    SIMAM_ERR_NO_CUDA = 4           /* this build has no CUDA kernels */
+    SIMAM_ERR_NO_CUDA = 4,          /* this build has no CUDA kernels */
+    SIMAM_ERR_INTERNAL = 5          /* out of host memory or a worker thread could not start */
 } simam_status;
 
 /* Run on the CPU. x and y are host pointers to N*C*H*W elements of `dtype`; y may equal x. */
@@ -46,6 +47,20 @@ simam_status simam_forward_cpu(const void* x, void* y, int64_t N, int64_t C, int
  * Allocates nothing. */
 simam_status simam_forward_cuda(const void* x, void* y, int64_t N, int64_t C, int64_t H, int64_t W,
                                 simam_dtype dtype, float e_lambda, int unbiased, void* stream);
+
+/* Bytes of device scratch that lets simam_forward_cuda_ws spread huge planes (more than 16384
+ * elements) over several blocks per plane; 0 when the shape needs none. Pure arithmetic: it calls
+ * no CUDA function and works in CPU-only builds too. */
+size_t simam_cuda_workspace_size(int64_t N, int64_t C, int64_t H, int64_t W, simam_dtype dtype);
+
+/* simam_forward_cuda with caller-owned device scratch (e.g. TensorRT's workspace). With
+ * workspace_bytes >= simam_cuda_workspace_size(...) huge planes use several blocks each (partial
+ * statistics merged with Chan's formula); with less (or NULL) they fall back to one block per
+ * plane reading the plane from global memory / L2 three times. The result is the same either way
+ * up to fp32 rounding. workspace must be 16-byte aligned. */
+simam_status simam_forward_cuda_ws(const void* x, void* y, int64_t N, int64_t C, int64_t H, int64_t W,
+                                   simam_dtype dtype, float e_lambda, int unbiased, void* workspace,
+                                   size_t workspace_bytes, void* stream);
 
 /* 1 when this build has the CUDA kernels compiled in, else 0. */
 int simam_has_cuda(void);

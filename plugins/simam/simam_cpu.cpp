@@ -1,3 +1,337 @@
-// placeholder: replaced by the kernel issue
+// SimAM forward on the CPU, plus the parts of the C API every build shares (validation, errors).
+//
+// Per plane, three sweeps over data that stays in L1/L2 (a 56x56 fp32 plane is 12 KiB):
+//   1. shift  = fp32 mean (approximate, only needs to be close)
+//   2. s1 = sum(x - shift), s2 = sum((x - shift)^2)      -> exact-enough mean and M2
+//   3. y  = x * sigmoid(((x - shift) - c)^2 * k + 0.5)    with c = s1 / P
+// Subtracting the shift first keeps the statistics accurate when |mean| >> std: x - shift is
+// exact there (Sterbenz), so nothing cancels catastrophically. Partial sums run in 16 fp32
+// lanes over blocks of 1024 elements (vectorisable, short chains) and blocks merge in double.
+// Planes are spread over std::thread workers; fp16/bf16 planes are widened to an fp32 scratch.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "simam.h"
-extern "C" int simam_has_cuda(void) { return 0; }
+#include "simam_internal.h"
+
+namespace simam_detail {
+
+namespace {
+thread_local std::string t_last_error;
+}  // namespace
+
+simam_status set_error(simam_status status, const char* message) {
+    try {
+        t_last_error = (status == SIMAM_OK || message == nullptr) ? "" : message;
+    } catch (...) {
+        // Out of memory while recording the message: keep the status, lose the text.
+    }
+    return status;
+}
+
+simam_status validate(const void* x, const void* y, int64_t N, int64_t C, int64_t H, int64_t W,
+                      simam_dtype dtype, float e_lambda, int unbiased) {
+    char msg[320];
+    if (x == nullptr || y == nullptr) {
+        return set_error(SIMAM_ERR_INVALID_ARGUMENT, "simam: x and y must be non-null pointers");
+    }
+    if (N <= 0 || C <= 0 || H <= 0 || W <= 0) {
+        std::snprintf(msg, sizeof msg,
+                      "simam: every dimension must be > 0, got N=%lld C=%lld H=%lld W=%lld "
+                      "(empty tensors are a no-op for the caller to skip)",
+                      static_cast<long long>(N), static_cast<long long>(C), static_cast<long long>(H),
+                      static_cast<long long>(W));
+        return set_error(SIMAM_ERR_INVALID_ARGUMENT, msg);
+    }
+    // N*C*H*W * 2 bytes must fit int64 (every index is 64-bit).
+    const int64_t limit = INT64_MAX / 4;
+    if (C > limit / N || H > limit / (N * C) || W > limit / (N * C * H)) {
+        return set_error(SIMAM_ERR_INVALID_ARGUMENT, "simam: N*C*H*W overflows 64-bit indexing");
+    }
+    if (dtype != SIMAM_FLOAT32 && dtype != SIMAM_FLOAT16 && dtype != SIMAM_BFLOAT16) {
+        std::snprintf(msg, sizeof msg, "simam: unsupported dtype code %d (use 0 fp32, 1 fp16, 2 bf16)",
+                      static_cast<int>(dtype));
+        return set_error(SIMAM_ERR_UNSUPPORTED_DTYPE, msg);
+    }
+    if (!std::isfinite(e_lambda) || !(e_lambda > 0.0f)) {
+        std::snprintf(msg, sizeof msg, "simam: e_lambda must be finite and > 0, got %g",
+                      static_cast<double>(e_lambda));
+        return set_error(SIMAM_ERR_INVALID_ARGUMENT, msg);
+    }
+    if (unbiased != 0 && H * W == 1) {
+        return set_error(SIMAM_ERR_INVALID_ARGUMENT,
+                         "simam: a 1x1 plane with unbiased=1 divides by H*W-1 = 0; use unbiased=0 "
+                         "or planes of at least 2 elements");
+    }
+    return set_error(SIMAM_OK, nullptr);
+}
+
+}  // namespace simam_detail
+
+namespace {
+
+using simam_detail::set_error;
+
+constexpr int kLanes = 16;
+constexpr int64_t kBlock = 1024;                  // elements per fp32 partial sum
+constexpr int64_t kMinElementsPerThread = 1 << 16;  // below this a thread costs more than it saves
+
+// ---- fp16 / bf16 <-> fp32, round to nearest even ------------------------------------------
+inline uint32_t bits_of(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+}
+inline float float_of(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+inline float half_to_float(uint16_t h) {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    const uint32_t magnitude = h & 0x7fffu;
+    // Move exponent+mantissa into place; scaling by 2^112 rebias the exponent (15 -> 127) and
+    // turns half subnormals into the right normal floats in one exact multiply.
+    float f = float_of(magnitude << 13) * 0x1p112f;
+    if (magnitude >= 0x7c00u) f = float_of((magnitude << 13) | 0x7f800000u);  // inf / nan
+    return float_of(bits_of(f) | sign);
+}
+
+inline uint16_t float_to_half(float value) {
+    uint32_t f = bits_of(value);
+    const uint32_t sign = (f >> 16) & 0x8000u;
+    f &= 0x7fffffffu;
+    uint32_t h;
+    if (f >= 0x7f800000u) {                       // inf or nan (keep nan quiet)
+        h = f > 0x7f800000u ? 0x7e00u | ((f >> 13) & 0x3ffu) : 0x7c00u;
+    } else if (f >= 0x477ff000u) {                // >= 65520 rounds to inf
+        h = 0x7c00u;
+    } else if (f < 0x38800000u) {                 // below 2^-14: half subnormal or zero
+        // Adding 0.5 aligns the value so the float rounder does round(x * 2^24) for us.
+        h = bits_of(float_of(f) + 0.5f) - 0x3f000000u;
+    } else {                                      // normal: rebias and round to nearest even
+        const uint32_t odd = (f >> 13) & 1u;
+        h = (f + 0xc8000fffu + odd) >> 13;        // 0xc8000000 = (15 - 127) << 23 mod 2^32
+    }
+    return static_cast<uint16_t>(h | sign);
+}
+
+inline float bf16_to_float(uint16_t b) { return float_of(static_cast<uint32_t>(b) << 16); }
+
+inline uint16_t float_to_bf16(float value) {
+    const uint32_t f = bits_of(value);
+    if ((f & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((f >> 16) | 0x40u);  // quiet nan
+    return static_cast<uint16_t>((f + 0x7fffu + ((f >> 16) & 1u)) >> 16);
+}
+
+// ---- sigmoid building block: exp(a) for a <= 0, vectorisable, ~1 ulp ------------------------
+// Cody-Waite reduction a = k ln2 + r, |r| <= ln2/2, then the classic degree-7 expf polynomial.
+// NaN propagates (every comparison with it is false); a < -87 clamps so 2^k stays normal.
+inline float exp_nonpositive(float a) {
+    a = a < -87.0f ? -87.0f : a;
+    float k = a * 1.44269504f + 12582912.0f;  // 1.5 * 2^23: rounds to an integer
+    k -= 12582912.0f;
+    float r = a - k * 0.693359375f;
+    r = r + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    // 2^k for integer k in [-126, 0]: k + 2^23 + 127 holds k + 127 in its low mantissa bits.
+    const uint32_t biased = bits_of(k + 8388735.0f);
+    return p * float_of(biased << 23);
+}
+
+// ---- per-plane math on fp32 ----------------------------------------------------------------
+double sum_of(const float* x, int64_t n) {
+    double total = 0.0;
+    for (int64_t start = 0; start < n; start += kBlock) {
+        const int64_t len = std::min(kBlock, n - start);
+        const float* p = x + start;
+        float acc[kLanes] = {};
+        int64_t i = 0;
+        for (; i + kLanes <= len; i += kLanes)
+            for (int j = 0; j < kLanes; ++j) acc[j] += p[i + j];
+        float block = 0.0f;
+        for (; i < len; ++i) block += p[i];
+        for (int j = 0; j < kLanes; ++j) block += acc[j];
+        total += block;
+    }
+    return total;
+}
+
+// sum(x - shift) and sum((x - shift)^2)
+void shifted_sums(const float* x, int64_t n, float shift, double* s1, double* s2) {
+    double t1 = 0.0, t2 = 0.0;
+    for (int64_t start = 0; start < n; start += kBlock) {
+        const int64_t len = std::min(kBlock, n - start);
+        const float* p = x + start;
+        float a1[kLanes] = {}, a2[kLanes] = {};
+        int64_t i = 0;
+        for (; i + kLanes <= len; i += kLanes) {
+            for (int j = 0; j < kLanes; ++j) {
+                const float d = p[i + j] - shift;
+                a1[j] += d;
+                a2[j] += d * d;
+            }
+        }
+        float b1 = 0.0f, b2 = 0.0f;
+        for (; i < len; ++i) {
+            const float d = p[i] - shift;
+            b1 += d;
+            b2 += d * d;
+        }
+        for (int j = 0; j < kLanes; ++j) {
+            b1 += a1[j];
+            b2 += a2[j];
+        }
+        t1 += b1;
+        t2 += b2;
+    }
+    *s1 = t1;
+    *s2 = t2;
+}
+
+void simam_plane_f32(const float* x, float* y, int64_t n, float e_lambda, int unbiased) {
+    const float shift = static_cast<float>(sum_of(x, n) / static_cast<double>(n));
+    double s1, s2;
+    shifted_sums(x, n, shift, &s1, &s2);
+    const double correction = s1 / static_cast<double>(n);
+    double m2 = s2 - s1 * correction;
+    if (m2 < 0.0) m2 = 0.0;  // rounding only; NaN (from NaN/Inf input) stays NaN and poisons the plane
+    const double variance = m2 / simam_detail::variance_divisor(n, unbiased);
+    const float inv_denominator = static_cast<float>(1.0 / (4.0 * (variance + e_lambda)));
+    const float c = static_cast<float>(correction);
+    for (int64_t i = 0; i < n; ++i) {
+        const float d = (x[i] - shift) - c;
+        const float z = d * d * inv_denominator + 0.5f;
+        y[i] = x[i] / (1.0f + exp_nonpositive(-z));
+    }
+}
+
+// ---- storage types ------------------------------------------------------------------------
+struct Half {
+    using storage = uint16_t;
+    static float load(uint16_t v) { return half_to_float(v); }
+    static uint16_t store(float v) { return float_to_half(v); }
+};
+struct BFloat16 {
+    using storage = uint16_t;
+    static float load(uint16_t v) { return bf16_to_float(v); }
+    static uint16_t store(float v) { return float_to_bf16(v); }
+};
+
+template <class Type>
+void simam_plane_16bit(const uint16_t* x, uint16_t* y, int64_t n, float e_lambda, int unbiased,
+                       std::vector<float>& scratch) {
+    scratch.resize(static_cast<size_t>(n));
+    float* s = scratch.data();
+    for (int64_t i = 0; i < n; ++i) s[i] = Type::load(x[i]);
+    simam_plane_f32(s, s, n, e_lambda, unbiased);
+    for (int64_t i = 0; i < n; ++i) y[i] = Type::store(s[i]);
+}
+
+struct Job {
+    const void* x;
+    void* y;
+    int64_t plane_size;
+    simam_dtype dtype;
+    float e_lambda;
+    int unbiased;
+};
+
+// Planes [begin, end); returns false only when the fp32 scratch could not be allocated.
+bool run_planes(const Job& job, int64_t begin, int64_t end) noexcept {
+    try {
+        std::vector<float> scratch;
+        const int64_t n = job.plane_size;
+        for (int64_t plane = begin; plane < end; ++plane) {
+            const int64_t offset = plane * n;
+            if (job.dtype == SIMAM_FLOAT32) {
+                simam_plane_f32(static_cast<const float*>(job.x) + offset, static_cast<float*>(job.y) + offset,
+                                n, job.e_lambda, job.unbiased);
+            } else {
+                const uint16_t* x = static_cast<const uint16_t*>(job.x) + offset;
+                uint16_t* y = static_cast<uint16_t*>(job.y) + offset;
+                if (job.dtype == SIMAM_FLOAT16)
+                    simam_plane_16bit<Half>(x, y, n, job.e_lambda, job.unbiased, scratch);
+                else
+                    simam_plane_16bit<BFloat16>(x, y, n, job.e_lambda, job.unbiased, scratch);
+            }
+        }
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+int64_t worker_count(int64_t planes, int64_t plane_size) {
+    const int64_t hardware = std::max(1u, std::thread::hardware_concurrency());
+    const int64_t by_work = std::max<int64_t>(1, planes * plane_size / kMinElementsPerThread);
+    return std::min({hardware, planes, by_work});
+}
+
+}  // namespace
+
+extern "C" simam_status simam_forward_cpu(const void* x, void* y, int64_t N, int64_t C, int64_t H, int64_t W,
+                                          simam_dtype dtype, float e_lambda, int unbiased) {
+    const simam_status status = simam_detail::validate(x, y, N, C, H, W, dtype, e_lambda, unbiased);
+    if (status != SIMAM_OK) return status;
+    const Job job{x, y, H * W, dtype, e_lambda, unbiased};
+    const int64_t planes = N * C;
+    const int64_t workers = worker_count(planes, job.plane_size);
+    // Contiguous ranges of planes: worker t takes [t*planes/workers, (t+1)*planes/workers).
+    std::vector<char> ok(static_cast<size_t>(workers), 0);
+    std::vector<std::thread> threads;
+    try {
+        threads.reserve(static_cast<size_t>(workers - 1));
+        for (int64_t t = 1; t < workers; ++t) {
+            threads.emplace_back([&job, &ok, t, planes, workers] {
+                ok[t] = run_planes(job, t * planes / workers, (t + 1) * planes / workers);
+            });
+        }
+    } catch (...) {
+        // A thread did not start: the caller's thread does the ranges nobody took.
+    }
+    const int64_t started = static_cast<int64_t>(threads.size()) + 1;
+    ok[0] = run_planes(job, 0, planes / workers);
+    for (int64_t t = started; t < workers; ++t) ok[t] = run_planes(job, t * planes / workers, (t + 1) * planes / workers);
+    for (std::thread& thread : threads) thread.join();
+    for (char done : ok) {
+        if (!done) return set_error(SIMAM_ERR_INTERNAL, "simam: out of memory for the fp32 plane scratch");
+    }
+    return SIMAM_OK;
+}
+
+extern "C" size_t simam_cuda_workspace_size(int64_t N, int64_t C, int64_t H, int64_t W, simam_dtype dtype) {
+    (void)dtype;
+    if (N <= 0 || C <= 0 || H <= 0 || W <= 0) return 0;
+    const int64_t plane_size = H * W;
+    if (plane_size <= simam_detail::kOnChipMaxPlane) return 0;
+    return static_cast<size_t>(N * C * simam_detail::chunks_per_plane(plane_size)) *
+           simam_detail::kWorkspaceFloatsPerChunk * sizeof(float);
+}
+
+extern "C" const char* simam_status_string(simam_status status) {
+    switch (status) {
+        case SIMAM_OK: return "ok";
+        case SIMAM_ERR_INVALID_ARGUMENT: return "invalid argument";
+        case SIMAM_ERR_UNSUPPORTED_DTYPE: return "unsupported dtype";
+        case SIMAM_ERR_CUDA: return "CUDA error";
+        case SIMAM_ERR_NO_CUDA: return "this build has no CUDA kernels";
+        case SIMAM_ERR_INTERNAL: return "internal error (out of memory or thread start failure)";
+    }
+    return "unknown status";
+}
+
+extern "C" const char* simam_last_error(void) { return simam_detail::t_last_error.c_str(); }

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import click
+from rich.table import Table
+from simam_deploy.cli.common import console, write_json
+
+from simam_deploy.zoo import list_models
+
+
+@click.command("models")
+@click.option("--json", "json_path", metavar="FILE", help="Also write the list as JSON ('-' = stdout).")
+def models(json_path: str | None) -> None:
+    """List the model zoo: names to pass as MODEL to export, validate and bench.
+
+    Your own network works too: MODEL may be `package.module:callable` or `path/file.py:callable`,
+    a callable with no arguments that returns an nn.Module containing simam_deploy.nn.SimAM layers.
+    """
+    entries = list_models()
+    if json_path == "-":
+        write_json("-", {"models": [_entry_dict(e) for e in entries]})
+        return
+    table = Table(title="simam-deploy model zoo")
+    for col in ("name", "input", "lambda", "classes", "description"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(
+            e.name, "x".join(map(str, e.input_shape)), f"{e.e_lambda:g}", str(e.num_classes), e.description
+        )
+    console.print(table)
+    write_json(json_path, {"models": [_entry_dict(e) for e in entries]})
+
+
+def _entry_dict(e) -> dict:
+    return {
+        "name": e.name,
+        "input_shape": list(e.input_shape),
+        "e_lambda": e.e_lambda,
+        "num_classes": e.num_classes,
+        "description": e.description,
+    }

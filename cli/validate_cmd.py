@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import click
+from rich.table import Table
+from simam_deploy.cli.common import console, write_json
+
+from simam_deploy.export import parse_shape
+from simam_deploy.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, RunResult
+
+EPILOG = f"""\b
+Defaults fit FP32 (atol {DEFAULT_ATOL:g}, rtol {DEFAULT_RTOL:g}: an element passes when
+|target - reference| <= atol + rtol*|reference|). For FP16 engines use e.g. --atol 1e-2 --rtol 1e-2.
+Exit codes: 0 parity holds, 1 mismatch, 2 usage or input error.
+
+\b
+Examples:
+  simam-deploy validate r20.onnx --reference cifar-resnet20 --checkpoint model_best.pth.tar
+  simam-deploy validate r20.onnx --reference cifar-resnet20 --inputs batch.npz --json report.json
+  simam-deploy validate r50.engine --reference resnet50 --atol 1e-2 --rtol 1e-2
+"""
+
+
+@click.command("validate", epilog=EPILOG)
+@click.argument("target", type=click.Path(dir_okay=False))
+@click.option(
+    "--reference", required=True, metavar="MODEL", help="The PyTorch model (zoo name or module:callable)."
+)
+@click.option("--checkpoint", metavar="PATH", help="Weights for the reference model.")
+@click.option("--atol", type=float, default=DEFAULT_ATOL, show_default=True, help="Absolute tolerance.")
+@click.option("--rtol", type=float, default=DEFAULT_RTOL, show_default=True, help="Relative tolerance.")
+@click.option(
+    "--inputs",
+    "inputs",
+    default="random",
+    show_default=True,
+    metavar="random|FILE.npz",
+    help="Random inputs (3 seeds, plus other batch/H/W sizes where the file is dynamic) or an .npz.",
+)
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds for random inputs.")
+@click.option(
+    "--input-shape", metavar="NxCxHxW", help="Shape for random inputs [default: from the file / zoo]."
+)
+@click.option("--plugin-lib", metavar="PATH", help="TensorRT plugin library (engines only).")
+@click.option("--json", "json_path", metavar="FILE", help="Write the report as JSON ('-' = stdout).")
+def validate(
+    target, reference, checkpoint, atol, rtol, inputs, seeds, input_shape, plugin_lib, json_path
+) -> None:
+    """Run TARGET (.onnx in ONNX Runtime, .engine in TensorRT) and the PyTorch reference on the same
+    inputs and report, per output: max abs / max rel / mean error, the fraction outside tolerance,
+    NaN/Inf counts and top-1 agreement for classifiers."""
+    from simam_deploy.validate import validate as run_validate
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter("seeds must be integers, e.g. 0,1,2", param_hint="--seeds") from None
+    quiet = json_path == "-"
+    table = _make_table()
+
+    def on_run(run: RunResult) -> None:
+        for name, s in run.outputs.items():
+            table.add_row(
+                str(run.seed) if run.seed is not None else "file",
+                "x".join(map(str, next(iter(run.input_shapes.values())))),
+                name,
+                f"{s.max_abs:.3g}",
+                f"{s.max_rel:.3g}",
+                f"{s.mean_abs:.3g}",
+                f"{s.frac_outside:.2%}",
+                "-" if s.top1_agreement is None else f"{s.top1_agreement:.0%}",
+                f"{s.nan_target}/{s.inf_target}",
+                "[green]ok[/green]" if s.passed else "[red]FAIL[/red]",
+            )
+
+    report = run_validate(
+        target,
+        reference,
+        checkpoint=checkpoint,
+        atol=atol,
+        rtol=rtol,
+        inputs=None if inputs == "random" else inputs,
+        seeds=seed_list,
+        input_shape=parse_shape(input_shape) if input_shape else None,
+        plugin_lib=plugin_lib,
+        on_run=on_run,
+    )
+    write_json(json_path, report.to_dict())
+    if not quiet:
+        console.print(table)
+        _print_verdict(report)
+    raise SystemExit(0 if report.passed else 1)
+
+
+def _make_table() -> Table:
+    table = Table(title="parity: target vs PyTorch")
+    for col in (
+        "seed",
+        "input",
+        "output",
+        "max abs",
+        "max rel",
+        "mean abs",
+        "outside tol",
+        "top-1",
+        "NaN/Inf",
+        "",
+    ):
+        table.add_column(col)
+    return table
+
+
+def _print_verdict(report: ParityReport) -> None:
+    worst = report.worst()
+    verdict = "[green]PASS[/green]" if report.passed else "[red]FAIL[/red]"
+    console.print(
+        f"{verdict} {report.target} ({report.target_backend}) vs {report.reference}: "
+        f"{len(report.runs)} runs, "
+        f"max abs {worst['max_abs']:.3g}, max rel {worst['max_rel']:.3g} "
+        f"(atol {report.atol:g}, rtol {report.rtol:g})"
+    )

@@ -1,0 +1,71 @@
+"""ONNX Runtime backend. Models with custom ``SimAM`` nodes run through our registered op."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from simam_deploy.errors import InputError
+from simam_deploy.onnx_utils import count_simam_nodes, load_onnx
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
+
+
+def default_providers() -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class OnnxRuntimeRunner:
+    """Runs an ONNX file (or ModelProto) with ONNX Runtime."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: str | Path | onnx.ModelProto, providers: Sequence[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        proto = model if isinstance(model, onnx.ModelProto) else load_onnx(model)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        model_bytes = proto.SerializeToString()
+        if count_simam_nodes(proto):
+            from simam_deploy.backends import ort_customop
+
+            model_bytes, options = ort_customop.prepare_session(proto, options)
+        self.providers = list(providers) if providers else ["CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(model_bytes, sess_options=options, providers=self.providers)
+        except Exception as exc:
+            raise InputError(
+                f"ONNX Runtime cannot load the model: {str(exc).strip().splitlines()[0]}",
+                "check the file with `python -m onnx.checker`, or unfuse custom ops (simam-deploy unfuse)",
+            ) from exc
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.session.get_inputs()]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.session.get_outputs()]
+
+    def input_spec(self) -> list[tuple[str, tuple[int | str | None, ...], np.dtype]]:
+        return [
+            (i.name, tuple(i.shape), np.dtype(_ORT_TYPES.get(i.type, np.float32)))
+            for i in self.session.get_inputs()
+        ]
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.session.run(None, inputs)
+        return dict(zip(self.output_names, outputs, strict=True))

@@ -1,0 +1,115 @@
+"""Run models with ``SimAM`` nodes in ONNX Runtime, backed by the fused CPU kernel.
+
+ONNX Runtime's C API headers are not available to this project, so the op is registered through
+onnxruntime-extensions' Python custom ops. Those only resolve in the domain ``ai.onnx.contrib``, so
+the model handed to the session is a retargeted in-memory copy (the file keeps
+``com.simam_deploy``). The kernel is ``simam_deploy.ops.simam_numpy`` (the compiled extension);
+there is deliberately no slow Python fallback: without the extension we say so.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import onnx
+
+from simam_deploy.errors import MissingDependencyError
+from simam_deploy.graph import contract
+
+CONTRIB_DOMAIN = "ai.onnx.contrib"
+# onnxruntime 1.31 reads IR <= 13, onnx 1.23 helpers write 14.
+SESSION_IR_VERSION = 10
+
+_registered = False
+
+
+def _kernel():
+    try:
+        from simam_deploy.ops import simam_numpy
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the fused SimAM CPU kernel is not available ({exc})",
+            "build the extension: pip install --no-build-isolation -e . (or run `simam-deploy unfuse` "
+            "to get a model with standard ops only)",
+        ) from exc
+    return simam_numpy
+
+
+def _extensions():
+    try:
+        import onnxruntime_extensions
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "running SimAM nodes in ONNX Runtime needs onnxruntime-extensions",
+            "pip install onnxruntime-extensions (or `simam-deploy unfuse` the model)",
+        ) from exc
+    return onnxruntime_extensions
+
+
+def register_simam_op() -> None:
+    """Register the SimAM Python op with onnxruntime-extensions (once per process)."""
+    global _registered
+    if _registered:
+        return
+    kernel = _kernel()
+    ext = _extensions()
+    dt = ext.PyCustomOpDef
+
+    def simam(x: np.ndarray, **attrs: Any) -> np.ndarray:
+        return np.asarray(kernel(np.ascontiguousarray(x), float(attrs["e_lambda"]), bool(attrs["unbiased"])))
+
+    # The decorator stores the op in a process-wide table that the extensions library reads.
+    ext.onnx_op(
+        op_type=contract.OP_TYPE,
+        inputs=[dt.dt_float],
+        outputs=[dt.dt_float],
+        attrs={"e_lambda": dt.dt_float, "unbiased": dt.dt_int64},
+    )(simam)
+    _registered = True
+
+
+def retarget_for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose SimAM nodes live in ai.onnx.contrib with exactly the attributes the op declares."""
+    found = contract.validate_simam_nodes(model)
+    types = contract.value_types(model)
+    out = copy.deepcopy(model)
+    by_output = {node.output[0]: attrs for node, attrs in found}
+    for node in out.graph.node:
+        if not contract.is_simam_node(node):
+            continue
+        x_type = types.get(node.input[0])
+        if x_type is not None and x_type.tensor_type.elem_type not in (0, onnx.TensorProto.FLOAT):
+            raise MissingDependencyError(
+                f"SimAM node {node.name!r} takes "
+                f"{onnx.TensorProto.DataType.Name(x_type.tensor_type.elem_type)}; the ONNX Runtime op "
+                "runs float32 only",
+                "run float16 models through TensorRT, or unfuse them (simam-deploy unfuse)",
+            )
+        attrs = by_output[node.output[0]]
+        node.domain = CONTRIB_DOMAIN
+        del node.attribute[:]
+        node.attribute.extend(
+            [
+                onnx.helper.make_attribute("e_lambda", float(attrs.e_lambda)),
+                onnx.helper.make_attribute("unbiased", int(attrs.unbiased)),
+            ]
+        )
+    imports = [op for op in out.opset_import if op.domain not in (contract.DOMAIN, CONTRIB_DOMAIN)]
+    imports.append(onnx.helper.make_opsetid(CONTRIB_DOMAIN, 1))
+    del out.opset_import[:]
+    out.opset_import.extend(imports)
+    out.ir_version = min(out.ir_version, SESSION_IR_VERSION)
+    return out
+
+
+def prepare_session(model: onnx.ModelProto, options: Any = None) -> tuple[bytes, Any]:
+    """(model bytes, SessionOptions) that let ONNX Runtime run ``model``'s SimAM nodes on the CPU."""
+    import onnxruntime as ort
+
+    register_simam_op()
+    if options is None:
+        options = ort.SessionOptions()
+    options.register_custom_ops_library(_extensions().get_library_path())
+    return retarget_for_ort(model).SerializeToString(), options

@@ -1,0 +1,278 @@
+"""Replace SimAM subgraphs of any ONNX model by single ``SimAM`` nodes.
+
+Each structural match (see :mod:`simam_deploy.graph.patterns`) is checked numerically before it
+is replaced: the original subgraph runs in ONNX Runtime on random inputs of two image sizes and must
+equal the float64 reference op with the attributes read off the graph.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from simam_deploy.errors import InputError, MissingDependencyError
+from simam_deploy.graph import contract
+from simam_deploy.graph.patterns import TRIALS, GraphIndex, Match, Reject, dim_value, find_simam
+
+DEFAULT_ATOL = 1e-4
+# float16 subgraphs round every intermediate; compare them loosely.
+HALF_ATOL = 2e-2
+
+
+@dataclass
+class FusedNode:
+    name: str
+    input: str
+    output: str
+    e_lambda: float
+    unbiased: int
+    replaced_nodes: list[str]
+    max_abs_error: float
+
+
+@dataclass
+class FuseReport:
+    fused: list[FusedNode] = field(default_factory=list)
+    rejected: list[Reject] = field(default_factory=list)
+    existing_simam_nodes: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "fused": [asdict(f) for f in self.fused],
+            "rejected": [asdict(r) for r in self.rejected],
+            "existing_simam_nodes": self.existing_simam_nodes,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def simam_numpy_reference(x: np.ndarray, e_lambda: float, unbiased: bool) -> np.ndarray:
+    """float64 SimAM, the yardstick of the numeric match check."""
+    x64 = x.astype(np.float64)
+    n = x.shape[2] * x.shape[3] - (1 if unbiased else 0)
+    d = (x64 - x64.mean(axis=(2, 3), keepdims=True)) ** 2
+    v = d.sum(axis=(2, 3), keepdims=True) / n
+    return x64 / (1.0 + np.exp(-(d / (4.0 * (v + e_lambda)) + 0.5)))
+
+
+def _name_nodes(model: onnx.ModelProto) -> None:
+    """Give every node a unique name; the matcher and the report refer to nodes by name."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}" if f"{node.op_type}_{i}" not in seen else f"{node.op_type}_{i}_n"
+        seen.add(node.name)
+
+
+def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception as exc:  # onnx raises several error types from C++
+        raise InputError(
+            f"ONNX shape inference failed on this model: {exc}",
+            "check the file with onnx.checker.check_model and re-export it",
+        ) from exc
+
+
+# -- numeric check -----------------------------------------------------------------------------
+
+
+def _subgraph_model(model: onnx.ModelProto, index: GraphIndex, match: Match) -> onnx.ModelProto:
+    """A model computing match.y from match.x (and the tensors whose shapes it reads)."""
+    stops = {match.x, *match.shape_sources}
+    keep: set[str] = set()
+    needed_inits: set[str] = set()
+    frontier = [match.y]
+    while frontier:
+        tensor = frontier.pop()
+        if tensor in stops or not tensor:
+            continue
+        if tensor in index.initializers:
+            needed_inits.add(tensor)
+            continue
+        node = index.producer.get(tensor)
+        if node is None:
+            raise InputError(f"the SimAM subgraph at {match.anchor} reads graph input {tensor}")
+        if node.name in keep:
+            continue
+        keep.add(node.name)
+        frontier.extend(node.input)
+    nodes = [n for n in model.graph.node if n.name in keep]
+    inputs = [_free_input(name, index) for name in sorted(stops)]
+    out = helper.make_tensor_value_info(match.y, match.dtype, None)
+    graph = helper.make_graph(
+        nodes, "simam_check", inputs, [out], [index.initializers[i] for i in sorted(needed_inits)]
+    )
+    sub = helper.make_model(graph, opset_imports=list(model.opset_import))
+    sub.ir_version = min(model.ir_version, 10)
+    return sub
+
+
+def _free_input(name: str, index: GraphIndex) -> onnx.ValueInfoProto:
+    dims = index.dims(name) or []
+    return helper.make_tensor_value_info(name, index.elem_type(name) or onnx.TensorProto.FLOAT, [None] * len(dims))
+
+
+def _trial_shape(index: GraphIndex, tensor: str, x: str, trial: int) -> list[int]:
+    dims = index.dims(tensor) or []
+    shape = []
+    for axis, d in enumerate(dims):
+        if isinstance(d, int):
+            shape.append(d)
+        elif isinstance(d, str):
+            shape.append(dim_value(d, trial))
+        else:
+            shape.append(dim_value(f"{x}#{axis}", trial))
+    return shape
+
+
+def check_match(model: onnx.ModelProto, index: GraphIndex, match: Match, atol: float, seed: int = 0) -> float:
+    """Max |subgraph - reference| over two image sizes; raises _NumericMismatch past tolerance."""
+    ort = _onnxruntime()
+    sub = _subgraph_model(model, index, match)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(sub.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise _NumericMismatch(f"the subgraph does not run on its own in ONNX Runtime ({exc})") from exc
+    np_type = helper.tensor_dtype_to_np_dtype(match.dtype)
+    tol = atol if match.dtype == onnx.TensorProto.FLOAT else max(atol, HALF_ATOL)
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for trial in TRIALS:
+        feeds = {}
+        for name in [match.x, *match.shape_sources]:
+            shape = _trial_shape(index, name, match.x, trial)
+            elem = index.elem_type(name) or onnx.TensorProto.FLOAT
+            value = rng.standard_normal(shape) * 1.5 + rng.standard_normal((*shape[:2], 1, 1))
+            feeds[name] = value.astype(helper.tensor_dtype_to_np_dtype(elem))
+        got = session.run(None, feeds)[0].astype(np.float64)
+        want = simam_numpy_reference(feeds[match.x].astype(np_type), match.attrs.e_lambda, match.attrs.unbiased)
+        if got.shape != want.shape:
+            raise _NumericMismatch(f"the subgraph returns shape {got.shape}, SimAM {want.shape}")
+        err = float(np.max(np.abs(got - want) / (1.0 + np.abs(want))))
+        worst = max(worst, err)
+        if not err <= tol:
+            raise _NumericMismatch(
+                f"numeric check failed: subgraph and SimAM({match.attrs.e_lambda:g}, unbiased="
+                f"{int(match.attrs.unbiased)}) differ by {err:.3g} (> {tol:g}) on input {list(feeds[match.x].shape)}"
+            )
+    return worst
+
+
+class _NumericMismatch(Exception):
+    pass
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "onnxruntime is needed to check each match numerically", "pip install onnxruntime"
+        ) from exc
+    return onnxruntime
+
+
+# -- surgery -----------------------------------------------------------------------------------
+
+
+def _fused_name(match: Match, taken: set[str], ordinal: int) -> str:
+    prefix = os.path.commonprefix(match.interior)
+    base = prefix[: prefix.rfind("/") + 1] + "SimAM" if "/" in prefix else f"SimAM_{ordinal}"
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name
+
+
+def _replace(model: onnx.ModelProto, matches: list[tuple[Match, str]]) -> onnx.ModelProto:
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(model)
+    tensors = graph.tensors()
+    by_name = {n.name: n for n in graph.nodes}
+    for match, name in matches:
+        anchor = by_name[match.anchor]
+        y = anchor.outputs[0]
+        anchor.outputs.clear()  # the old subgraph is now dead; cleanup() drops it
+        attrs = {
+            **match.attrs.as_dict(),
+            "plugin_version": contract.PLUGIN_VERSION,
+            "plugin_namespace": contract.PLUGIN_NAMESPACE,
+        }
+        graph.nodes.append(
+            gs.Node(contract.OP_TYPE, name=name, attrs=attrs, inputs=[tensors[match.x]], outputs=[y],
+                    domain=contract.DOMAIN)
+        )
+    graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    out = gs.export_onnx(graph, do_type_check=False)
+    out.ir_version = model.ir_version
+    _copy_model_metadata(model, out)
+    contract.ensure_domain_import(out)
+    return out
+
+
+def _copy_model_metadata(src: onnx.ModelProto, dst: onnx.ModelProto) -> None:
+    dst.producer_name = src.producer_name
+    dst.producer_version = src.producer_version
+    dst.graph.name = src.graph.name
+    del dst.metadata_props[:]
+    dst.metadata_props.extend(src.metadata_props)
+
+
+def finalize(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Check the model, infer shapes and give every SimAM output the type of its input."""
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise InputError(f"the rewritten model fails the ONNX checker: {exc}") from exc
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    # SimAM outputs unknown to inference; set them in graph order so chains of SimAM resolve.
+    for node in model.graph.node:
+        if contract.is_simam_node(node):
+            contract.set_output_value_info(model, node.input[0], node.output[0])
+    return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+
+
+def fuse_simam(
+    model: onnx.ModelProto, *, atol: float = DEFAULT_ATOL, dry_run: bool = False, seed: int = 0
+) -> tuple[onnx.ModelProto, FuseReport]:
+    """Fuse every SimAM subgraph; returns (new model, report). The input model is not modified."""
+    start = time.perf_counter()
+    contract.default_opset(model)
+    report = FuseReport(existing_simam_nodes=len(contract.validate_simam_nodes(model)))
+    work = copy.deepcopy(model)
+    _name_nodes(work)
+    work = _infer(work)
+    index = GraphIndex(work)
+    scan = find_simam(work)
+    report.rejected.extend(scan.rejects)
+    accepted: list[tuple[Match, str]] = []
+    taken = {n.name for n in work.graph.node}
+    for ordinal, match in enumerate(scan.matches):
+        try:
+            err = check_match(work, index, match, atol, seed=seed + ordinal)
+        except _NumericMismatch as exc:
+            report.rejected.append(Reject(match.anchor, str(exc)))
+            continue
+        name = _fused_name(match, taken, ordinal)
+        accepted.append((match, name))
+        report.fused.append(
+            FusedNode(name, match.x, match.y, match.attrs.e_lambda, int(match.attrs.unbiased), match.interior, err)
+        )
+    if not accepted or dry_run:
+        report.seconds = time.perf_counter() - start
+        return model, report
+    fused = finalize(_replace(work, accepted))
+    report.seconds = time.perf_counter() - start
+    return fused, report

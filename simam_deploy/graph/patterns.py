@@ -1,0 +1,612 @@
+"""Find SimAM subgraphs in ONNX graphs written by any exporter.
+
+Every candidate starts at a ``Sigmoid`` and is read backwards into the SimAM formula
+``Y = X * sigmoid(c * D / den + 0.5)`` with ``D = (X - mean_HW(X))^2`` and ``den`` an affine
+function ``a * S + b`` of ``S = sum_HW(D)`` (or of ``mean_HW(D)``). That covers the paper's
+``D / (4 * (S / (HW-1) + l))``, the mean form ``D / (4 * mean(D) + l)`` (= unbiased 0, e_lambda l/4),
+divisors folded into constants or computed from Shape/Gather ops, Div turned into Mul by a
+reciprocal, and commuted operands. The attributes follow exactly from ``a``, ``b`` and ``c``:
+``n = 4c/a`` must be H*W-1 (unbiased) or H*W, and ``e_lambda = b / (4c)``.
+
+Shape-dependent scalars are evaluated for two different assignments of H and W, so a divisor baked
+in for one image size is told apart from one computed from the tensor's shape.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from simam_deploy.graph.contract import FLOAT_TYPES, SimamAttributes
+
+# Two assignments of symbolic dimensions; every dimension differs between them.
+TRIALS = (0, 1)
+LOOKBACK_NODES = 24  # how far back from a Sigmoid to look for a (X - mean(X)) deviation
+
+
+class NearMiss(Exception):
+    """The candidate resembles SimAM but is not it (the message says why)."""
+
+
+@dataclass
+class Match:
+    x: str
+    y: str
+    attrs: SimamAttributes
+    anchor: str  # name of the final Mul
+    interior: list[str]  # names of the nodes the fused node replaces
+    shape_sources: list[str]  # tensors besides x whose shapes the divisor reads
+    dtype: int = onnx.TensorProto.FLOAT
+
+
+@dataclass
+class Reject:
+    node: str  # the Sigmoid where the candidate was found
+    reason: str
+
+
+@dataclass
+class Scan:
+    matches: list[Match] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def dim_value(symbol: str, trial: int) -> int:
+    """Deterministic size for a symbolic dimension; trial 1 is always 3 larger than trial 0."""
+    return 5 + 3 * trial + zlib.crc32(symbol.encode()) % 7
+
+
+class GraphIndex:
+    """Producers, consumers, constants and types of one (shape-inferred) graph."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        graph = model.graph
+        self.nodes = list(graph.node)
+        self.producer: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for node in self.nodes:
+            for out in node.output:
+                self.producer[out] = node
+            for inp in node.input:
+                if inp:
+                    self.consumers[inp].append(node)
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.graph_outputs = {o.name for o in graph.output}
+        self.types = {vi.name: vi.type for vi in [*graph.input, *graph.value_info, *graph.output]}
+        self._const_cache: dict[str, np.ndarray | None] = {}
+
+    def op(self, tensor: str) -> str | None:
+        node = self.producer.get(tensor)
+        return node.op_type if node is not None else None
+
+    def elem_type(self, tensor: str) -> int:
+        t = self.types.get(tensor)
+        return t.tensor_type.elem_type if t is not None and t.HasField("tensor_type") else 0
+
+    def dims(self, tensor: str) -> list[int | str | None] | None:
+        """Known dims (int), symbols (str) or None per axis; None if the rank is unknown."""
+        t = self.types.get(tensor)
+        if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+            return None
+        out: list[int | str | None] = []
+        for d in t.tensor_type.shape.dim:
+            if d.HasField("dim_value"):
+                out.append(d.dim_value)
+            elif d.dim_param:
+                out.append(d.dim_param)
+            else:
+                out.append(None)
+        return out
+
+    def const(self, tensor: str) -> np.ndarray | None:
+        """The value of a constant tensor (initializer, Constant node, or constant-only arithmetic)."""
+        if tensor not in self._const_cache:
+            try:
+                self._const_cache[tensor] = ShapeEval(self, x=None, trial=0).value(tensor)
+            except NearMiss:
+                self._const_cache[tensor] = None
+        return self._const_cache[tensor]
+
+    def scalar_const(self, tensor: str) -> float | None:
+        value = self.const(tensor)
+        if value is None or value.size != 1:
+            return None
+        return float(value.reshape(()))
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _constant_node_value(node: onnx.NodeProto) -> np.ndarray:
+    for a in node.attribute:
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        if a.name in ("value_float", "value_int"):
+            return np.array(helper.get_attribute_value(a))
+        if a.name in ("value_floats", "value_ints"):
+            return np.array(helper.get_attribute_value(a))
+    raise NearMiss(f"Constant node {node.name} has an unsupported value kind")
+
+
+class ShapeEval:
+    """Evaluates scalars built from constants and tensor shapes for one trial assignment of dims.
+
+    ``x`` is the SimAM input: its unknown dims get fresh symbols (the fused op reads them at run
+    time). Any other tensor whose shape is read must have known or symbolic dims.
+    """
+
+    _BINARY = {
+        "Add": np.add,
+        "Sub": np.subtract,
+        "Mul": np.multiply,
+        "Pow": np.power,
+        "Max": np.maximum,
+        "Min": np.minimum,
+    }
+
+    def __init__(self, index: GraphIndex, x: str | None, trial: int) -> None:
+        self.index = index
+        self.x = x
+        self.trial = trial
+        self.shape_sources: set[str] = set()
+        self._memo: dict[str, np.ndarray] = {}
+
+    def shape_of(self, tensor: str) -> list[int]:
+        dims = self.index.dims(tensor)
+        if dims is None:
+            raise NearMiss(f"the shape of {tensor} is read but its rank is unknown")
+        out = []
+        for axis, d in enumerate(dims):
+            if isinstance(d, int):
+                out.append(d)
+            elif isinstance(d, str):
+                out.append(dim_value(d, self.trial))
+            elif tensor == self.x:
+                out.append(dim_value(f"{tensor}#{axis}", self.trial))
+            else:
+                raise NearMiss(f"the divisor reads dim {axis} of {tensor}, whose size is unknown")
+        return out
+
+    def value(self, tensor: str) -> np.ndarray:
+        if tensor not in self._memo:
+            self._memo[tensor] = self._compute(tensor)
+        return self._memo[tensor]
+
+    def _compute(self, tensor: str) -> np.ndarray:
+        if tensor in self.index.initializers:
+            return numpy_helper.to_array(self.index.initializers[tensor])
+        node = self.index.producer.get(tensor)
+        if node is None:
+            raise NearMiss(f"{tensor} is a graph input, not a constant")
+        op = node.op_type
+        ins = [i for i in node.input]
+        if op == "Constant":
+            return _constant_node_value(node)
+        if op == "Shape":
+            if self.x is None:
+                raise NearMiss("shape-dependent")
+            self.shape_sources.add(ins[0])
+            shape = np.array(self.shape_of(ins[0]), dtype=np.int64)
+            start, end = _attr(node, "start", 0), _attr(node, "end", None)
+            return shape[start:end]
+        if op == "Size":
+            if self.x is None:
+                raise NearMiss("shape-dependent")
+            self.shape_sources.add(ins[0])
+            return np.array(int(np.prod(self.shape_of(ins[0]))), dtype=np.int64)
+        if op in ("Identity", "Cast", "Squeeze", "Unsqueeze", "Reshape", "Neg", "Reciprocal", "Sqrt"):
+            return self._unary(node, self.value(ins[0]))
+        if op in self._BINARY:
+            return self._BINARY[op](self.value(ins[0]), self.value(ins[1]))
+        if op == "Div":
+            a, b = self.value(ins[0]), self.value(ins[1])
+            if np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer):
+                return np.trunc(a / b).astype(a.dtype)
+            return a / b
+        if op == "Gather":
+            return np.take(self.value(ins[0]), self.value(ins[1]), axis=_attr(node, "axis", 0))
+        if op == "Concat":
+            return np.concatenate([np.atleast_1d(self.value(i)) for i in ins], axis=_attr(node, "axis", 0))
+        if op in ("ReduceProd", "ReduceSum"):
+            data = self.value(ins[0])
+            axes = _attr(node, "axes", None)
+            if axes is None and len(ins) > 1 and ins[1]:
+                axes = self.value(ins[1]).tolist()
+            keep = bool(_attr(node, "keepdims", 1))
+            fn = np.prod if op == "ReduceProd" else np.sum
+            return np.asarray(fn(data, axis=tuple(axes) if axes else None, keepdims=keep))
+        if op == "Slice":
+            return self._slice(node, ins)
+        raise NearMiss(f"{op} node {node.name} is not a constant or shape computation")
+
+    def _unary(self, node: onnx.NodeProto, v: np.ndarray) -> np.ndarray:
+        op = node.op_type
+        if op == "Identity":
+            return v
+        if op == "Cast":
+            return v.astype(helper.tensor_dtype_to_np_dtype(_attr(node, "to")))
+        if op == "Neg":
+            return -v
+        if op == "Reciprocal":
+            return 1.0 / v
+        if op == "Sqrt":
+            return np.sqrt(v)
+        if op == "Reshape":
+            return v.reshape(self.value(node.input[1]).astype(np.int64).tolist() or [])
+        axes = _attr(node, "axes", None)
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = self.value(node.input[1]).tolist()
+        if op == "Squeeze":
+            return np.squeeze(v, axis=tuple(axes)) if axes else np.squeeze(v)
+        out = v
+        for axis in sorted(axes):
+            out = np.expand_dims(out, axis)
+        return out
+
+    def _slice(self, node: onnx.NodeProto, ins: list[str]) -> np.ndarray:
+        data = self.value(ins[0])
+        starts, ends = self.value(ins[1]).tolist(), self.value(ins[2]).tolist()
+        axes = self.value(ins[3]).tolist() if len(ins) > 3 and ins[3] else list(range(len(starts)))
+        steps = self.value(ins[4]).tolist() if len(ins) > 4 and ins[4] else [1] * len(starts)
+        index = [slice(None)] * data.ndim
+        for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+            index[a] = slice(s, e, st)
+        return data[tuple(index)]
+
+
+def reduce_axes(index: GraphIndex, node: onnx.NodeProto) -> list[int] | None:
+    """The reduce axes of a Reduce* node (attribute before opset 13/18, input after); None = all."""
+    axes = _attr(node, "axes", None)
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        value = index.const(node.input[1])
+        if value is None:
+            raise NearMiss(f"{node.op_type} {node.name} has non-constant axes")
+        axes = value.astype(np.int64).reshape(-1).tolist()
+    if axes is None and _attr(node, "noop_with_empty_axes", 0):
+        return []
+    return axes
+
+
+def _is_hw_axes(axes: list[int] | None) -> bool:
+    return axes is not None and sorted(a % 4 for a in axes) == [2, 3]
+
+
+@dataclass
+class _Affine:
+    """a * S + b for one trial, where S = sum over H,W of D."""
+
+    a: float
+    b: float
+
+
+class SimamMatcher:
+    """Reads one Sigmoid candidate backwards; raises NearMiss with the reason on any mismatch."""
+
+    def __init__(self, index: GraphIndex) -> None:
+        self.index = index
+
+    # -- entry point ----------------------------------------------------------------------------
+    def scan(self) -> Scan:
+        result = Scan()
+        for node in self.index.nodes:
+            if node.op_type != "Sigmoid":
+                continue
+            if not self.looks_like_simam(node):
+                continue
+            try:
+                result.matches.append(self.match_sigmoid(node))
+            except NearMiss as miss:
+                result.rejects.append(Reject(node.name, str(miss)))
+        return result
+
+    def looks_like_simam(self, sigmoid: onnx.NodeProto) -> bool:
+        """True if a (T - mean(T)) deviation appears a few nodes above the Sigmoid."""
+        frontier, seen = [sigmoid.input[0]], set()
+        while frontier and len(seen) < LOOKBACK_NODES:
+            tensor = frontier.pop()
+            node = self.index.producer.get(tensor)
+            if node is None or node.name in seen:
+                continue
+            seen.add(node.name)
+            if node.op_type == "Sub" and self._is_deviation(node):
+                return True
+            frontier.extend(i for i in node.input if i)
+        return False
+
+    def _is_deviation(self, sub: onnx.NodeProto) -> bool:
+        for a, b in (sub.input, reversed(sub.input)):
+            mean_node = self.index.producer.get(b)
+            if mean_node is not None and a in mean_node.input and mean_node.op_type in (
+                "ReduceMean",
+                "GlobalAveragePool",
+                "Div",
+                "Mul",
+            ):
+                return True
+            if mean_node is not None and mean_node.op_type in ("Div", "Mul"):
+                inner = [self.index.producer.get(i) for i in mean_node.input]
+                if any(n is not None and n.op_type == "ReduceSum" and a in n.input for n in inner):
+                    return True
+        return False
+
+    # -- the formula, outside in ------------------------------------------------------------------
+    def match_sigmoid(self, sigmoid: onnx.NodeProto) -> Match:
+        interior = [sigmoid]
+        energy_t, offset_node = self._split_offset(sigmoid.input[0])
+        interior.append(offset_node)
+        d_tensor, scale, den, ratio_nodes = self._split_ratio(energy_t)
+        interior += ratio_nodes
+        x, dev_nodes = self._square_deviation(d_tensor)
+        interior += dev_nodes
+        anchor = self._final_mul(sigmoid, x)
+        interior.append(anchor)
+        attrs, den_nodes, shape_sources = self._attributes(den, d_tensor, x, scale)
+        interior += den_nodes
+        self._check_rank(x)
+        self._check_private(interior, anchor)
+        names = list(dict.fromkeys(n.name for n in interior))
+        return Match(
+            x=x,
+            y=anchor.output[0],
+            attrs=attrs,
+            anchor=anchor.name,
+            interior=names,
+            shape_sources=sorted(shape_sources - {x}),
+            dtype=self.index.elem_type(x) or onnx.TensorProto.FLOAT,
+        )
+
+    def _split_offset(self, tensor: str) -> tuple[str, onnx.NodeProto]:
+        node = self.index.producer.get(tensor)
+        if node is None or node.op_type != "Add":
+            raise NearMiss(f"the sigmoid's input comes from {node.op_type if node else 'a graph input'}, "
+                           "SimAM adds 0.5 right before the sigmoid")
+        for const_in, other in ((node.input[1], node.input[0]), (node.input[0], node.input[1])):
+            value = self.index.scalar_const(const_in)
+            if value is None:
+                continue
+            if abs(value - 0.5) > 1e-6:
+                raise NearMiss(f"the sigmoid's offset is {value:g}, SimAM adds 0.5")
+            return other, node
+        raise NearMiss("the sigmoid's input is an Add without a constant 0.5")
+
+    def _split_ratio(self, tensor: str) -> tuple[str, float, str, list[onnx.NodeProto]]:
+        """energy = scale * D / den; returns (D, scale, den, nodes)."""
+        node = self.index.producer.get(tensor)
+        if node is None or node.op_type not in ("Div", "Mul"):
+            raise NearMiss(f"the energy is computed by {node.op_type if node else 'nothing'}, not D / denominator")
+        if node.op_type == "Div":
+            numer, den = node.input[0], node.input[1]
+            numer_node = self.index.producer.get(numer)
+            scale = 1.0
+            if numer_node is not None and numer_node.op_type == "Mul":
+                for c_in, other in ((numer_node.input[1], numer_node.input[0]), numer_node.input):
+                    c = self.index.scalar_const(c_in)
+                    if c is not None:
+                        return other, c, den, [node, numer_node]
+            return numer, scale, den, [node]
+        # Mul(D, 1/den) in either order
+        for d_in, r_in in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+            r_node = self.index.producer.get(r_in)
+            if r_node is None or not self._is_square_like(d_in):
+                continue
+            if r_node.op_type == "Reciprocal":
+                return d_in, 1.0, r_node.input[0], [node, r_node]
+            if r_node.op_type == "Div":
+                c = self.index.scalar_const(r_node.input[0])
+                if c is not None:
+                    return d_in, c, r_node.input[1], [node, r_node]
+        raise NearMiss("the energy is a Mul that is not D times the reciprocal of a denominator")
+
+    def _is_square_like(self, tensor: str) -> bool:
+        return self.index.op(tensor) in ("Pow", "Mul", "Abs")
+
+    def _square_deviation(self, tensor: str) -> tuple[str, list[onnx.NodeProto]]:
+        """D = (X - mean_HW(X))^2; returns (X, nodes)."""
+        node = self.index.producer.get(tensor)
+        if node is None:
+            raise NearMiss("the energy's numerator is a graph input")
+        if node.op_type == "Abs":
+            raise NearMiss("the deviation goes through Abs; SimAM squares it")
+        if node.op_type == "Pow":
+            exponent = self.index.scalar_const(node.input[1])
+            if exponent != 2.0:
+                raise NearMiss(f"the deviation is raised to the power {exponent}, SimAM squares it")
+            dev = node.input[0]
+        elif node.op_type == "Mul" and node.input[0] == node.input[1]:
+            dev = node.input[0]
+        else:
+            raise NearMiss(f"the energy's numerator comes from {node.op_type}, not the squared deviation")
+        sub = self.index.producer.get(dev)
+        if sub is None or sub.op_type != "Sub":
+            raise NearMiss("the squared term is not a difference X - mean(X)")
+        for x, mean in (sub.input, reversed(sub.input)):
+            mean_nodes = self._mean_hw(mean, x)
+            if mean_nodes is not None:
+                return x, [node, sub, *mean_nodes]
+        raise NearMiss("the deviation does not subtract the mean of X over H,W from X")
+
+    def _mean_hw(self, tensor: str, x: str) -> list[onnx.NodeProto] | None:
+        node = self.index.producer.get(tensor)
+        if node is None or x not in node.input:
+            if node is not None and node.op_type in ("Div", "Mul"):
+                return self._mean_as_sum(node, x)
+            return None
+        if node.op_type == "GlobalAveragePool":
+            return [node]
+        if node.op_type == "ReduceMean":
+            axes = reduce_axes(self.index, node)
+            if not _is_hw_axes(axes):
+                raise NearMiss(f"the mean is taken over axes {axes}, SimAM averages over H,W (2, 3)")
+            if not _attr(node, "keepdims", 1):
+                raise NearMiss("the mean drops the reduced axes (keepdims=0)")
+            return [node]
+        return None
+
+    def _mean_as_sum(self, node: onnx.NodeProto, x: str) -> list[onnx.NodeProto] | None:
+        """mean = ReduceSum(X) / (H*W) or ReduceSum(X) * (1/(H*W))."""
+        for s_in, c_in in (node.input, reversed(node.input)):
+            red = self.index.producer.get(s_in)
+            if red is None or red.op_type != "ReduceSum" or red.input[0] != x:
+                continue
+            if not _is_hw_axes(reduce_axes(self.index, red)) or not _attr(red, "keepdims", 1):
+                raise NearMiss("the mean's ReduceSum is not over H,W with keepdims")
+            for trial in TRIALS:
+                ev = ShapeEval(self.index, x, trial)
+                hw = float(np.prod(ev.shape_of(x)[2:]))
+                c = float(np.asarray(ev.value(c_in)).reshape(()))
+                got = c if node.op_type == "Div" else 1.0 / c
+                if abs(got - hw) > 1e-3 * hw:
+                    raise NearMiss(f"the mean divides the sum by {got:g}, not H*W={hw:g}")
+            return [node, red]
+        return None
+
+    def _final_mul(self, sigmoid: onnx.NodeProto, x: str) -> onnx.NodeProto:
+        users = self.index.consumers.get(sigmoid.output[0], [])
+        for user in users:
+            if user.op_type == "Mul" and sorted(user.input) == sorted([x, sigmoid.output[0]]):
+                if len(users) > 1 or sigmoid.output[0] in self.index.graph_outputs:
+                    raise NearMiss("the attention map is also used outside the X * sigmoid(.) product")
+                return user
+        raise NearMiss("the attention map sigmoid(.) is not multiplied with X (it is returned or used otherwise)")
+
+    # -- the denominator ------------------------------------------------------------------------
+    def _attributes(
+        self, den: str, d_tensor: str, x: str, scale: float
+    ) -> tuple[SimamAttributes, list[onnx.NodeProto], set[str]]:
+        lambdas, unbiased_votes, nodes, sources = [], set(), [], set()
+        for trial in TRIALS:
+            ev = ShapeEval(self.index, x, trial)
+            trial_nodes: list[onnx.NodeProto] = []
+            aff = self._affine(den, d_tensor, x, ev, trial_nodes)
+            nodes += trial_nodes
+            sources |= ev.shape_sources
+            hw = float(np.prod(ev.shape_of(x)[2:]))
+            if aff.a <= 0 or scale <= 0:
+                raise NearMiss("the denominator does not grow with the variance")
+            n = 4.0 * scale / aff.a
+            if abs(n - (hw - 1)) < 1e-2 * max(1.0, hw * 1e-3) and hw > 1:
+                unbiased_votes.add(True)
+            elif abs(n - hw) < 1e-2 * max(1.0, hw * 1e-3):
+                unbiased_votes.add(False)
+            else:
+                raise NearMiss(
+                    f"the energy's scale implies a variance divisor {n:.6g} for H*W={hw:g}; SimAM divides by "
+                    f"H*W-1 or H*W with a factor 4 (a constant other than 4, or a divisor baked in for "
+                    f"another size)"
+                )
+            lambdas.append(aff.b / (4.0 * scale))
+        if len(unbiased_votes) != 1:
+            raise NearMiss("the variance divisor is H*W-1 for one image size and H*W for another")
+        e_lambda = lambdas[0]
+        if not math.isfinite(e_lambda) or e_lambda <= 0:
+            raise NearMiss(f"lambda comes out as {e_lambda:g}; SimAM needs lambda > 0")
+        if abs(lambdas[1] - e_lambda) > 1e-6 * abs(e_lambda):
+            raise NearMiss("lambda changes with the image size")
+        lam32 = float(np.float32(e_lambda))
+        return SimamAttributes(e_lambda=lam32, unbiased=unbiased_votes.pop()), nodes, sources
+
+    def _affine(
+        self, tensor: str, d_tensor: str, x: str, ev: ShapeEval, nodes: list[onnx.NodeProto]
+    ) -> _Affine:
+        node = self.index.producer.get(tensor)
+        stat = self._variance_stat(node, d_tensor, x, ev)
+        if stat is not None:
+            nodes.append(node)
+            return stat
+        try:
+            value = np.asarray(ev.value(tensor))
+        except NearMiss:
+            value = None
+        if value is not None:
+            if value.size != 1:
+                raise NearMiss(f"{tensor} in the denominator is not a scalar")
+            return _Affine(0.0, float(value.reshape(())))
+        if node is None:
+            raise NearMiss("the denominator reads a graph input")
+        op = node.op_type
+        if op in ("Identity", "Cast"):
+            nodes.append(node)
+            return self._affine(node.input[0], d_tensor, x, ev, nodes)
+        if op in ("Add", "Sub", "Mul", "Div"):
+            nodes.append(node)
+            p = self._affine(node.input[0], d_tensor, x, ev, nodes)
+            q = self._affine(node.input[1], d_tensor, x, ev, nodes)
+            return self._combine(op, p, q)
+        raise NearMiss(f"the denominator uses {op}, not an affine function of the variance")
+
+    @staticmethod
+    def _combine(op: str, p: _Affine, q: _Affine) -> _Affine:
+        if op == "Add":
+            return _Affine(p.a + q.a, p.b + q.b)
+        if op == "Sub":
+            return _Affine(p.a - q.a, p.b - q.b)
+        if op == "Mul":
+            if p.a and q.a:
+                raise NearMiss("the denominator multiplies the variance by itself")
+            return _Affine(p.a * q.b + q.a * p.b, p.b * q.b)
+        if q.a or q.b == 0:
+            raise NearMiss("the denominator divides by the variance")
+        return _Affine(p.a / q.b, p.b / q.b)
+
+    def _variance_stat(
+        self, node: onnx.NodeProto | None, d_tensor: str, x: str, ev: ShapeEval
+    ) -> _Affine | None:
+        """S = ReduceSum_HW(D) -> (1, 0); ReduceMean_HW(D) -> (1/HW, 0); None if not a reduction of D."""
+        if node is None or node.op_type not in ("ReduceSum", "ReduceMean", "ReduceSumSquare"):
+            return None
+        src = node.input[0]
+        if node.op_type == "ReduceSumSquare":
+            sub = self.index.producer.get(src)
+            if sub is None or sub.op_type != "Sub" or sub.output[0] != self.index.producer[d_tensor].input[0]:
+                raise NearMiss("ReduceSumSquare in the denominator is not over X - mean(X)")
+        elif src != d_tensor:
+            try:
+                x_other, _ = self._square_deviation(src)
+            except NearMiss as miss:
+                raise NearMiss(f"the denominator reduces something other than the squared deviation ({miss})") from miss
+            if x_other != x:
+                raise NearMiss("the denominator's variance is of a different tensor")
+        if not _is_hw_axes(reduce_axes(self.index, node)):
+            raise NearMiss(f"the variance is reduced over axes {reduce_axes(self.index, node)}, not H,W (2, 3)")
+        if not _attr(node, "keepdims", 1):
+            raise NearMiss("the variance drops the reduced axes (keepdims=0)")
+        if node.op_type == "ReduceMean":
+            return _Affine(1.0 / float(np.prod(ev.shape_of(x)[2:])), 0.0)
+        return _Affine(1.0, 0.0)
+
+    # -- safety ----------------------------------------------------------------------------------
+    def _check_rank(self, x: str) -> None:
+        dims = self.index.dims(x)
+        if dims is None or len(dims) != 4:
+            raise NearMiss(f"X ({x}) has {'unknown rank' if dims is None else f'rank {len(dims)}'}; SimAM needs NCHW")
+        elem = self.index.elem_type(x)
+        if elem and elem not in FLOAT_TYPES:
+            raise NearMiss(f"X ({x}) is {onnx.TensorProto.DataType.Name(elem)}, not a float type")
+
+    def _check_private(self, interior: list[onnx.NodeProto], anchor: onnx.NodeProto) -> None:
+        """Refuse when an intermediate value is also used outside the pattern."""
+        inside = {n.name for n in interior}
+        for node in interior:
+            if node is anchor:
+                continue
+            for out in node.output:
+                if out in self.index.graph_outputs:
+                    raise NearMiss(f"intermediate {out} is a graph output")
+                for user in self.index.consumers.get(out, []):
+                    if user.name not in inside:
+                        raise NearMiss(f"intermediate {out} is also used by {user.op_type} {user.name}")
+
+
+def find_simam(model: onnx.ModelProto) -> Scan:
+    """Scan a shape-inferred model whose nodes all have unique names."""
+    return SimamMatcher(GraphIndex(model)).scan()

@@ -1,0 +1,181 @@
+"""Model resolution and strict checkpoint loading.
+
+A model is named by a zoo name (``simam-deploy models``), by ``package.module:callable`` or by
+``path/to/file.py:callable``; the callable takes no arguments and returns an ``nn.Module``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from simam_deploy.errors import InputError
+from simam_deploy.models import ZOO, ZooEntry
+
+log = logging.getLogger(__name__)
+
+# Buffers left in checkpoints by FLOP-counting tools (thop); they are not weights.
+PROFILER_BUFFER_SUFFIXES = ("total_ops", "total_params")
+WRAPPER_KEYS = ("state_dict", "model")
+
+
+@dataclass
+class CheckpointReport:
+    path: str
+    tensors_loaded: int = 0
+    dropped_profiler_keys: list[str] = field(default_factory=list)
+    stripped_prefix: str | None = None
+    wrapper_key: str | None = None
+    metadata: dict[str, object] = field(default_factory=dict)
+
+    def notices(self) -> list[str]:
+        out = []
+        if self.wrapper_key:
+            out.append(f"read the weights under the checkpoint's '{self.wrapper_key}' key")
+        if self.stripped_prefix:
+            out.append(f"stripped the '{self.stripped_prefix}' prefix (a DataParallel checkpoint)")
+        if self.dropped_profiler_keys:
+            out.append(
+                f"dropped {len(self.dropped_profiler_keys)} profiler buffers "
+                f"({', '.join(PROFILER_BUFFER_SUFFIXES)}) left by a FLOP-counting tool"
+            )
+        return out
+
+
+def list_models() -> list[ZooEntry]:
+    return list(ZOO.values())
+
+
+def zoo_entry(spec: str) -> ZooEntry | None:
+    return ZOO.get(spec)
+
+
+def default_input_shape(spec: str) -> tuple[int, int, int, int] | None:
+    entry = ZOO.get(spec)
+    return entry.input_shape if entry else None
+
+
+def build_model(
+    spec: str, checkpoint: str | os.PathLike | None = None, *, seed: int = 0
+) -> tuple[nn.Module, CheckpointReport | None]:
+    """Instantiate ``spec`` in eval mode; load ``checkpoint`` strictly if given, else seeded weights."""
+    torch.manual_seed(seed)
+    model = _instantiate(spec)
+    report = load_checkpoint(model, checkpoint) if checkpoint is not None else None
+    return model.eval(), report
+
+
+def _instantiate(spec: str) -> nn.Module:
+    entry = ZOO.get(spec)
+    if entry is not None:
+        return entry.builder()
+    if ":" not in spec:
+        raise InputError(
+            f"unknown model '{spec}'",
+            f"known models: {', '.join(ZOO)}; or give your own as package.module:callable "
+            "or path/to/file.py:callable",
+        )
+    target, _, attr = spec.rpartition(":")
+    factory = getattr(_import_target(target), attr, None)
+    if factory is None or not callable(factory):
+        raise InputError(f"'{attr}' is not a callable in {target}", "check the name after the ':'")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise InputError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _import_target(target: str):
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise InputError(f"model file {path} does not exist")
+        mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(target)
+    except ImportError as exc:
+        raise InputError(
+            f"cannot import module '{target}': {exc}",
+            "make sure it is importable (installed, or its folder on PYTHONPATH)",
+        ) from exc
+
+
+def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], CheckpointReport]:
+    """Read a checkpoint file safely (weights_only) and unwrap it into a flat state dict."""
+    path = Path(path)
+    report = CheckpointReport(path=str(path))
+    if not path.is_file():
+        raise InputError(f"checkpoint {path} does not exist", "check the --checkpoint path")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, pickle with code, not a torch file
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"cannot read checkpoint {path}: {first_line}",
+            "give a PyTorch state dict saved with torch.save (arbitrary pickled objects are refused "
+            "for safety: weights_only=True)",
+        ) from exc
+    if not isinstance(obj, dict):
+        raise InputError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict")
+    for key in WRAPPER_KEYS:
+        if isinstance(obj.get(key), dict):
+            report.metadata = {k: v for k, v in obj.items() if isinstance(v, (int, float, str))}
+            report.wrapper_key, obj = key, obj[key]
+            break
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise InputError(f"checkpoint {path} contains no tensors", "is it a state dict?")
+    if all(k.startswith("module.") for k in state):
+        report.stripped_prefix = "module."
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    report.dropped_profiler_keys = [k for k in state if k.rsplit(".", 1)[-1] in PROFILER_BUFFER_SUFFIXES]
+    for k in report.dropped_profiler_keys:
+        del state[k]
+    return state, report
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> CheckpointReport:
+    """Load ``path`` into ``model`` strictly: every weight present, nothing unexpected, same shapes."""
+    state, report = read_state_dict(path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong_shape:
+        arch = report.metadata.get("arch")
+        parts = [f"checkpoint {path} does not fit {type(model).__name__}"]
+        if arch:
+            parts.append(f"(the checkpoint says arch={arch!r})")
+        parts.append(_describe_keys("missing", missing))
+        parts.append(_describe_keys("unexpected", unexpected))
+        parts.append(_describe_keys("wrong shape", wrong_shape))
+        raise InputError(
+            " ".join(p for p in parts if p),
+            "pick the model the checkpoint was trained as (simam-deploy models)",
+        )
+    model.load_state_dict(state, strict=True)
+    report.tensors_loaded = len(state)
+    for notice in report.notices():
+        log.info("%s: %s", path, notice)
+    return report
+
+
+def _describe_keys(kind: str, keys: list[str], limit: int = 8) -> str:
+    if not keys:
+        return ""
+    shown = ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+    return f"\n  {kind} ({len(keys)}): {shown}"
