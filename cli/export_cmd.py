@@ -58,10 +58,10 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
     named after the module they come from (/layer1/0/conv2/simam/Sigmoid) so a viewer shows
     where each SimAM sits.
     """
+    net, ckpt_report = build_model(model, checkpoint)
     shape = input_shape or default_input_shape(model)
     if shape is None:
         raise click.UsageError(f"{model} is not a zoo model: give --input-shape NxCxHxW")
-    net, ckpt_report = build_model(model, checkpoint)
     if ckpt_report:
         for notice in ckpt_report.notices():
             console.print(f"[dim]checkpoint: {notice}[/dim]")

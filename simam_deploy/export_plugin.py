@@ -114,7 +114,9 @@ def _check_nodes(proto: onnx.ModelProto, model: nn.Module, exporter: str) -> Non
             "try the other exporter (--exporter dynamo|torchscript)",
         )
     want = sorted((round(m.e_lambda, 12), m.unbiased) for _, m in modules)
-    got = sorted((round(float(torch.tensor(a.e_lambda, dtype=torch.float32)), 12), a.unbiased) for _, a in nodes)
+    got = sorted(
+        (round(float(torch.tensor(a.e_lambda, dtype=torch.float32)), 12), a.unbiased) for _, a in nodes
+    )
     want32 = sorted((round(float(torch.tensor(lam, dtype=torch.float32)), 12), u) for lam, u in want)
     if got != want32:
         raise InputError(f"SimAM node attributes {got} do not match the modules' {want32}")

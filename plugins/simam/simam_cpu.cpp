@@ -131,94 +131,6 @@ inline uint16_t float_to_bf16(float value) {
     return static_cast<uint16_t>((f + 0x7fffu + ((f >> 16) & 1u)) >> 16);
 }
 
-// ---- sigmoid building block: exp(a) for a <= 0, vectorisable, ~1 ulp ------------------------
-// Cody-Waite reduction a = k ln2 + r, |r| <= ln2/2, then the classic degree-7 expf polynomial.
-// NaN propagates (every comparison with it is false); a < -87 clamps so 2^k stays normal.
-inline float exp_nonpositive(float a) {
-    a = a < -87.0f ? -87.0f : a;
-    float k = a * 1.44269504f + 12582912.0f;  // 1.5 * 2^23: rounds to an integer
-    k -= 12582912.0f;
-    float r = a - k * 0.693359375f;
-    r = r + k * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
-    // 2^k for integer k in [-126, 0]: k + 2^23 + 127 holds k + 127 in its low mantissa bits.
-    const uint32_t biased = bits_of(k + 8388735.0f);
-    return p * float_of(biased << 23);
-}
-
-// ---- per-plane math on fp32 ----------------------------------------------------------------
-double sum_of(const float* x, int64_t n) {
-    double total = 0.0;
-    for (int64_t start = 0; start < n; start += kBlock) {
-        const int64_t len = std::min(kBlock, n - start);
-        const float* p = x + start;
-        float acc[kLanes] = {};
-        int64_t i = 0;
-        for (; i + kLanes <= len; i += kLanes)
-            for (int j = 0; j < kLanes; ++j) acc[j] += p[i + j];
-        float block = 0.0f;
-        for (; i < len; ++i) block += p[i];
-        for (int j = 0; j < kLanes; ++j) block += acc[j];
-        total += block;
-    }
-    return total;
-}
-
-// sum(x - shift) and sum((x - shift)^2)
-void shifted_sums(const float* x, int64_t n, float shift, double* s1, double* s2) {
-    double t1 = 0.0, t2 = 0.0;
-    for (int64_t start = 0; start < n; start += kBlock) {
-        const int64_t len = std::min(kBlock, n - start);
-        const float* p = x + start;
-        float a1[kLanes] = {}, a2[kLanes] = {};
-        int64_t i = 0;
-        for (; i + kLanes <= len; i += kLanes) {
-            for (int j = 0; j < kLanes; ++j) {
-                const float d = p[i + j] - shift;
-                a1[j] += d;
-                a2[j] += d * d;
-            }
-        }
-        float b1 = 0.0f, b2 = 0.0f;
-        for (; i < len; ++i) {
-            const float d = p[i] - shift;
-            b1 += d;
-            b2 += d * d;
-        }
-        for (int j = 0; j < kLanes; ++j) {
-            b1 += a1[j];
-            b2 += a2[j];
-        }
-        t1 += b1;
-        t2 += b2;
-    }
-    *s1 = t1;
-    *s2 = t2;
-}
-
-void simam_plane_f32(const float* x, float* y, int64_t n, float e_lambda, int unbiased) {
-    const float shift = static_cast<float>(sum_of(x, n) / static_cast<double>(n));
-    double s1, s2;
-    shifted_sums(x, n, shift, &s1, &s2);
-    const double correction = s1 / static_cast<double>(n);
-    double m2 = s2 - s1 * correction;
-    if (m2 < 0.0) m2 = 0.0;  // rounding only; NaN (from NaN/Inf input) stays NaN and poisons the plane
-    const double variance = m2 / simam_detail::variance_divisor(n, unbiased);
-    const float inv_denominator = static_cast<float>(1.0 / (4.0 * (variance + e_lambda)));
-    const float c = static_cast<float>(correction);
-    for (int64_t i = 0; i < n; ++i) {
-        const float d = (x[i] - shift) - c;
-        const float z = d * d * inv_denominator + 0.5f;
-        y[i] = x[i] / (1.0f + exp_nonpositive(-z));
-    }
-}
-
 // ---- storage types ------------------------------------------------------------------------
 struct Half {
     using storage = uint16_t;
@@ -231,14 +143,46 @@ struct BFloat16 {
     static uint16_t store(float v) { return float_to_bf16(v); }
 };
 
-template <class Type>
-void simam_plane_16bit(const uint16_t* x, uint16_t* y, int64_t n, float e_lambda, int unbiased,
-                       std::vector<float>& scratch) {
-    scratch.resize(static_cast<size_t>(n));
-    float* s = scratch.data();
-    for (int64_t i = 0; i < n; ++i) s[i] = Type::load(x[i]);
-    simam_plane_f32(s, s, n, e_lambda, unbiased);
-    for (int64_t i = 0; i < n; ++i) y[i] = Type::store(s[i]);
+#if defined(__GNUC__) && !defined(__clang__)
+#define SIMAM_IVDEP _Pragma("GCC ivdep")
+#else
+#define SIMAM_IVDEP
+#endif
+
+// ---- per-plane fp32 math, compiled twice on x86-64 GCC: baseline and AVX2+FMA ---------------
+namespace baseline {
+#include "simam_cpu_plane.h"
+}  // namespace baseline
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SIMAM_HAVE_AVX2_CLONE 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "simam_cpu_plane.h"
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
+
+struct PlaneFns {
+    void (*f32)(const float*, float*, int64_t, float, int);
+    void (*f16)(const uint16_t*, uint16_t*, int64_t, float, int, float*);
+    void (*bf16)(const uint16_t*, uint16_t*, int64_t, float, int, float*);
+};
+
+// Chosen once: the AVX2 copies when the CPU has AVX2 and FMA.
+const PlaneFns& plane_fns() {
+    static const PlaneFns fns = [] {
+#ifdef SIMAM_HAVE_AVX2_CLONE
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+            return PlaneFns{avx2::simam_plane_f32, avx2::simam_plane_16bit<Half>, avx2::simam_plane_16bit<BFloat16>};
+        }
+#endif
+        return PlaneFns{baseline::simam_plane_f32, baseline::simam_plane_16bit<Half>,
+                        baseline::simam_plane_16bit<BFloat16>};
+    }();
+    return fns;
 }
 
 struct Job {
@@ -253,20 +197,19 @@ struct Job {
 // Planes [begin, end); returns false only when the fp32 scratch could not be allocated.
 bool run_planes(const Job& job, int64_t begin, int64_t end) noexcept {
     try {
-        std::vector<float> scratch;
+        const PlaneFns& fns = plane_fns();
         const int64_t n = job.plane_size;
+        std::vector<float> scratch(job.dtype == SIMAM_FLOAT32 ? 0 : static_cast<size_t>(n));
         for (int64_t plane = begin; plane < end; ++plane) {
             const int64_t offset = plane * n;
             if (job.dtype == SIMAM_FLOAT32) {
-                simam_plane_f32(static_cast<const float*>(job.x) + offset, static_cast<float*>(job.y) + offset,
-                                n, job.e_lambda, job.unbiased);
+                fns.f32(static_cast<const float*>(job.x) + offset, static_cast<float*>(job.y) + offset, n,
+                        job.e_lambda, job.unbiased);
             } else {
                 const uint16_t* x = static_cast<const uint16_t*>(job.x) + offset;
                 uint16_t* y = static_cast<uint16_t*>(job.y) + offset;
-                if (job.dtype == SIMAM_FLOAT16)
-                    simam_plane_16bit<Half>(x, y, n, job.e_lambda, job.unbiased, scratch);
-                else
-                    simam_plane_16bit<BFloat16>(x, y, n, job.e_lambda, job.unbiased, scratch);
+                const auto fn = job.dtype == SIMAM_FLOAT16 ? fns.f16 : fns.bf16;
+                fn(x, y, n, job.e_lambda, job.unbiased, scratch.data());
             }
         }
         return true;

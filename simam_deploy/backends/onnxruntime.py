@@ -20,6 +20,21 @@ _ORT_TYPES = {
 }
 
 
+# IR 10 covers every opset up to 21 and every ONNX Runtime >= 1.16 reads it.
+MAX_ORT_IR_VERSION = 10
+
+
+def _default_opset(proto: onnx.ModelProto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _with_ir_version(proto: onnx.ModelProto, ir_version: int) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    copy.ir_version = ir_version
+    return copy
+
+
 def default_providers() -> list[str]:
     import onnxruntime as ort
 
@@ -38,6 +53,9 @@ class OnnxRuntimeRunner:
         proto = model if isinstance(model, onnx.ModelProto) else load_onnx(model)
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if proto.ir_version > MAX_ORT_IR_VERSION and _default_opset(proto) <= 21:
+            # Newer onnx helpers stamp IR versions ONNX Runtime refuses although nothing newer is used.
+            proto = _with_ir_version(proto, MAX_ORT_IR_VERSION)
         model_bytes = proto.SerializeToString()
         if count_simam_nodes(proto):
             from simam_deploy.backends import ort_customop

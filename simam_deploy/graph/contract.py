@@ -60,7 +60,9 @@ def make_simam_node(
     x: str, y: str, attrs: SimamAttributes, name: str, *, with_plugin_fields: bool = True
 ) -> onnx.NodeProto:
     """One contract-conforming node (validated like one read from a file)."""
-    extra = {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE} if with_plugin_fields else {}
+    extra = (
+        {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE} if with_plugin_fields else {}
+    )
     node = helper.make_node(OP_TYPE, [x], [y], name=name, domain=DOMAIN, **attrs.as_dict(), **extra)
     return node
 
@@ -75,7 +77,7 @@ def read_attributes(node: onnx.NodeProto) -> SimamAttributes:
     attrs = {a.name: a for a in node.attribute}
     if len(node.input) != 1 or len(node.output) != 1 or not node.input[0]:
         raise InputError(
-            f"{label} has {len(node.input)} inputs and {len(node.output)} outputs; SimAM takes one and gives one",
+            f"{label} has {len(node.input)} inputs and {len(node.output)} outputs; SimAM has 1 and 1",
             "re-export the model or fix the node with `simam-deploy unfuse` on the original",
         )
     if "e_lambda" not in attrs:
@@ -83,7 +85,7 @@ def read_attributes(node: onnx.NodeProto) -> SimamAttributes:
     lam_attr = attrs["e_lambda"]
     if lam_attr.type != onnx.AttributeProto.FLOAT:
         raise InputError(
-            f"{label}: e_lambda must be a FLOAT attribute, got {onnx.AttributeProto.AttributeType.Name(lam_attr.type)}",
+            f"{label}: e_lambda must be a FLOAT attribute, got type {lam_attr.type}",
             "store e_lambda as a float",
         )
     e_lambda = float(lam_attr.f)
@@ -120,7 +122,9 @@ def check_input_type(node: onnx.NodeProto, value_type: onnx.TypeProto | None) ->
     label = _node_label(node)
     if tensor_type.elem_type and tensor_type.elem_type not in FLOAT_TYPES:
         name = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
-        raise InputError(f"{label}: input type {name} is not supported", "SimAM takes float, float16 or bfloat16")
+        raise InputError(
+            f"{label}: input type {name} is not supported", "SimAM takes float, float16 or bfloat16"
+        )
     if tensor_type.HasField("shape") and len(tensor_type.shape.dim) != 4:
         raise InputError(
             f"{label}: input has rank {len(tensor_type.shape.dim)}, SimAM takes rank-4 NCHW tensors",
@@ -147,7 +151,8 @@ def default_opset(model: onnx.ModelProto) -> int:
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(
             f"unsupported ONNX opset {opset}; this tool handles opsets {MIN_OPSET}-{MAX_OPSET}",
-            f"convert the model first: onnx.version_converter.convert_version(model, {min(max(opset, MIN_OPSET), MAX_OPSET)})",
+            "convert it first with onnx.version_converter.convert_version(model, "
+            f"{min(max(opset, MIN_OPSET), MAX_OPSET)})",
         )
     return opset
 
@@ -191,3 +196,58 @@ def set_output_value_info(model: onnx.ModelProto, x: str, y: str) -> None:
     vi = model.graph.value_info.add()
     vi.name = y
     vi.type.CopyFrom(types[x])
+
+
+def _infer_simam(ctx) -> None:
+    """Shape inference: Y has X's type and shape."""
+    x_type = ctx.get_input_type(0)
+    if x_type is not None:
+        ctx.set_output_type(0, x_type)
+
+
+_schema_registered = False
+
+
+def register_schema() -> None:
+    """Register the SimAM schema with onnx (once per process).
+
+    With it, onnx's checker validates SimAM nodes (attribute names and types, input types), shape
+    inference gives Y the type and shape of X, and onnxscript can emit the op in the dynamo exporter.
+    """
+    global _schema_registered
+    if _schema_registered:
+        return
+    from onnx.defs import OpSchema
+
+    if onnx.defs.has(OP_TYPE, DOMAIN):
+        _schema_registered = True
+        return
+    schema = OpSchema(
+        OP_TYPE,
+        DOMAIN,
+        DOMAIN_VERSION,
+        "SimAM attention (Yang et al., ICML 2021): "
+        "Y = X * sigmoid(d / (4 * (sum_HW(d) / n + e_lambda)) + 0.5), "
+        "d = (X - mean_HW(X))^2, n = H*W - unbiased.",
+        inputs=[OpSchema.FormalParameter("X", "T", "NCHW input")],
+        outputs=[OpSchema.FormalParameter("Y", "T", "same type and shape as X")],
+        type_constraints=[("T", ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"], "float types")],
+        attributes=[
+            OpSchema.Attribute("e_lambda", OpSchema.AttrType.FLOAT, "lambda > 0 added to the variance"),
+            OpSchema.Attribute(
+                "unbiased", helper.make_attribute("unbiased", 1), "1: divide by H*W-1, 0: by H*W"
+            ),
+            OpSchema.Attribute(
+                "plugin_version", OpSchema.AttrType.STRING, "TensorRT plugin version", required=False
+            ),
+            OpSchema.Attribute(
+                "plugin_namespace", OpSchema.AttrType.STRING, "TensorRT plugin namespace", required=False
+            ),
+        ],
+    )
+    schema.set_type_and_shape_inference_function(_infer_simam)
+    onnx.defs.register_schema(schema)
+    _schema_registered = True
+
+
+register_schema()

@@ -8,7 +8,6 @@ equal the float64 reference op with the attributes read off the graph.
 from __future__ import annotations
 
 import copy
-import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -18,7 +17,7 @@ from onnx import helper
 
 from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.graph import contract
-from simam_deploy.graph.patterns import TRIALS, GraphIndex, Match, Reject, dim_value, find_simam
+from simam_deploy.graph.patterns import TRIALS, GraphIndex, Match, Reject, find_simam
 
 DEFAULT_ATOL = 1e-4
 # float16 subgraphs round every intermediate; compare them loosely.
@@ -66,7 +65,9 @@ def _name_nodes(model: onnx.ModelProto) -> None:
     seen: set[str] = set()
     for i, node in enumerate(model.graph.node):
         if not node.name or node.name in seen:
-            node.name = f"{node.op_type}_{i}" if f"{node.op_type}_{i}" not in seen else f"{node.op_type}_{i}_n"
+            node.name = (
+                f"{node.op_type}_{i}" if f"{node.op_type}_{i}" not in seen else f"{node.op_type}_{i}_n"
+            )
         seen.add(node.name)
 
 
@@ -116,20 +117,9 @@ def _subgraph_model(model: onnx.ModelProto, index: GraphIndex, match: Match) -> 
 
 def _free_input(name: str, index: GraphIndex) -> onnx.ValueInfoProto:
     dims = index.dims(name) or []
-    return helper.make_tensor_value_info(name, index.elem_type(name) or onnx.TensorProto.FLOAT, [None] * len(dims))
-
-
-def _trial_shape(index: GraphIndex, tensor: str, x: str, trial: int) -> list[int]:
-    dims = index.dims(tensor) or []
-    shape = []
-    for axis, d in enumerate(dims):
-        if isinstance(d, int):
-            shape.append(d)
-        elif isinstance(d, str):
-            shape.append(dim_value(d, trial))
-        else:
-            shape.append(dim_value(f"{x}#{axis}", trial))
-    return shape
+    return helper.make_tensor_value_info(
+        name, index.elem_type(name) or onnx.TensorProto.FLOAT, [None] * len(dims)
+    )
 
 
 def check_match(model: onnx.ModelProto, index: GraphIndex, match: Match, atol: float, seed: int = 0) -> float:
@@ -150,12 +140,14 @@ def check_match(model: onnx.ModelProto, index: GraphIndex, match: Match, atol: f
     for trial in TRIALS:
         feeds = {}
         for name in [match.x, *match.shape_sources]:
-            shape = _trial_shape(index, name, match.x, trial)
+            shape = index.trial_dims(name, trial, match.x)
             elem = index.elem_type(name) or onnx.TensorProto.FLOAT
             value = rng.standard_normal(shape) * 1.5 + rng.standard_normal((*shape[:2], 1, 1))
             feeds[name] = value.astype(helper.tensor_dtype_to_np_dtype(elem))
         got = session.run(None, feeds)[0].astype(np.float64)
-        want = simam_numpy_reference(feeds[match.x].astype(np_type), match.attrs.e_lambda, match.attrs.unbiased)
+        want = simam_numpy_reference(
+            feeds[match.x].astype(np_type), match.attrs.e_lambda, match.attrs.unbiased
+        )
         if got.shape != want.shape:
             raise _NumericMismatch(f"the subgraph returns shape {got.shape}, SimAM {want.shape}")
         err = float(np.max(np.abs(got - want) / (1.0 + np.abs(want))))
@@ -163,7 +155,8 @@ def check_match(model: onnx.ModelProto, index: GraphIndex, match: Match, atol: f
         if not err <= tol:
             raise _NumericMismatch(
                 f"numeric check failed: subgraph and SimAM({match.attrs.e_lambda:g}, unbiased="
-                f"{int(match.attrs.unbiased)}) differ by {err:.3g} (> {tol:g}) on input {list(feeds[match.x].shape)}"
+                f"{int(match.attrs.unbiased)}) differ by {err:.3g} (> {tol:g}) "
+                f"on input {list(feeds[match.x].shape)}"
             )
     return worst
 
@@ -186,8 +179,9 @@ def _onnxruntime():
 
 
 def _fused_name(match: Match, taken: set[str], ordinal: int) -> str:
-    prefix = os.path.commonprefix(match.interior)
-    base = prefix[: prefix.rfind("/") + 1] + "SimAM" if "/" in prefix else f"SimAM_{ordinal}"
+    # TorchScript/lead-style names share the module path: /layer1/0/simam/Sigmoid -> /layer1/0/simam/SimAM
+    folders = {name.rsplit("/", 1)[0] for name in match.interior if "/" in name}
+    base = f"{folders.pop()}/SimAM" if len(folders) == 1 else f"SimAM_{ordinal}"
     name, k = base, 1
     while name in taken:
         name, k = f"{base}_{k}", k + 1
@@ -211,8 +205,14 @@ def _replace(model: onnx.ModelProto, matches: list[tuple[Match, str]]) -> onnx.M
             "plugin_namespace": contract.PLUGIN_NAMESPACE,
         }
         graph.nodes.append(
-            gs.Node(contract.OP_TYPE, name=name, attrs=attrs, inputs=[tensors[match.x]], outputs=[y],
-                    domain=contract.DOMAIN)
+            gs.Node(
+                contract.OP_TYPE,
+                name=name,
+                attrs=attrs,
+                inputs=[tensors[match.x]],
+                outputs=[y],
+                domain=contract.DOMAIN,
+            )
         )
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
     out = gs.export_onnx(graph, do_type_check=False)
@@ -268,7 +268,9 @@ def fuse_simam(
         name = _fused_name(match, taken, ordinal)
         accepted.append((match, name))
         report.fused.append(
-            FusedNode(name, match.x, match.y, match.attrs.e_lambda, int(match.attrs.unbiased), match.interior, err)
+            FusedNode(
+                name, match.x, match.y, match.attrs.e_lambda, int(match.attrs.unbiased), match.interior, err
+            )
         )
     if not accepted or dry_run:
         report.seconds = time.perf_counter() - start

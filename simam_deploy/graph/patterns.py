@@ -14,10 +14,12 @@ in for one image size is told apart from one computed from the tensor's shape.
 
 from __future__ import annotations
 
+import ast
 import math
 import zlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import onnx
@@ -57,9 +59,48 @@ class Scan:
     rejects: list[Reject] = field(default_factory=list)
 
 
-def dim_value(symbol: str, trial: int) -> int:
-    """Deterministic size for a symbolic dimension; trial 1 is always 3 larger than trial 0."""
-    return 5 + 3 * trial + zlib.crc32(symbol.encode()) % 7
+def symbol_value(symbol: str, trial: int, batch: bool = False) -> int:
+    """Deterministic size for a named dimension: batch-like ones stay tiny (1, 2), spatial ones are
+    large enough that deep downsampling (/32) still leaves more than one pixel and two trials differ."""
+    if batch:
+        return 1 + trial
+    return 64 + 32 * trial + zlib.crc32(symbol.encode()) % 7
+
+
+_DIM_FUNCS = {"floor": math.floor, "ceiling": math.ceil, "ceil": math.ceil, "Max": max, "Min": min,
+              "max": max, "min": min, "FloorToInt": math.floor, "CeilToInt": math.ceil}  # fmt: skip
+
+
+def eval_dim_expression(text: str, value_of) -> int | None:
+    """Evaluate an exporter's symbolic dim such as '(((s0 - 1)//2)) + 1' (None if not arithmetic)."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return None
+
+    def walk(node):
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.Name):
+            return value_of(node.id)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -walk(node.operand)
+        if isinstance(node, ast.BinOp):
+            a, b = walk(node.left), walk(node.right)
+            ops = {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
+                   ast.FloorDiv: lambda: a // b, ast.Div: lambda: a / b, ast.Mod: lambda: a % b}  # fmt: skip
+            if type(node.op) in ops:
+                return ops[type(node.op)]()
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _DIM_FUNCS:
+            return _DIM_FUNCS[node.func.id](*[walk(a) for a in node.args])
+        raise ValueError(ast.dump(node))
+
+    try:
+        return int(walk(tree))
+    except (ValueError, ZeroDivisionError, TypeError):
+        return None
 
 
 class GraphIndex:
@@ -80,6 +121,34 @@ class GraphIndex:
         self.graph_outputs = {o.name for o in graph.output}
         self.types = {vi.name: vi.type for vi in [*graph.input, *graph.value_info, *graph.output]}
         self._const_cache: dict[str, np.ndarray | None] = {}
+        self.batch_symbols = {
+            t.tensor_type.shape.dim[0].dim_param
+            for t in self.types.values()
+            if t.HasField("tensor_type") and t.tensor_type.shape.dim and t.tensor_type.shape.dim[0].dim_param
+        }
+
+    def symbol(self, name: str, trial: int) -> int:
+        if name.isidentifier():
+            return symbol_value(name, trial, batch=name in self.batch_symbols)
+        value = eval_dim_expression(name, lambda sym: self.symbol(sym, trial))
+        return value if value is not None else symbol_value(name, trial)
+
+    def trial_dims(self, tensor: str, trial: int, x: str | None) -> list[int]:
+        """Concrete dims of ``tensor`` for one trial; unknown dims only allowed on ``x`` (fresh symbols)."""
+        dims = self.dims(tensor)
+        if dims is None:
+            raise NearMiss(f"the shape of {tensor} is read but its rank is unknown")
+        out = []
+        for axis, d in enumerate(dims):
+            if isinstance(d, int):
+                out.append(d)
+            elif isinstance(d, str):
+                out.append(self.symbol(d, trial))
+            elif tensor == x:
+                out.append(symbol_value(f"{tensor}#{axis}", trial, batch=axis == 0))
+            else:
+                raise NearMiss(f"the divisor reads dim {axis} of {tensor}, whose size is unknown")
+        return out
 
     def op(self, tensor: str) -> str | None:
         node = self.producer.get(tensor)
@@ -145,7 +214,7 @@ class ShapeEval:
     time). Any other tensor whose shape is read must have known or symbolic dims.
     """
 
-    _BINARY = {
+    _BINARY: ClassVar[dict] = {
         "Add": np.add,
         "Sub": np.subtract,
         "Mul": np.multiply,
@@ -162,20 +231,7 @@ class ShapeEval:
         self._memo: dict[str, np.ndarray] = {}
 
     def shape_of(self, tensor: str) -> list[int]:
-        dims = self.index.dims(tensor)
-        if dims is None:
-            raise NearMiss(f"the shape of {tensor} is read but its rank is unknown")
-        out = []
-        for axis, d in enumerate(dims):
-            if isinstance(d, int):
-                out.append(d)
-            elif isinstance(d, str):
-                out.append(dim_value(d, self.trial))
-            elif tensor == self.x:
-                out.append(dim_value(f"{tensor}#{axis}", self.trial))
-            else:
-                raise NearMiss(f"the divisor reads dim {axis} of {tensor}, whose size is unknown")
-        return out
+        return self.index.trial_dims(tensor, self.trial, self.x)
 
     def value(self, tensor: str) -> np.ndarray:
         if tensor not in self._memo:
@@ -311,9 +367,9 @@ class SimamMatcher:
 
     def looks_like_simam(self, sigmoid: onnx.NodeProto) -> bool:
         """True if a (T - mean(T)) deviation appears a few nodes above the Sigmoid."""
-        frontier, seen = [sigmoid.input[0]], set()
+        frontier, seen = deque([sigmoid.input[0]]), set()
         while frontier and len(seen) < LOOKBACK_NODES:
-            tensor = frontier.pop()
+            tensor = frontier.popleft()  # breadth first: the deviation is a few nodes up
             node = self.index.producer.get(tensor)
             if node is None or node.name in seen:
                 continue
@@ -326,11 +382,16 @@ class SimamMatcher:
     def _is_deviation(self, sub: onnx.NodeProto) -> bool:
         for a, b in (sub.input, reversed(sub.input)):
             mean_node = self.index.producer.get(b)
-            if mean_node is not None and a in mean_node.input and mean_node.op_type in (
-                "ReduceMean",
-                "GlobalAveragePool",
-                "Div",
-                "Mul",
+            if (
+                mean_node is not None
+                and a in mean_node.input
+                and mean_node.op_type
+                in (
+                    "ReduceMean",
+                    "GlobalAveragePool",
+                    "Div",
+                    "Mul",
+                )
             ):
                 return True
             if mean_node is not None and mean_node.op_type in ("Div", "Mul"):
@@ -368,8 +429,10 @@ class SimamMatcher:
     def _split_offset(self, tensor: str) -> tuple[str, onnx.NodeProto]:
         node = self.index.producer.get(tensor)
         if node is None or node.op_type != "Add":
-            raise NearMiss(f"the sigmoid's input comes from {node.op_type if node else 'a graph input'}, "
-                           "SimAM adds 0.5 right before the sigmoid")
+            raise NearMiss(
+                f"the sigmoid's input comes from {node.op_type if node else 'a graph input'}, "
+                "SimAM adds 0.5 right before the sigmoid"
+            )
         for const_in, other in ((node.input[1], node.input[0]), (node.input[0], node.input[1])):
             value = self.index.scalar_const(const_in)
             if value is None:
@@ -383,7 +446,9 @@ class SimamMatcher:
         """energy = scale * D / den; returns (D, scale, den, nodes)."""
         node = self.index.producer.get(tensor)
         if node is None or node.op_type not in ("Div", "Mul"):
-            raise NearMiss(f"the energy is computed by {node.op_type if node else 'nothing'}, not D / denominator")
+            raise NearMiss(
+                f"the energy is computed by {node.op_type if node else 'nothing'}, not D / denominator"
+            )
         if node.op_type == "Div":
             numer, den = node.input[0], node.input[1]
             numer_node = self.index.producer.get(numer)
@@ -477,7 +542,9 @@ class SimamMatcher:
                 if len(users) > 1 or sigmoid.output[0] in self.index.graph_outputs:
                     raise NearMiss("the attention map is also used outside the X * sigmoid(.) product")
                 return user
-        raise NearMiss("the attention map sigmoid(.) is not multiplied with X (it is returned or used otherwise)")
+        raise NearMiss(
+            "the attention map sigmoid(.) is not multiplied with X (it is returned or used otherwise)"
+        )
 
     # -- the denominator ------------------------------------------------------------------------
     def _attributes(
@@ -573,11 +640,15 @@ class SimamMatcher:
             try:
                 x_other, _ = self._square_deviation(src)
             except NearMiss as miss:
-                raise NearMiss(f"the denominator reduces something other than the squared deviation ({miss})") from miss
+                raise NearMiss(
+                    f"the denominator reduces something other than the squared deviation ({miss})"
+                ) from miss
             if x_other != x:
                 raise NearMiss("the denominator's variance is of a different tensor")
         if not _is_hw_axes(reduce_axes(self.index, node)):
-            raise NearMiss(f"the variance is reduced over axes {reduce_axes(self.index, node)}, not H,W (2, 3)")
+            raise NearMiss(
+                f"the variance is reduced over axes {reduce_axes(self.index, node)}, not H,W (2, 3)"
+            )
         if not _attr(node, "keepdims", 1):
             raise NearMiss("the variance drops the reduced axes (keepdims=0)")
         if node.op_type == "ReduceMean":
@@ -588,7 +659,9 @@ class SimamMatcher:
     def _check_rank(self, x: str) -> None:
         dims = self.index.dims(x)
         if dims is None or len(dims) != 4:
-            raise NearMiss(f"X ({x}) has {'unknown rank' if dims is None else f'rank {len(dims)}'}; SimAM needs NCHW")
+            raise NearMiss(
+                f"X ({x}) has {'unknown rank' if dims is None else f'rank {len(dims)}'}; SimAM needs NCHW"
+            )
         elem = self.index.elem_type(x)
         if elem and elem not in FLOAT_TYPES:
             raise NearMiss(f"X ({x}) is {onnx.TensorProto.DataType.Name(elem)}, not a float type")

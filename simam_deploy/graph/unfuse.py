@@ -37,7 +37,9 @@ class _Emitter:
         name = self.name(tag)
         dtype = helper.tensor_dtype_to_np_dtype(elem_type or self.elem_type)
         if (elem_type or self.elem_type) == onnx.TensorProto.BFLOAT16:
-            tensor = helper.make_tensor(name, onnx.TensorProto.BFLOAT16, np.shape(value), np.ravel(value).tolist())
+            tensor = helper.make_tensor(
+                name, onnx.TensorProto.BFLOAT16, np.shape(value), np.ravel(value).tolist()
+            )
         else:
             tensor = numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
         self.initializers.append(tensor)
@@ -60,7 +62,9 @@ class _Emitter:
         if dims is not None and len(dims) == 4 and all(isinstance(d, int) for d in dims[2:]):
             return self.const("n", float(dims[2] * dims[3] - int(unbiased)))
         shape = self.op("Shape", [x])
-        hw = self.op("Gather", [shape, self.const("hw_idx", np.array([2, 3], np.int64), onnx.TensorProto.INT64)])
+        hw = self.op(
+            "Gather", [shape, self.const("hw_idx", np.array([2, 3], np.int64), onnx.TensorProto.INT64)]
+        )
         count = self.op("ReduceProd", [hw], keepdims=0)
         if unbiased:
             count = self.op("Sub", [count, self.const("one", np.array(1, np.int64), onnx.TensorProto.INT64)])

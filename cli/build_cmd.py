@@ -1,0 +1,79 @@
+"""``simam-deploy build``: ONNX (with SimAM nodes) -> TensorRT engine, with the SimAM plugin."""
+
+from __future__ import annotations
+
+import click
+from simam_deploy.cli.common import console, write_json
+
+EPILOG = """\b
+Examples:
+  simam-deploy build r20-plugin.onnx -o r20.engine --fp16
+  simam-deploy build r20-plugin.onnx -o r20.engine --shapes input=1x3x32x32:32x3x32x32:128x3x32x32
+  simam-deploy build model.onnx -o model.engine --bf16 --workspace 2048 --timing-cache trt.cache
+\b
+trtexec equivalent (TensorRT >= 10 with --dynamicPlugins; 8.6: --plugins=PATH):
+  trtexec --onnx=r20-plugin.onnx --saveEngine=r20.engine --fp16 \\
+          --dynamicPlugins=build/plugin/plugins/tensorrt/libsimam_trt_plugin.so \\
+          --minShapes=input:1x3x32x32 --optShapes=input:32x3x32x32 --maxShapes=input:128x3x32x32
+\b
+The plugin library is found automatically (--plugin-lib, $SIMAM_TRT_PLUGIN, the installed package,
+then build/); build it with `make plugin TENSORRT_ROOT=/path/to/TensorRT`.
+Exit codes: 0 ok, 2 bad input or TensorRT missing."""
+
+
+@click.command(epilog=EPILOG, context_settings={"max_content_width": 110})
+@click.argument("onnx_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Engine file to write.")
+@click.option(
+    "--fp16", "precision", flag_value="fp16", help="Allow FP16 kernels (recommended, also on Jetson)."
+)
+@click.option("--bf16", "precision", flag_value="bf16", help="Allow BF16 kernels (TensorRT >= 9, Ampere+).")
+@click.option(
+    "--shapes",
+    "shapes",
+    multiple=True,
+    metavar="[NAME=]MIN:OPT:MAX",
+    help="Optimization profile for a dynamic input, e.g. input=1x3x32x32:8x3x32x32:32x3x32x32. Repeatable.",
+)
+@click.option("--plugin-lib", type=click.Path(dir_okay=False), help="Path of libsimam_trt_plugin.so.")
+@click.option("--workspace", "workspace_mb", type=int, metavar="MB", help="Workspace memory pool limit.")
+@click.option(
+    "--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file (read, then updated)."
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), help="Write the report as JSON."
+)
+@click.option("--verbose", is_flag=True, help="TensorRT's verbose log.")
+def build(
+    onnx_file: str,
+    output: str,
+    precision: str | None,
+    shapes: tuple[str, ...],
+    plugin_lib: str | None,
+    workspace_mb: int | None,
+    timing_cache: str | None,
+    json_path: str | None,
+    verbose: bool,
+) -> None:
+    """Build a TensorRT engine from ONNX_FILE; its SimAM nodes run as the SimAM plugin."""
+    from simam_deploy.trt_build import build_engine
+
+    report = build_engine(
+        onnx_file,
+        output,
+        precision=precision or "fp32",
+        shapes=list(shapes),
+        plugin_lib=plugin_lib,
+        workspace_mb=workspace_mb,
+        timing_cache=timing_cache,
+        verbose=verbose,
+    )
+    console.print(
+        f"[green]wrote[/green] {report.engine} ({report.engine_bytes / 1e6:.1f} MB, {report.precision}, "
+        f"TensorRT {report.tensorrt_version}, {report.build_seconds:.1f} s)"
+    )
+    console.print(
+        f"  {report.simam_plugin_layers}/{report.simam_nodes} SimAM nodes -> SimAM plugin layers "
+        f"({report.layers} layers), plugin {report.plugin_library}"
+    )
+    write_json(json_path, report.to_dict())

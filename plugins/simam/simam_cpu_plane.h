@@ -1,0 +1,94 @@
+// SimAM of one fp32 plane. Included by simam_cpu.cpp inside a namespace, once per instruction
+// set, hence no include guard (the functions are the same; each copy is vectorised for its target).
+
+// exp(a) for a <= 0, vectorisable, ~1 ulp: Cody-Waite reduction a = k ln2 + r, |r| <= ln2/2,
+// then the classic degree-7 expf polynomial. NaN propagates (every comparison with it is false);
+// a < -87 clamps so 2^k stays a normal float.
+inline float exp_nonpositive(float a) {
+    a = a < -87.0f ? -87.0f : a;
+    float k = a * 1.44269504f + 12582912.0f;  // 1.5 * 2^23: rounds to an integer
+    k -= 12582912.0f;
+    float r = a - k * 0.693359375f;
+    r = r + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    // 2^k for integer k in [-126, 0]: k + 2^23 + 127 holds k + 127 in its low mantissa bits.
+    const uint32_t biased = bits_of(k + 8388735.0f);
+    return p * float_of(biased << 23);
+}
+
+// sum(x[i] - shift) in kLanes independent fp32 lanes per block, blocks merged in double.
+// (shift = 0 gives the plain sum.) One accumulator array per loop keeps it a simple reduction
+// that compilers vectorise along the lanes.
+inline double shifted_sum(const float* x, int64_t n, float shift) {
+    double total = 0.0;
+    for (int64_t start = 0; start < n; start += kBlock) {
+        const int64_t len = std::min(kBlock, n - start);
+        const float* p = x + start;
+        float acc[kLanes] = {};
+        int64_t i = 0;
+        for (; i + kLanes <= len; i += kLanes)
+            for (int j = 0; j < kLanes; ++j) acc[j] += p[i + j] - shift;
+        float block = 0.0f;
+        for (; i < len; ++i) block += p[i] - shift;
+        for (int j = 0; j < kLanes; ++j) block += acc[j];
+        total += block;
+    }
+    return total;
+}
+
+// sum((x[i] - shift)^2), same blocking.
+inline double shifted_square_sum(const float* x, int64_t n, float shift) {
+    double total = 0.0;
+    for (int64_t start = 0; start < n; start += kBlock) {
+        const int64_t len = std::min(kBlock, n - start);
+        const float* p = x + start;
+        float acc[kLanes] = {};
+        int64_t i = 0;
+        for (; i + kLanes <= len; i += kLanes) {
+            for (int j = 0; j < kLanes; ++j) {
+                const float d = p[i + j] - shift;
+                acc[j] += d * d;
+            }
+        }
+        float block = 0.0f;
+        for (; i < len; ++i) block += (p[i] - shift) * (p[i] - shift);
+        for (int j = 0; j < kLanes; ++j) block += acc[j];
+        total += block;
+    }
+    return total;
+}
+
+void simam_plane_f32(const float* x, float* y, int64_t n, float e_lambda, int unbiased) {
+    const float shift = static_cast<float>(shifted_sum(x, n, 0.0f) / static_cast<double>(n));
+    const double s1 = shifted_sum(x, n, shift);
+    const double s2 = shifted_square_sum(x, n, shift);
+    const double correction = s1 / static_cast<double>(n);
+    double m2 = s2 - s1 * correction;
+    if (m2 < 0.0) m2 = 0.0;  // rounding only; NaN (from NaN/Inf input) stays NaN and poisons the plane
+    const double variance = m2 / simam_detail::variance_divisor(n, unbiased);
+    const float inv_denominator = static_cast<float>(1.0 / (4.0 * (variance + e_lambda)));
+    const float c = static_cast<float>(correction);
+    // y may be x (in place): each element is read before it is written, in the same iteration,
+    // so there is no loop-carried dependence; tell GCC, whose runtime alias check would
+    // otherwise send exact aliasing down the scalar loop.
+    SIMAM_IVDEP
+    for (int64_t i = 0; i < n; ++i) {
+        const float d = (x[i] - shift) - c;
+        const float z = d * d * inv_denominator + 0.5f;
+        y[i] = x[i] / (1.0f + exp_nonpositive(-z));
+    }
+}
+
+// fp16/bf16 plane: widen to the fp32 scratch, run the fp32 plane in place, narrow back.
+template <class Type>
+void simam_plane_16bit(const uint16_t* x, uint16_t* y, int64_t n, float e_lambda, int unbiased, float* scratch) {
+    for (int64_t i = 0; i < n; ++i) scratch[i] = Type::load(x[i]);
+    simam_plane_f32(scratch, scratch, n, e_lambda, unbiased);
+    for (int64_t i = 0; i < n; ++i) y[i] = Type::store(scratch[i]);
+}

@@ -1,0 +1,1095 @@
+// Conformance harness for libsimam_trt_plugin.so: drives the plugin through TensorRT's
+// documented plugin lifecycle without TensorRT itself.
+//
+//   simam_trt_harness --plugin PATH --group load|lifecycle|fields|serialization|enqueue
+//
+// load           dlopen + entry points + creator identity and field list (what loadLibrary and
+//                the ONNX parser see)
+// lifecycle      build phase -> capabilities -> clone -> output types/shapes -> format matrix ->
+//                configure -> workspace -> serialize -> runtime phase -> attach/onShapeChange
+//                (IPluginV3 on TensorRT >= 10; IPluginV2DynamicExt on 8.x)
+// fields         malformed plugin fields: each must give a null plugin and a logged error
+// serialization  serialized form round trip (and, on 8.x, corrupted blobs)
+// enqueue        GPU only: enqueue against simam_forward_cpu; exits 77 (CTest skip) without a GPU
+#include "harness_support.h"
+#include "simam.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace nvinfer1;
+
+namespace
+{
+
+constexpr int kSkip = 77;
+
+harness::CapturingLogger gLogger;
+harness::LoggerFinder gFinder(&gLogger);
+harness::PluginLibrary gLibrary;
+
+// ---- field collections ------------------------------------------------------------------------
+struct Fields
+{
+    std::vector<PluginField> list;
+    PluginFieldCollection collection() const
+    {
+        return PluginFieldCollection{static_cast<int32_t>(list.size()), list.data()};
+    }
+};
+
+float const kLambda = 1e-4F;
+int32_t const kUnbiased = 1;
+
+Fields validFields(float const* lambda = &kLambda, int32_t const* unbiased = &kUnbiased)
+{
+    return Fields{{PluginField("e_lambda", lambda, PluginFieldType::kFLOAT32, 1),
+        PluginField("unbiased", unbiased, PluginFieldType::kINT32, 1)}};
+}
+
+bool supportedType(DataType type)
+{
+#if NV_TENSORRT_MAJOR >= 9
+    if (type == DataType::kBF16)
+    {
+        return true;
+    }
+#endif
+    return type == DataType::kFLOAT || type == DataType::kHALF;
+}
+
+std::vector<DataType> kernelTypes()
+{
+    std::vector<DataType> types{DataType::kFLOAT, DataType::kHALF};
+#if NV_TENSORRT_MAJOR >= 9
+    types.push_back(DataType::kBF16);
+#endif
+    return types;
+}
+
+Dims dims4(int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    Dims d{};
+    d.nbDims = 4;
+    d.d[0] = static_cast<harness::DimValue>(n);
+    d.d[1] = static_cast<harness::DimValue>(c);
+    d.d[2] = static_cast<harness::DimValue>(h);
+    d.d[3] = static_cast<harness::DimValue>(w);
+    return d;
+}
+
+PluginTensorDesc tensorDesc(Dims dims, DataType type, TensorFormat format = TensorFormat::kLINEAR)
+{
+    PluginTensorDesc desc{};
+    desc.dims = dims;
+    desc.type = type;
+    desc.format = format;
+    desc.scale = 1.0F;
+    return desc;
+}
+
+DynamicPluginTensorDesc dynamicDesc(Dims declared, DataType type, Dims min, Dims opt, Dims max)
+{
+    DynamicPluginTensorDesc desc{};
+    desc.desc = tensorDesc(declared, type);
+    desc.min = min;
+    desc.max = max;
+#if NV_TENSORRT_MAJOR >= 10
+    desc.opt = opt;
+#else
+    (void) opt;
+#endif
+    return desc;
+}
+
+// ---- version-specific access: everything else in this file is shared ----------------------------
+#if NV_TENSORRT_MAJOR >= 10
+
+IPluginCreatorV3One* theCreator()
+{
+    int32_t count = -1;
+    IPluginCreatorInterface* const* list = gLibrary.getCreators(count);
+    if (list == nullptr || count != 1 || list[0] == nullptr)
+    {
+        return nullptr;
+    }
+    // TensorRT checks the interface kind before treating a creator as V3One; so do we.
+    InterfaceInfo const info = list[0]->getInterfaceInfo();
+    if (std::strcmp(info.kind, "PLUGIN CREATOR_V3ONE") != 0 || info.major != 1)
+    {
+        return nullptr;
+    }
+    return static_cast<IPluginCreatorV3One*>(list[0]);
+}
+
+struct PluginDeleter
+{
+    void operator()(IPluginV3* plugin) const
+    {
+        delete plugin;
+    }
+};
+using PluginPtr = std::unique_ptr<IPluginV3, PluginDeleter>;
+
+PluginPtr createPlugin(PluginFieldCollection const* fc, TensorRTPhase phase = TensorRTPhase::kBUILD)
+{
+    IPluginCreatorV3One* creator = theCreator();
+    return PluginPtr(creator != nullptr ? creator->createPlugin("simam_layer", fc, phase) : nullptr);
+}
+
+IPluginV3OneCore* core(IPluginV3* p)
+{
+    return static_cast<IPluginV3OneCore*>(p->getCapabilityInterface(PluginCapabilityType::kCORE));
+}
+IPluginV3OneBuild* build(IPluginV3* p)
+{
+    return static_cast<IPluginV3OneBuild*>(p->getCapabilityInterface(PluginCapabilityType::kBUILD));
+}
+IPluginV3OneRuntime* runtime(IPluginV3* p)
+{
+    return static_cast<IPluginV3OneRuntime*>(p->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+}
+
+// What TensorRT stores in the engine: a deep copy of getFieldsToSerialize().
+struct SerializedFields
+{
+    std::vector<std::string> names;
+    std::vector<std::vector<unsigned char>> data;
+    std::vector<PluginField> fields;
+    bool ok{false};
+};
+
+SerializedFields serializeFields(IPluginV3* plugin)
+{
+    SerializedFields out;
+    PluginFieldCollection const* fc = runtime(plugin)->getFieldsToSerialize();
+    if (fc == nullptr || fc->nbFields < 0 || (fc->nbFields > 0 && fc->fields == nullptr))
+    {
+        return out;
+    }
+    out.names.reserve(fc->nbFields);
+    out.data.reserve(fc->nbFields);
+    for (int32_t i = 0; i < fc->nbFields; ++i)
+    {
+        PluginField const& f = fc->fields[i];
+        std::size_t const elementSize = f.type == PluginFieldType::kFLOAT32 || f.type == PluginFieldType::kINT32 ? 4 : 0;
+        if (f.name == nullptr || f.data == nullptr || elementSize == 0 || f.length < 0)
+        {
+            return out;
+        }
+        out.names.emplace_back(f.name);
+        auto const* bytes = static_cast<unsigned char const*>(f.data);
+        out.data.emplace_back(bytes, bytes + elementSize * static_cast<std::size_t>(f.length));
+    }
+    for (int32_t i = 0; i < fc->nbFields; ++i)
+    {
+        PluginField const& f = fc->fields[i];
+        out.fields.emplace_back(out.names[i].c_str(), out.data[i].data(), f.type, f.length);
+    }
+    out.ok = true;
+    return out;
+}
+
+// Parameters as the plugin reports them through its serialized fields.
+bool readParams(IPluginV3* plugin, float& lambda, int32_t& unbiased)
+{
+    SerializedFields s = serializeFields(plugin);
+    if (!s.ok || s.fields.size() != 2)
+    {
+        return false;
+    }
+    bool haveLambda = false;
+    bool haveUnbiased = false;
+    for (PluginField const& f : s.fields)
+    {
+        if (std::strcmp(f.name, "e_lambda") == 0 && f.type == PluginFieldType::kFLOAT32 && f.length == 1)
+        {
+            std::memcpy(&lambda, f.data, 4);
+            haveLambda = true;
+        }
+        if (std::strcmp(f.name, "unbiased") == 0 && f.type == PluginFieldType::kINT32 && f.length == 1)
+        {
+            std::memcpy(&unbiased, f.data, 4);
+            haveUnbiased = true;
+        }
+    }
+    return haveLambda && haveUnbiased;
+}
+
+#else // TensorRT 8.x
+
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+IPluginCreator* theCreator()
+{
+    int32_t count = -1;
+    IPluginCreator* const* list = gLibrary.getPluginCreators(count);
+    return list != nullptr && count == 1 ? list[0] : nullptr;
+}
+
+struct PluginDeleter
+{
+    void operator()(IPluginV2DynamicExt* plugin) const
+    {
+        plugin->destroy();
+    }
+};
+using PluginPtr = std::unique_ptr<IPluginV2DynamicExt, PluginDeleter>;
+
+// TensorRT 8 checks the plugin's API generation before using it as IPluginV2DynamicExt.
+PluginPtr asDynamic(IPluginV2* plugin)
+{
+    if (plugin == nullptr)
+    {
+        return PluginPtr();
+    }
+    int32_t const generation = plugin->getTensorRTVersion() >> 24;
+    if (generation != static_cast<int32_t>(PluginVersion::kV2_DYNAMICEXT))
+    {
+        plugin->destroy();
+        return PluginPtr();
+    }
+    return PluginPtr(static_cast<IPluginV2DynamicExt*>(plugin));
+}
+
+PluginPtr createPlugin(PluginFieldCollection const* fc)
+{
+    IPluginCreator* creator = theCreator();
+    return asDynamic(creator != nullptr ? creator->createPlugin("simam_layer", fc) : nullptr);
+}
+
+std::vector<unsigned char> serializeBlob(IPluginV2DynamicExt* plugin)
+{
+    std::vector<unsigned char> blob(plugin->getSerializationSize());
+    plugin->serialize(blob.data());
+    return blob;
+}
+
+PluginPtr deserialize(void const* data, std::size_t length)
+{
+    IPluginCreator* creator = theCreator();
+    return asDynamic(creator != nullptr ? creator->deserializePlugin("simam_layer", data, length) : nullptr);
+}
+
+// The serialized record is documented: "SIMA", format 1, e_lambda f32, unbiased i32.
+bool readParams(IPluginV2DynamicExt* plugin, float& lambda, int32_t& unbiased)
+{
+    std::vector<unsigned char> blob = serializeBlob(plugin);
+    if (blob.size() != 16 || std::memcmp(blob.data(), "SIMA", 4) != 0)
+    {
+        return false;
+    }
+    std::memcpy(&lambda, blob.data() + 8, 4);
+    std::memcpy(&unbiased, blob.data() + 12, 4);
+    return true;
+}
+
+#endif
+
+// ---- group: load ------------------------------------------------------------------------------
+int groupLoad()
+{
+    CHECK_MSG(gLibrary.info != nullptr, "simamTrtPluginInfo is exported");
+    if (gLibrary.info != nullptr)
+    {
+        std::string const info = gLibrary.info();
+        std::printf("  %s\n", info.c_str());
+        CHECK_MSG(info.find("plugin=SimAM version=1") != std::string::npos, "info names SimAM v1: " + info);
+        // No libnvinfer in this process: the load-time registration must have stood down.
+        CHECK_MSG(info.find("statically_registered=no") != std::string::npos, "no static registration without TensorRT");
+    }
+    auto creator = theCreator();
+    CHECK_MSG(creator != nullptr, "exactly one creator of the expected interface kind");
+    if (creator == nullptr)
+    {
+        return 1;
+    }
+    CHECK(std::strcmp(creator->getPluginName(), "SimAM") == 0);
+    CHECK(std::strcmp(creator->getPluginVersion(), "1") == 0);
+    CHECK(std::strcmp(creator->getPluginNamespace(), "") == 0);
+
+    // The ONNX parser builds its fields from this list: name, type and length must match the
+    // SimAM node's attributes (FLOAT -> kFLOAT32 x1, INT -> kINT32 x1).
+    PluginFieldCollection const* names = creator->getFieldNames();
+    CHECK(names != nullptr && names->nbFields == 2 && names->fields != nullptr);
+    if (names != nullptr && names->nbFields == 2 && names->fields != nullptr)
+    {
+        CHECK(std::strcmp(names->fields[0].name, "e_lambda") == 0);
+        CHECK(names->fields[0].type == PluginFieldType::kFLOAT32 && names->fields[0].length == 1);
+        CHECK(std::strcmp(names->fields[1].name, "unbiased") == 0);
+        CHECK(names->fields[1].type == PluginFieldType::kINT32 && names->fields[1].length == 1);
+    }
+
+    // A namespace set on the library reaches the creator and every plugin created afterwards.
+    CHECK(gLibrary.setNamespace != nullptr);
+    if (gLibrary.setNamespace != nullptr)
+    {
+        CHECK(gLibrary.setNamespace("acme") == 1);
+        CHECK(std::strcmp(creator->getPluginNamespace(), "acme") == 0);
+        Fields fields = validFields();
+        PluginFieldCollection fc = fields.collection();
+        auto plugin = createPlugin(&fc);
+        CHECK(plugin != nullptr);
+#if NV_TENSORRT_MAJOR >= 10
+        if (plugin != nullptr)
+        {
+            CHECK(std::strcmp(core(plugin.get())->getPluginNamespace(), "acme") == 0);
+        }
+#else
+        if (plugin != nullptr)
+        {
+            CHECK(std::strcmp(plugin->getPluginNamespace(), "acme") == 0);
+        }
+#endif
+        CHECK(gLibrary.setNamespace(nullptr) == 0);
+        CHECK(gLibrary.setNamespace("") == 1);
+        CHECK(std::strcmp(creator->getPluginNamespace(), "") == 0);
+    }
+    return 0;
+}
+
+// ---- group: lifecycle ----------------------------------------------------------------------------
+// Every (type, format) pair TensorRT may propose, for input (pos 0) and output (pos 1).
+template <typename Desc, typename Query>
+void checkFormatMatrix(Query supports, std::function<PluginTensorDesc&(Desc&)> descOf)
+{
+    int accepted = 0;
+    for (int32_t t = 0; t < EnumMax<DataType>(); ++t)
+    {
+        for (int32_t f = 0; f < EnumMax<TensorFormat>(); ++f)
+        {
+            DataType const type = static_cast<DataType>(t);
+            TensorFormat const format = static_cast<TensorFormat>(f);
+            Desc inOut[2]{};
+            descOf(inOut[0]) = tensorDesc(dims4(-1, 3, -1, -1), type, format);
+            bool const expectIn = supportedType(type) && format == TensorFormat::kLINEAR;
+            bool const gotIn = supports(0, inOut);
+            CHECK_MSG(gotIn == expectIn,
+                "input format combination type=" + std::to_string(t) + " format=" + std::to_string(f));
+            accepted += gotIn ? 1 : 0;
+            if (!expectIn)
+            {
+                continue;
+            }
+            for (int32_t ot = 0; ot < EnumMax<DataType>(); ++ot)
+            {
+                for (int32_t of = 0; of < EnumMax<TensorFormat>(); ++of)
+                {
+                    descOf(inOut[1]) = tensorDesc(dims4(-1, 3, -1, -1), static_cast<DataType>(ot),
+                        static_cast<TensorFormat>(of));
+                    bool const expectOut = ot == t && static_cast<TensorFormat>(of) == TensorFormat::kLINEAR;
+                    CHECK_MSG(supports(1, inOut) == expectOut,
+                        "output format combination in=" + std::to_string(t) + " out type=" + std::to_string(ot)
+                            + " format=" + std::to_string(of));
+                }
+            }
+        }
+    }
+    CHECK_MSG(accepted == static_cast<int>(kernelTypes().size()), "one linear input format per supported type");
+    CHECK(!supports(2, nullptr));
+}
+
+#if NV_TENSORRT_MAJOR >= 10
+
+int groupLifecycle()
+{
+    IPluginCreatorV3One* creator = theCreator();
+    CHECK(creator != nullptr);
+    if (creator == nullptr)
+    {
+        return 1;
+    }
+    float const lambda = 0.25F;
+    int32_t const unbiased = 0;
+    Fields fields = validFields(&lambda, &unbiased);
+    PluginFieldCollection fc = fields.collection();
+    PluginPtr plugin(creator->createPlugin("simam_layer", &fc, TensorRTPhase::kBUILD));
+    CHECK(plugin != nullptr);
+    if (plugin == nullptr)
+    {
+        return 1;
+    }
+    CHECK(std::strcmp(plugin->getInterfaceInfo().kind, "PLUGIN") == 0);
+
+    // Capability interfaces, with the kinds TensorRT checks.
+    IPluginV3OneCore* coreCap = core(plugin.get());
+    IPluginV3OneBuild* buildCap = build(plugin.get());
+    IPluginV3OneRuntime* runtimeCap = runtime(plugin.get());
+    CHECK(coreCap != nullptr && buildCap != nullptr && runtimeCap != nullptr);
+    CHECK(std::strcmp(coreCap->getInterfaceInfo().kind, "PLUGIN_V3ONE_CORE") == 0);
+    CHECK(std::strcmp(buildCap->getInterfaceInfo().kind, "PLUGIN_V3ONE_BUILD") == 0);
+    CHECK(std::strcmp(runtimeCap->getInterfaceInfo().kind, "PLUGIN_V3ONE_RUNTIME") == 0);
+    CHECK(std::strcmp(coreCap->getPluginName(), "SimAM") == 0);
+    CHECK(std::strcmp(coreCap->getPluginVersion(), "1") == 0);
+    CHECK(plugin->getCapabilityInterface(static_cast<PluginCapabilityType>(7)) == nullptr);
+
+    // clone: an independent copy with the same parameters, which outlives the original.
+    PluginPtr copy(plugin->clone());
+    CHECK(copy != nullptr && copy.get() != plugin.get());
+    float gotLambda = 0.0F;
+    int32_t gotUnbiased = -1;
+    CHECK(copy != nullptr && readParams(copy.get(), gotLambda, gotUnbiased));
+    CHECK(gotLambda == lambda && gotUnbiased == unbiased);
+    plugin.reset();
+    plugin = std::move(copy);
+    buildCap = build(plugin.get());
+    runtimeCap = runtime(plugin.get());
+
+    // Output count, types and symbolic shapes.
+    CHECK(buildCap->getNbOutputs() == 1);
+    for (DataType type : kernelTypes())
+    {
+        DataType out = DataType::kINT8;
+        CHECK(buildCap->getOutputDataTypes(&out, 1, &type, 1) == 0 && out == type);
+    }
+    DataType intType = DataType::kINT32;
+    DataType out = DataType::kFLOAT;
+    CHECK(buildCap->getOutputDataTypes(&out, 1, &intType, 1) != 0);
+    CHECK(buildCap->getOutputDataTypes(&out, 2, &intType, 1) != 0);
+
+    harness::ExprBuilder exprs;
+    DimsExprs input{};
+    input.nbDims = 4;
+    input.d[0] = exprs.symbol("batch");
+    input.d[1] = exprs.constant(64);
+    input.d[2] = exprs.symbol("height");
+    input.d[3] = exprs.symbol("width");
+    DimsExprs output{};
+    CHECK(buildCap->getOutputShapes(&input, 1, nullptr, 0, &output, 1, exprs) == 0);
+    CHECK(output.nbDims == 4);
+    for (int i = 0; i < 4; ++i)
+    {
+        CHECK_MSG(output.d[i] == input.d[i], "output dim " + std::to_string(i) + " is the input's expression");
+    }
+    CHECK(output.d[1]->isConstant() && output.d[1]->getConstantValue() == 64);
+    DimsExprs rank3 = input;
+    rank3.nbDims = 3;
+    CHECK(buildCap->getOutputShapes(&rank3, 1, nullptr, 0, &output, 1, exprs) != 0);
+    CHECK(buildCap->getOutputShapes(&input, 1, nullptr, 0, &output, 2, exprs) != 0);
+
+    // supportsFormatCombination over every type/format pair.
+    checkFormatMatrix<DynamicPluginTensorDesc>(
+        [&](int32_t pos, DynamicPluginTensorDesc const* io) { return buildCap->supportsFormatCombination(pos, io, 1, 1); },
+        [](DynamicPluginTensorDesc& d) -> PluginTensorDesc& { return d.desc; });
+
+    // configurePlugin with a dynamic profile, then the workspace for its largest shape.
+    Dims const declared = dims4(-1, 64, -1, -1);
+    Dims const minDims = dims4(1, 64, 8, 8);
+    Dims const optDims = dims4(8, 64, 32, 32);
+    Dims const maxDims = dims4(16, 64, 256, 256);
+    for (DataType type : kernelTypes())
+    {
+        DynamicPluginTensorDesc in = dynamicDesc(declared, type, minDims, optDims, maxDims);
+        DynamicPluginTensorDesc outDesc = in;
+        CHECK(buildCap->configurePlugin(&in, 1, &outDesc, 1) == 0);
+        size_t const workspace = buildCap->getWorkspaceSize(&in, 1, &outDesc, 1);
+        CHECK_MSG(workspace == simam_cuda_workspace_size(16, 64, 256, 256, SIMAM_FLOAT32),
+            "workspace covers the profile's largest shape");
+        DynamicPluginTensorDesc small = dynamicDesc(declared, type, minDims, minDims, dims4(2, 64, 16, 16));
+        CHECK_MSG(buildCap->getWorkspaceSize(&small, 1, &small, 1) == 0, "small planes need no workspace");
+    }
+    DynamicPluginTensorDesc badIn = dynamicDesc(dims4(-1, 64, -1, -1), DataType::kINT32, minDims, optDims, maxDims);
+    CHECK(buildCap->configurePlugin(&badIn, 1, &badIn, 1) != 0);
+
+    // Serialize -> runtime-phase createPlugin -> attach -> onShapeChange, as engine loading does.
+    SerializedFields stored = serializeFields(plugin.get());
+    CHECK(stored.ok && stored.fields.size() == 2);
+    PluginFieldCollection storedFc{static_cast<int32_t>(stored.fields.size()), stored.fields.data()};
+    PluginPtr loaded(creator->createPlugin("simam_layer", &storedFc, TensorRTPhase::kRUNTIME));
+    CHECK(loaded != nullptr);
+    if (loaded == nullptr)
+    {
+        return 1;
+    }
+    CHECK(readParams(loaded.get(), gotLambda, gotUnbiased) && gotLambda == lambda && gotUnbiased == unbiased);
+    PluginPtr attached(runtime(loaded.get())->attachToContext(nullptr));
+    CHECK(attached != nullptr && attached.get() != loaded.get());
+    loaded.reset(); // the context's copy must not depend on the original
+    if (attached == nullptr)
+    {
+        return 1;
+    }
+    IPluginV3OneRuntime* run = runtime(attached.get());
+    for (DataType type : kernelTypes())
+    {
+        PluginTensorDesc in = tensorDesc(dims4(4, 64, 32, 32), type);
+        CHECK(run->onShapeChange(&in, 1, &in, 1) == 0);
+    }
+    PluginTensorDesc rank2 = tensorDesc(dims4(4, 64, 32, 32), DataType::kFLOAT);
+    rank2.dims.nbDims = 2;
+    CHECK(run->onShapeChange(&rank2, 1, &rank2, 1) != 0);
+    CHECK(run->enqueue(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr) != 0);
+    return 0;
+}
+
+#else
+
+int groupLifecycle()
+{
+    float const lambda = 0.25F;
+    int32_t const unbiased = 0;
+    Fields fields = validFields(&lambda, &unbiased);
+    PluginFieldCollection fc = fields.collection();
+    PluginPtr plugin = createPlugin(&fc);
+    CHECK(plugin != nullptr);
+    if (plugin == nullptr)
+    {
+        return 1;
+    }
+    CHECK(std::strcmp(plugin->getPluginType(), "SimAM") == 0);
+    CHECK(std::strcmp(plugin->getPluginVersion(), "1") == 0);
+    plugin->setPluginNamespace("ns");
+    CHECK(std::strcmp(plugin->getPluginNamespace(), "ns") == 0);
+
+    PluginPtr copy(plugin->clone());
+    CHECK(copy != nullptr && copy.get() != plugin.get());
+    plugin.reset();
+    if (copy == nullptr)
+    {
+        return 1;
+    }
+    plugin = std::move(copy);
+    CHECK(std::strcmp(plugin->getPluginNamespace(), "ns") == 0);
+    float gotLambda = 0.0F;
+    int32_t gotUnbiased = -1;
+    CHECK(readParams(plugin.get(), gotLambda, gotUnbiased) && gotLambda == lambda && gotUnbiased == unbiased);
+
+    CHECK(plugin->getNbOutputs() == 1);
+    for (DataType type : kernelTypes())
+    {
+        CHECK(plugin->getOutputDataType(0, &type, 1) == type);
+    }
+
+    harness::ExprBuilder exprs;
+    DimsExprs input{};
+    input.nbDims = 4;
+    input.d[0] = exprs.symbol("batch");
+    input.d[1] = exprs.constant(64);
+    input.d[2] = exprs.symbol("height");
+    input.d[3] = exprs.symbol("width");
+    DimsExprs output = plugin->getOutputDimensions(0, &input, 1, exprs);
+    CHECK(output.nbDims == 4);
+    for (int i = 0; i < 4 && output.nbDims == 4; ++i)
+    {
+        CHECK_MSG(output.d[i] == input.d[i], "output dim " + std::to_string(i) + " is the input's expression");
+    }
+    DimsExprs rank3 = input;
+    rank3.nbDims = 3;
+    CHECK(plugin->getOutputDimensions(0, &rank3, 1, exprs).nbDims != 4);
+
+    checkFormatMatrix<PluginTensorDesc>(
+        [&](int32_t pos, PluginTensorDesc const* io) { return plugin->supportsFormatCombination(pos, io, 1, 1); },
+        [](PluginTensorDesc& d) -> PluginTensorDesc& { return d; });
+
+    Dims const declared = dims4(-1, 64, -1, -1);
+    Dims const maxDims = dims4(16, 64, 256, 256);
+    for (DataType type : kernelTypes())
+    {
+        DynamicPluginTensorDesc in = dynamicDesc(declared, type, dims4(1, 64, 8, 8), dims4(8, 64, 32, 32), maxDims);
+        plugin->configurePlugin(&in, 1, &in, 1);
+        PluginTensorDesc largest = tensorDesc(maxDims, type);
+        CHECK(plugin->getWorkspaceSize(&largest, 1, &largest, 1)
+            == simam_cuda_workspace_size(16, 64, 256, 256, SIMAM_FLOAT32));
+    }
+    gLogger.reset();
+    DynamicPluginTensorDesc bad = dynamicDesc(declared, DataType::kINT8, maxDims, maxDims, maxDims);
+    plugin->configurePlugin(&bad, 1, &bad, 1);
+    CHECK_MSG(gLogger.errorCount() > 0, "configurePlugin with int8 logs an error");
+    CHECK(plugin->initialize() == 0);
+    plugin->terminate();
+    CHECK(plugin->enqueue(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr) != 0);
+    return 0;
+}
+
+#endif
+
+// ---- group: fields -----------------------------------------------------------------------------
+// Creates a plugin from `fields`; reports whether one came back and how many errors were logged.
+bool creates(Fields const& fields, int& errorsLogged)
+{
+    PluginFieldCollection fc = fields.collection();
+    gLogger.reset();
+    auto plugin = createPlugin(&fc);
+    errorsLogged = gLogger.errorCount();
+    return plugin != nullptr;
+}
+
+void expectRejected(std::string const& label, Fields const& fields)
+{
+    int errors = 0;
+    bool const created = creates(fields, errors);
+    CHECK_MSG(!created, label + ": plugin must not be created");
+    CHECK_MSG(errors > 0, label + ": an error must be logged through the logger");
+}
+
+int groupFields()
+{
+    float const nan = std::numeric_limits<float>::quiet_NaN();
+    float const inf = std::numeric_limits<float>::infinity();
+    float const ninf = -inf;
+    float const negative = -1e-4F;
+    float const zero = 0.0F;
+    float const twoLambdas[2] = {1e-4F, 1e-3F};
+    double const lambda64 = 1e-4;
+    int32_t const two = 2;
+    int32_t const minusOne = -1;
+    int32_t const twoFlags[2] = {1, 1};
+    float const unbiasedAsFloat = 1.0F;
+    int32_t const zeroFlag = 0;
+
+    // Collection-level damage.
+    {
+        gLogger.reset();
+        CHECK_MSG(createPlugin(nullptr) == nullptr, "null collection rejected");
+        CHECK(gLogger.errorCount() > 0);
+        Fields valid = validFields();
+        PluginFieldCollection negative{-1, valid.list.data()};
+        gLogger.reset();
+        CHECK_MSG(createPlugin(&negative) == nullptr && gLogger.errorCount() > 0, "negative nbFields rejected");
+        // Claims far more fields than exist: must be refused without walking the array.
+        PluginFieldCollection huge{1 << 30, valid.list.data()};
+        gLogger.reset();
+        CHECK_MSG(createPlugin(&huge) == nullptr && gLogger.errorCount() > 0, "absurd nbFields rejected");
+        PluginFieldCollection noArray{2, nullptr};
+        gLogger.reset();
+        CHECK_MSG(createPlugin(&noArray) == nullptr && gLogger.errorCount() > 0, "null field array rejected");
+    }
+
+    auto lambdaField = [](void const* data, PluginFieldType type, int32_t length) {
+        return PluginField("e_lambda", data, type, length);
+    };
+    auto unbiasedField = [](void const* data, PluginFieldType type, int32_t length) {
+        return PluginField("unbiased", data, type, length);
+    };
+    PluginField const goodUnbiased = unbiasedField(&kUnbiased, PluginFieldType::kINT32, 1);
+    PluginField const goodLambda = lambdaField(&kLambda, PluginFieldType::kFLOAT32, 1);
+
+    expectRejected("e_lambda missing", Fields{{goodUnbiased}});
+    expectRejected("e_lambda as kFLOAT64", Fields{{lambdaField(&lambda64, PluginFieldType::kFLOAT64, 1), goodUnbiased}});
+    expectRejected("e_lambda as kINT32", Fields{{lambdaField(&two, PluginFieldType::kINT32, 1), goodUnbiased}});
+    expectRejected("e_lambda as kFLOAT16", Fields{{lambdaField(&kLambda, PluginFieldType::kFLOAT16, 1), goodUnbiased}});
+    expectRejected("e_lambda length 0", Fields{{lambdaField(&kLambda, PluginFieldType::kFLOAT32, 0), goodUnbiased}});
+    expectRejected("e_lambda length 2", Fields{{lambdaField(twoLambdas, PluginFieldType::kFLOAT32, 2), goodUnbiased}});
+    expectRejected("e_lambda null data", Fields{{lambdaField(nullptr, PluginFieldType::kFLOAT32, 1), goodUnbiased}});
+    expectRejected("e_lambda NaN", Fields{{lambdaField(&nan, PluginFieldType::kFLOAT32, 1), goodUnbiased}});
+    expectRejected("e_lambda +inf", Fields{{lambdaField(&inf, PluginFieldType::kFLOAT32, 1), goodUnbiased}});
+    expectRejected("e_lambda -inf", Fields{{lambdaField(&ninf, PluginFieldType::kFLOAT32, 1), goodUnbiased}});
+    expectRejected("e_lambda negative", Fields{{lambdaField(&negative, PluginFieldType::kFLOAT32, 1), goodUnbiased}});
+    expectRejected("e_lambda zero", Fields{{lambdaField(&zero, PluginFieldType::kFLOAT32, 1), goodUnbiased}});
+    expectRejected("e_lambda twice", Fields{{goodLambda, goodLambda, goodUnbiased}});
+    expectRejected("unbiased as kFLOAT32",
+        Fields{{goodLambda, unbiasedField(&unbiasedAsFloat, PluginFieldType::kFLOAT32, 1)}});
+    expectRejected("unbiased length 2", Fields{{goodLambda, unbiasedField(twoFlags, PluginFieldType::kINT32, 2)}});
+    expectRejected("unbiased null data", Fields{{goodLambda, unbiasedField(nullptr, PluginFieldType::kINT32, 1)}});
+    expectRejected("unbiased = 2", Fields{{goodLambda, unbiasedField(&two, PluginFieldType::kINT32, 1)}});
+    expectRejected("unbiased = -1", Fields{{goodLambda, unbiasedField(&minusOne, PluginFieldType::kINT32, 1)}});
+    expectRejected("unbiased twice", Fields{{goodLambda, goodUnbiased, goodUnbiased}});
+    expectRejected("field without a name", Fields{{goodLambda, PluginField(nullptr, &kUnbiased, PluginFieldType::kINT32, 1)}});
+    // A name that never ends within the bound the plugin reads (no terminator in 300 bytes
+    // would be read past if the plugin used strlen on it; the buffer itself is terminated).
+    std::string longName(300, 'x');
+    expectRejected("over-long field name", Fields{{goodLambda, PluginField(longName.c_str(), &kUnbiased, PluginFieldType::kINT32, 1)}});
+
+    // Tolerated on purpose, each documented: unbiased missing -> 1; unknown fields ignored.
+    int errors = 0;
+    Fields lambdaOnly{{goodLambda}};
+    CHECK_MSG(creates(lambdaOnly, errors) && errors == 0, "unbiased may be omitted (defaults to 1)");
+    {
+        PluginFieldCollection fc = lambdaOnly.collection();
+        auto plugin = createPlugin(&fc);
+        float l = 0.0F;
+        int32_t u = -1;
+        CHECK(plugin != nullptr && readParams(plugin.get(), l, u) && u == 1 && l == kLambda);
+    }
+    char const version[] = "1";
+    CHECK_MSG(creates(Fields{{goodLambda, goodUnbiased, PluginField("plugin_version", version, PluginFieldType::kCHAR, 2)}},
+                  errors) && errors == 0,
+        "unknown fields are ignored");
+    Fields biased{{goodLambda, unbiasedField(&zeroFlag, PluginFieldType::kINT32, 1)}};
+    CHECK_MSG(creates(biased, errors), "unbiased = 0 accepted");
+    return 0;
+}
+
+// ---- group: serialization --------------------------------------------------------------------------
+int groupSerialization()
+{
+    float const lambdas[] = {1e-4F, 1e-6F, 0.5F, 3.0e3F};
+    for (float lambda : lambdas)
+    {
+        for (int32_t unbiased : {0, 1})
+        {
+            Fields fields = validFields(&lambda, &unbiased);
+            PluginFieldCollection fc = fields.collection();
+            auto plugin = createPlugin(&fc);
+            CHECK(plugin != nullptr);
+            if (plugin == nullptr)
+            {
+                continue;
+            }
+#if NV_TENSORRT_MAJOR >= 10
+            SerializedFields stored = serializeFields(plugin.get());
+            CHECK(stored.ok);
+            plugin.reset(); // the stored copy must not point into the destroyed plugin
+            PluginFieldCollection storedFc{static_cast<int32_t>(stored.fields.size()), stored.fields.data()};
+            auto restored = createPlugin(&storedFc, TensorRTPhase::kRUNTIME);
+#else
+            std::vector<unsigned char> blob = serializeBlob(plugin.get());
+            CHECK(blob.size() == 16);
+            plugin.reset();
+            auto restored = deserialize(blob.data(), blob.size());
+#endif
+            float l = 0.0F;
+            int32_t u = -1;
+            CHECK_MSG(restored != nullptr && readParams(restored.get(), l, u) && l == lambda && u == unbiased,
+                "round trip keeps e_lambda=" + std::to_string(lambda) + " unbiased=" + std::to_string(unbiased));
+        }
+    }
+#if NV_TENSORRT_MAJOR < 10
+    // Engine files are untrusted input: every corrupted record must be refused, never read past.
+    Fields fields = validFields();
+    PluginFieldCollection fc = fields.collection();
+    auto plugin = createPlugin(&fc);
+    std::vector<unsigned char> blob = serializeBlob(plugin.get());
+    auto rejects = [&](std::string const& label, void const* data, std::size_t length) {
+        gLogger.reset();
+        auto restored = deserialize(data, length);
+        CHECK_MSG(restored == nullptr, label + ": must be refused");
+        CHECK_MSG(gLogger.errorCount() > 0, label + ": must log an error");
+    };
+    rejects("null data", nullptr, 16);
+    rejects("empty", blob.data(), 0);
+    rejects("one byte short", blob.data(), 15);
+    std::vector<unsigned char> longer = blob;
+    longer.push_back(0);
+    rejects("one byte long", longer.data(), longer.size());
+    std::vector<unsigned char> badMagic = blob;
+    badMagic[0] ^= 0xFF;
+    rejects("bad magic", badMagic.data(), badMagic.size());
+    std::vector<unsigned char> badVersion = blob;
+    badVersion[4] = 9;
+    rejects("unknown format version", badVersion.data(), badVersion.size());
+    std::vector<unsigned char> nanLambda = blob;
+    float const nan = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(nanLambda.data() + 8, &nan, 4);
+    rejects("NaN e_lambda", nanLambda.data(), nanLambda.size());
+    std::vector<unsigned char> badFlag = blob;
+    int32_t const two = 2;
+    std::memcpy(badFlag.data() + 12, &two, 4);
+    rejects("unbiased = 2", badFlag.data(), badFlag.size());
+#endif
+    return 0;
+}
+
+// ---- group: enqueue (GPU) ---------------------------------------------------------------------------
+struct HostTensor
+{
+    std::vector<unsigned char> bytes;
+    simam_dtype dtype;
+    std::size_t count;
+};
+
+simam_dtype toSimam(DataType type)
+{
+#if NV_TENSORRT_MAJOR >= 9
+    if (type == DataType::kBF16)
+    {
+        return SIMAM_BFLOAT16;
+    }
+#endif
+    return type == DataType::kHALF ? SIMAM_FLOAT16 : SIMAM_FLOAT32;
+}
+
+HostTensor encode(std::vector<float> const& values, simam_dtype dtype)
+{
+    HostTensor t{{}, dtype, values.size()};
+    std::size_t const element = dtype == SIMAM_FLOAT32 ? 4 : 2;
+    t.bytes.resize(values.size() * element);
+    for (std::size_t i = 0; i < values.size(); ++i)
+    {
+        if (dtype == SIMAM_FLOAT32)
+        {
+            std::memcpy(t.bytes.data() + 4 * i, &values[i], 4);
+        }
+        else if (dtype == SIMAM_FLOAT16)
+        {
+            __half const h = __float2half(values[i]);
+            std::memcpy(t.bytes.data() + 2 * i, &h, 2);
+        }
+        else
+        {
+            __nv_bfloat16 const b = __float2bfloat16(values[i]);
+            std::memcpy(t.bytes.data() + 2 * i, &b, 2);
+        }
+    }
+    return t;
+}
+
+float decodeAt(HostTensor const& t, std::size_t i)
+{
+    if (t.dtype == SIMAM_FLOAT32)
+    {
+        float v;
+        std::memcpy(&v, t.bytes.data() + 4 * i, 4);
+        return v;
+    }
+    if (t.dtype == SIMAM_FLOAT16)
+    {
+        __half h;
+        std::memcpy(&h, t.bytes.data() + 2 * i, 2);
+        return __half2float(h);
+    }
+    __nv_bfloat16 b;
+    std::memcpy(&b, t.bytes.data() + 2 * i, 2);
+    return __bfloat162float(b);
+}
+
+bool cudaOk(cudaError_t status, char const* what)
+{
+    if (status != cudaSuccess)
+    {
+        std::fprintf(stderr, "CUDA error in %s: %s\n", what, cudaGetErrorString(status));
+        CHECK_MSG(false, what);
+        return false;
+    }
+    return true;
+}
+
+// Device buffers freed on scope exit.
+struct DeviceBuffer
+{
+    void* ptr{nullptr};
+    explicit DeviceBuffer(std::size_t bytes)
+    {
+        if (bytes > 0)
+        {
+            cudaOk(cudaMalloc(&ptr, bytes), "cudaMalloc");
+        }
+    }
+    ~DeviceBuffer()
+    {
+        if (ptr != nullptr)
+        {
+            cudaFree(ptr);
+        }
+    }
+    DeviceBuffer(DeviceBuffer const&) = delete;
+    DeviceBuffer& operator=(DeviceBuffer const&) = delete;
+};
+
+// One case: build-phase plugin configured for `maxDims`, then the runtime plugin runs `runDims`.
+void enqueueCase(DataType type, Dims runDims, Dims maxDims, int32_t unbiased, bool useWorkspace, cudaStream_t stream)
+{
+    float const lambda = 1e-4F;
+    Fields fields = validFields(&lambda, &unbiased);
+    PluginFieldCollection fc = fields.collection();
+    std::string const label = std::string("enqueue type=") + std::to_string(static_cast<int>(type)) + " shape="
+        + std::to_string(runDims.d[0]) + "x" + std::to_string(runDims.d[1]) + "x" + std::to_string(runDims.d[2])
+        + "x" + std::to_string(runDims.d[3]) + " unbiased=" + std::to_string(unbiased)
+        + (useWorkspace ? " workspace" : " no-workspace");
+    DynamicPluginTensorDesc profile = dynamicDesc(dims4(-1, runDims.d[1], -1, -1), type, runDims, runDims, maxDims);
+    PluginTensorDesc runDesc = tensorDesc(runDims, type);
+
+#if NV_TENSORRT_MAJOR >= 10
+    auto builder = createPlugin(&fc);
+    if (builder == nullptr)
+    {
+        CHECK_MSG(false, label + ": create");
+        return;
+    }
+    CHECK(build(builder.get())->configurePlugin(&profile, 1, &profile, 1) == 0);
+    std::size_t const workspaceBytes = build(builder.get())->getWorkspaceSize(&profile, 1, &profile, 1);
+    SerializedFields stored = serializeFields(builder.get());
+    PluginFieldCollection storedFc{static_cast<int32_t>(stored.fields.size()), stored.fields.data()};
+    auto loaded = createPlugin(&storedFc, TensorRTPhase::kRUNTIME);
+    PluginPtr plugin(loaded != nullptr ? runtime(loaded.get())->attachToContext(nullptr) : nullptr);
+    if (plugin == nullptr)
+    {
+        CHECK_MSG(false, label + ": runtime plugin");
+        return;
+    }
+    CHECK(runtime(plugin.get())->onShapeChange(&runDesc, 1, &runDesc, 1) == 0);
+    auto enqueue = [&](void const* const* in, void* const* out, void* ws) {
+        return runtime(plugin.get())->enqueue(&runDesc, &runDesc, in, out, ws, stream);
+    };
+#else
+    auto builder = createPlugin(&fc);
+    if (builder == nullptr)
+    {
+        CHECK_MSG(false, label + ": create");
+        return;
+    }
+    builder->configurePlugin(&profile, 1, &profile, 1);
+    PluginTensorDesc largest = tensorDesc(maxDims, type);
+    std::size_t const workspaceBytes = builder->getWorkspaceSize(&largest, 1, &largest, 1);
+    std::vector<unsigned char> blob = serializeBlob(builder.get());
+    PluginPtr plugin = deserialize(blob.data(), blob.size());
+    if (plugin == nullptr)
+    {
+        CHECK_MSG(false, label + ": runtime plugin");
+        return;
+    }
+    CHECK(plugin->initialize() == 0);
+    auto enqueue = [&](void const* const* in, void* const* out, void* ws) {
+        return plugin->enqueue(&runDesc, &runDesc, in, out, ws, stream);
+    };
+#endif
+
+    std::size_t const count = static_cast<std::size_t>(runDims.d[0] * runDims.d[1] * runDims.d[2] * runDims.d[3]);
+    HostTensor input = encode(harness::randomValues(count, 1234U + static_cast<uint32_t>(count), 2.0F, 0.5F), toSimam(type));
+    HostTensor expected{std::vector<unsigned char>(input.bytes.size()), input.dtype, count};
+    CHECK(simam_forward_cpu(input.bytes.data(), expected.bytes.data(), runDims.d[0], runDims.d[1], runDims.d[2],
+              runDims.d[3], input.dtype, lambda, unbiased)
+        == SIMAM_OK);
+
+    DeviceBuffer dIn(input.bytes.size());
+    DeviceBuffer dOut(input.bytes.size());
+    DeviceBuffer dWorkspace(useWorkspace ? workspaceBytes : 0);
+    if (!cudaOk(cudaMemcpy(dIn.ptr, input.bytes.data(), input.bytes.size(), cudaMemcpyHostToDevice), "copy in"))
+    {
+        return;
+    }
+    void const* inputs[] = {dIn.ptr};
+    void* outputs[] = {dOut.ptr};
+    CHECK_MSG(enqueue(inputs, outputs, dWorkspace.ptr) == 0, label + ": enqueue returns 0");
+    if (!cudaOk(cudaStreamSynchronize(stream), "synchronize") || !cudaOk(cudaGetLastError(), "kernel"))
+    {
+        return;
+    }
+    HostTensor got{std::vector<unsigned char>(input.bytes.size()), input.dtype, count};
+    cudaOk(cudaMemcpy(got.bytes.data(), dOut.ptr, got.bytes.size(), cudaMemcpyDeviceToHost), "copy out");
+
+    float const rtol = type == DataType::kFLOAT ? 1e-4F : (type == DataType::kHALF ? 2e-3F : 1.6e-2F);
+    float const atol = type == DataType::kFLOAT ? 1e-5F : (type == DataType::kHALF ? 1e-3F : 1e-2F);
+    float worst = 0.0F;
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < count; ++i)
+    {
+        float const e = decodeAt(expected, i);
+        float const g = decodeAt(got, i);
+        float const err = std::fabs(e - g);
+        worst = std::max(worst, err);
+        if (!(err <= atol + rtol * std::fabs(e)))
+        {
+            ++bad;
+        }
+    }
+    std::printf("  %s: max |err| %.3g, %zu of %zu outside tolerance\n", label.c_str(), worst, bad, count);
+    CHECK_MSG(bad == 0, label + ": matches simam_forward_cpu");
+}
+
+int groupEnqueue()
+{
+    int devices = 0;
+    cudaError_t const status = cudaGetDeviceCount(&devices);
+    if (status != cudaSuccess || devices == 0)
+    {
+        std::printf("SKIP: no CUDA device (%s); enqueue tests need a GPU\n",
+            status != cudaSuccess ? cudaGetErrorString(status) : "0 devices");
+        return kSkip;
+    }
+    cudaStream_t stream = nullptr;
+    if (!cudaOk(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream"))
+    {
+        return 1;
+    }
+    for (DataType type : kernelTypes())
+    {
+        for (int32_t unbiased : {1, 0})
+        {
+            // Small planes, a batch smaller than the profile's maximum, and planes larger than the
+            // on-chip limit (16384 elements) with and without TensorRT's workspace.
+            enqueueCase(type, dims4(2, 3, 7, 5), dims4(4, 3, 16, 16), unbiased, true, stream);
+            enqueueCase(type, dims4(1, 16, 56, 56), dims4(8, 16, 56, 56), unbiased, true, stream);
+            enqueueCase(type, dims4(2, 4, 130, 140), dims4(2, 4, 160, 160), unbiased, true, stream);
+            enqueueCase(type, dims4(2, 4, 130, 140), dims4(2, 4, 160, 160), unbiased, false, stream);
+        }
+    }
+    enqueueCase(DataType::kFLOAT, dims4(0, 3, 8, 8), dims4(4, 3, 8, 8), 1, true, stream);
+    cudaStreamDestroy(stream);
+    return 0;
+}
+
+int usage()
+{
+    std::fprintf(stderr,
+        "usage: simam_trt_harness --plugin PATH --group load|lifecycle|fields|serialization|enqueue\n");
+    return 2;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    std::string pluginPath;
+    std::string group;
+    for (int i = 1; i + 1 < argc; i += 2)
+    {
+        std::string const key = argv[i];
+        if (key == "--plugin")
+        {
+            pluginPath = argv[i + 1];
+        }
+        else if (key == "--group")
+        {
+            group = argv[i + 1];
+        }
+        else
+        {
+            return usage();
+        }
+    }
+    if (pluginPath.empty() || group.empty())
+    {
+        return usage();
+    }
+    std::printf("simam_trt_harness: TensorRT headers %d.%d.%d, group '%s'\n", NV_TENSORRT_MAJOR, NV_TENSORRT_MINOR,
+        NV_TENSORRT_PATCH, group.c_str());
+    if (!harness::openPluginLibrary(pluginPath, gLibrary))
+    {
+        std::fprintf(stderr, "FAILED to load %s: %s\n", pluginPath.c_str(), gLibrary.error.c_str());
+        return 1;
+    }
+    gLibrary.setLoggerFinder(&gFinder); // TensorRT calls this first, right after loading
+
+    int rc = 0;
+    if (group == "load")
+    {
+        rc = groupLoad();
+    }
+    else if (group == "lifecycle")
+    {
+        rc = groupLifecycle();
+    }
+    else if (group == "fields")
+    {
+        rc = groupFields();
+    }
+    else if (group == "serialization")
+    {
+        rc = groupSerialization();
+    }
+    else if (group == "enqueue")
+    {
+        rc = groupEnqueue();
+    }
+    else
+    {
+        return usage();
+    }
+    if (rc == kSkip)
+    {
+        return kSkip;
+    }
+    std::printf("%d checks, %d failed\n", harness::checksRun(), harness::failures());
+    return harness::failures() == 0 && rc == 0 ? 0 : 1;
+}

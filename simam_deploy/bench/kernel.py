@@ -1,0 +1,234 @@
+"""Kernel benchmark: eager decomposed SimAM vs ``torch.compile`` of it vs the fused op.
+
+Per (shape, dtype) case every implementation runs on the same input in the same process, so
+the ratios are side by side. Effective bandwidth counts the bytes a perfect kernel must move:
+read x once + write y once (2 * numel * itemsize). On a GPU a device-to-device copy of the
+same bytes is timed in the same run, and each implementation is reported as a fraction of it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from simam_deploy.bench.timing import check_counts, summarize, time_callable
+from simam_deploy.errors import InputError, MissingDependencyError
+from simam_deploy.export import parse_shape
+from simam_deploy.nn import CIFAR_LAMBDA, simam_decomposed
+
+# The SimAM inputs of ResNet-50 at batch 32 (one per stage).
+RESNET50_SHAPES: tuple[tuple[int, int, int, int], ...] = (
+    (32, 256, 56, 56),
+    (32, 512, 28, 28),
+    (32, 1024, 14, 14),
+    (32, 2048, 7, 7),
+)
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+IMPLEMENTATIONS: tuple[str, ...] = ("eager", "compile", "fused")
+SCHEMA = "simam-deploy/bench-kernel/1"
+
+
+@dataclass
+class KernelRow:
+    shape: tuple[int, int, int, int]
+    dtype: str
+    impl: str
+    median_ms: float
+    min_ms: float
+    p90_ms: float
+    iters: int
+    bytes_moved: int
+    gb_per_s: float
+    speedup_vs_eager: float | None = None
+    fraction_of_copy: float | None = None  # GPU only: copy time / this time
+    max_abs_diff_vs_fused: float | None = None
+
+
+@dataclass
+class CopyRow:
+    shape: tuple[int, int, int, int]
+    dtype: str
+    median_ms: float
+    gb_per_s: float
+
+
+@dataclass
+class KernelBenchmark:
+    device: str
+    device_name: str
+    torch_version: str
+    cpu_threads: int
+    warmup: int
+    iters: int
+    e_lambda: float
+    unbiased: bool
+    rows: list[KernelRow] = field(default_factory=list)
+    copies: list[CopyRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["schema"] = SCHEMA
+        return data
+
+
+def parse_shapes(texts: Sequence[str]) -> list[tuple[int, int, int, int]]:
+    return [parse_shape(t) for t in texts]
+
+
+def with_batch(
+    shapes: Sequence[tuple[int, int, int, int]], batch: int | None
+) -> list[tuple[int, int, int, int]]:
+    if batch is None:
+        return list(shapes)
+    if batch < 1:
+        raise InputError(f"batch must be >= 1, got {batch}", "use --batch 1 or more")
+    return [(batch, c, h, w) for _, c, h, w in shapes]
+
+
+def resolve_dtypes(names: Sequence[str]) -> list[str]:
+    unknown = [n for n in names if n not in DTYPES]
+    if unknown:
+        raise InputError(f"unknown dtype(s) {', '.join(unknown)}", f"use {', '.join(DTYPES)}")
+    return list(dict.fromkeys(names))
+
+
+def resolve_device(device: str) -> str:
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"unknown device '{device}'", "use cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but PyTorch sees no CUDA GPU", "use --device cpu")
+    return device
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical CPUs)"
+
+
+def _implementations(
+    names: Sequence[str], e_lambda: float, unbiased: bool, device: str
+) -> dict[str, Callable]:
+    from simam_deploy import ops
+
+    unknown = [n for n in names if n not in IMPLEMENTATIONS]
+    if unknown:
+        raise InputError(
+            f"unknown implementation(s) {', '.join(unknown)}", f"use {', '.join(IMPLEMENTATIONS)}"
+        )
+    impls: dict[str, Callable] = {}
+    for name in names:
+        if name == "eager":
+            impls[name] = functools.partial(simam_decomposed, e_lambda=e_lambda, unbiased=unbiased)
+        elif name == "compile":
+            impls[name] = functools.partial(
+                simam_decomposed, e_lambda=e_lambda, unbiased=unbiased
+            )  # compiled per case
+        else:
+            if not ops.native_available():
+                raise MissingDependencyError("the fused op needs simam_deploy._C", ops.BUILD_HINT)
+            if device == "cuda" and not ops.has_cuda():
+                raise MissingDependencyError(
+                    "simam_deploy._C was built without CUDA kernels", ops.REBUILD_HINT
+                )
+            impls[name] = functools.partial(ops.simam, e_lambda=e_lambda, unbiased=unbiased)
+    return impls
+
+
+def _compiled(fn: Callable) -> Callable:
+    # A fresh dynamo cache per case: one code object recompiled for 8 shapes would hit the
+    # recompile limit and silently fall back to eager.
+    torch._dynamo.reset()
+    return torch.compile(fn, dynamic=False)
+
+
+def run_kernel_benchmark(
+    shapes: Sequence[tuple[int, int, int, int]] = RESNET50_SHAPES,
+    dtypes: Sequence[str] = ("fp32", "fp16"),
+    *,
+    device: str = "cpu",
+    warmup: int = 3,
+    iters: int = 20,
+    impls: Sequence[str] = IMPLEMENTATIONS,
+    e_lambda: float = CIFAR_LAMBDA,
+    unbiased: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> KernelBenchmark:
+    """Time every implementation on every (shape, dtype); see the module docstring."""
+    device = resolve_device(device)
+    dtypes = resolve_dtypes(dtypes)
+    check_counts(warmup, iters)
+    implementations = _implementations(impls, e_lambda, unbiased, device)
+    bench = KernelBenchmark(
+        device=device,
+        device_name=device_name(device),
+        torch_version=torch.__version__,
+        cpu_threads=torch.get_num_threads(),
+        warmup=warmup,
+        iters=iters,
+        e_lambda=e_lambda,
+        unbiased=unbiased,
+    )
+    for shape in shapes:
+        for dtype_name in dtypes:
+            if progress:
+                progress(f"{'x'.join(map(str, shape))} {dtype_name}")
+            _run_case(bench, implementations, tuple(shape), dtype_name, progress)
+    return bench
+
+
+def _run_case(
+    bench: KernelBenchmark, implementations: dict[str, Callable], shape, dtype_name: str, progress
+) -> None:
+    device, warmup, iters = bench.device, bench.warmup, bench.iters
+    x = torch.randn(shape, dtype=DTYPES[dtype_name], device=device)
+    bytes_moved = 2 * x.numel() * x.element_size()
+
+    copy_ms = None
+    if device == "cuda":
+        out = torch.empty_like(x)
+        copy_ms = summarize(time_callable(lambda: out.copy_(x), device, warmup, iters)).p50_ms
+        bench.copies.append(CopyRow(shape, dtype_name, copy_ms, bytes_moved / copy_ms / 1e6))
+        del out
+
+    fused_out = implementations["fused"](x) if "fused" in implementations else None
+    case_rows: list[KernelRow] = []
+    for name, fn in implementations.items():
+        if name == "compile":
+            try:
+                fn = _compiled(fn)
+                fn(x)  # compile outside the timed region
+            except Exception as exc:  # no C++ compiler for inductor, unsupported dtype, ...
+                bench.notes.append(f"{'x'.join(map(str, shape))} {dtype_name}: torch.compile failed: {exc}")
+                continue
+        with torch.inference_mode():
+            stats = summarize(time_callable(lambda fn=fn: fn(x), device, warmup, iters))
+            diff = None
+            if fused_out is not None and name != "fused":
+                diff = float((fn(x).float() - fused_out.float()).abs().max())
+        row = KernelRow(
+            shape=shape,
+            dtype=dtype_name,
+            impl=name,
+            median_ms=stats.p50_ms,
+            min_ms=stats.min_ms,
+            p90_ms=stats.p90_ms,
+            iters=stats.iters,
+            bytes_moved=bytes_moved,
+            gb_per_s=bytes_moved / stats.p50_ms / 1e6,
+            fraction_of_copy=(copy_ms / stats.p50_ms) if copy_ms else None,
+            max_abs_diff_vs_fused=diff,
+        )
+        case_rows.append(row)
+        if progress:
+            progress(f"  {name:8s} {stats.p50_ms:9.3f} ms  {row.gb_per_s:8.1f} GB/s")
+    eager = next((r for r in case_rows if r.impl == "eager"), None)
+    for row in case_rows:
+        row.speedup_vs_eager = eager.median_ms / row.median_ms if eager else None
+    bench.rows.extend(case_rows)

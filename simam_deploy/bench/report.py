@@ -1,0 +1,132 @@
+"""Presenting benchmark results: rich tables, stable JSON, optional PNG bar plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+from simam_deploy.fileio import atomic_output, check_output_path, write_text_atomic
+
+if TYPE_CHECKING:
+    from simam_deploy.bench.kernel import KernelBenchmark
+    from simam_deploy.bench.targets import TargetBenchmark
+
+
+def _shape(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _opt(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def kernel_table(bench: KernelBenchmark) -> Table:
+    title = (
+        f"SimAM kernel on {bench.device_name} ({bench.device}), "
+        f"median of {bench.iters} after {bench.warmup} warm-up"
+    )
+    table = Table(title=title)
+    for col in ("shape", "dtype", "impl", "median ms", "GB/s", "x eager", "of copy", "max |diff| vs fused"):
+        table.add_column(col, justify="left" if col in ("shape", "dtype", "impl") else "right")
+    copies = {(_shape(c.shape), c.dtype): c for c in bench.copies}
+    for i, row in enumerate(bench.rows):
+        table.add_row(
+            _shape(row.shape),
+            row.dtype,
+            row.impl,
+            f"{row.median_ms:.3f}",
+            f"{row.gb_per_s:.1f}",
+            _opt(row.speedup_vs_eager, ".2f"),
+            "-" if row.fraction_of_copy is None else f"{100 * row.fraction_of_copy:.0f}%",
+            _opt(row.max_abs_diff_vs_fused, ".2e"),
+        )
+        case = (_shape(row.shape), row.dtype)
+        last_of_case = (
+            i + 1 == len(bench.rows) or (_shape(bench.rows[i + 1].shape), bench.rows[i + 1].dtype) != case
+        )
+        if last_of_case and case in copies:
+            copy = copies[case]
+            table.add_row(*case, "d2d copy", f"{copy.median_ms:.3f}", f"{copy.gb_per_s:.1f}", "", "100%", "")
+    return table
+
+
+def targets_table(bench: TargetBenchmark) -> Table:
+    table = Table(
+        title=f"{bench.target} on {bench.device_name}, input {_shape(bench.input_shape)} {bench.dtype}"
+    )
+    for col in ("backend", "mean ms", "p50 ms", "p90 ms", "p99 ms", "samples/s", "x first"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+    first = bench.results[0].stats.p50_ms if bench.results else None
+    for res in bench.results:
+        s = res.stats
+        table.add_row(
+            res.backend,
+            f"{s.mean_ms:.3f}",
+            f"{s.p50_ms:.3f}",
+            f"{s.p90_ms:.3f}",
+            f"{s.p99_ms:.3f}",
+            f"{res.throughput:.1f}",
+            f"{first / s.p50_ms:.2f}" if first else "-",
+        )
+    return table
+
+
+def to_json_text(payload: dict) -> str:
+    """Stable JSON: sorted keys, 2-space indent, trailing newline."""
+    return json.dumps(payload, indent=2, sort_keys=True) + "\n"
+
+
+def save_json(path: str | Path, payload: dict) -> Path:
+    out = check_output_path(path)
+    write_text_atomic(out, to_json_text(payload))
+    return out
+
+
+def _bar_plot(
+    path: str | Path, groups: list[str], series: dict[str, list[float]], ylabel: str, title: str
+) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = check_output_path(path)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2), 4.0))
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar([g + i * width for g in range(len(groups))], values, width, label=name)
+    ax.set_xticks(
+        [g + width * (len(series) - 1) / 2 for g in range(len(groups))], groups, rotation=20, ha="right"
+    )
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_output(out, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_kernel(bench: KernelBenchmark, path: str | Path) -> Path:
+    """Bars of effective bandwidth (GB/s) per case and implementation (plus the copy on GPU)."""
+    cases = list(dict.fromkeys((_shape(r.shape), r.dtype) for r in bench.rows))
+    impls = list(dict.fromkeys(r.impl for r in bench.rows))
+    lookup = {(_shape(r.shape), r.dtype, r.impl): r.gb_per_s for r in bench.rows}
+    series = {impl: [lookup.get((s, d, impl), 0.0) for s, d in cases] for impl in impls}
+    if bench.copies:
+        copies = {(_shape(c.shape), c.dtype): c.gb_per_s for c in bench.copies}
+        series["d2d copy"] = [copies.get(case, 0.0) for case in cases]
+    groups = [f"{s}\n{d}" for s, d in cases]
+    return _bar_plot(
+        path, groups, series, "effective GB/s (read x + write y)", f"SimAM on {bench.device_name}"
+    )
+
+
+def plot_targets(bench: TargetBenchmark, path: str | Path) -> Path:
+    """Bars of median latency per backend."""
+    series = {"p50 ms": [r.stats.p50_ms for r in bench.results]}
+    return _bar_plot(path, [r.backend for r in bench.results], series, "median latency (ms)", bench.target)

@@ -1,0 +1,252 @@
+"""Benchmark one model TARGET several ways, side by side.
+
+TARGET is either
+  * a model (a zoo name such as ``resnet50``, or ``package.module:callable``), run in PyTorch
+    eager, with the fused SimAM op swapped in, and under ``torch.compile`` (and, on request,
+    exported decomposed to ONNX and run in ONNX Runtime);
+  * an ``.onnx`` file, run in ONNX Runtime;
+  * a TensorRT engine (``.engine``/``.plan``/``.trt``), run through
+    ``simam_deploy.backends.load_runner``: its ``benchmark(inputs, warmup, iters, cuda_graph)``
+    when the runner has one (device-side timing), else timed calls of ``infer``.
+Reported per backend: mean / p50 / p90 / p99 latency of one batch and throughput (samples/s).
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from simam_deploy.bench.kernel import DTYPES, device_name, resolve_device
+from simam_deploy.bench.timing import LatencyStats, check_counts, summarize, time_callable
+from simam_deploy.errors import InputError
+
+MODEL_BACKENDS: tuple[str, ...] = ("eager", "fused", "compile", "onnxruntime")
+ALL_BACKENDS: tuple[str, ...] = (*MODEL_BACKENDS, "tensorrt")
+SCHEMA = "simam-deploy/bench-target/1"
+
+
+@dataclass
+class TargetResult:
+    backend: str
+    stats: LatencyStats
+    batch: int
+
+    @property
+    def throughput(self) -> float:
+        """Samples per second at the mean latency."""
+        return self.batch / (self.stats.mean_ms / 1e3)
+
+    def to_dict(self) -> dict:
+        return {
+            "backend": self.backend,
+            "batch": self.batch,
+            "throughput": self.throughput,
+            **self.stats.to_dict(),
+        }
+
+
+@dataclass
+class TargetBenchmark:
+    target: str
+    kind: str  # model | onnx | engine
+    device: str
+    device_name: str
+    dtype: str
+    input_shape: tuple[int, ...]
+    warmup: int
+    iters: int
+    cuda_graph: bool
+    results: list[TargetResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "target": self.target,
+            "kind": self.kind,
+            "device": self.device,
+            "device_name": self.device_name,
+            "dtype": self.dtype,
+            "input_shape": list(self.input_shape),
+            "warmup": self.warmup,
+            "iters": self.iters,
+            "cuda_graph": self.cuda_graph,
+            "torch_version": torch.__version__,
+            "results": [r.to_dict() for r in self.results],
+            "notes": list(self.notes),
+        }
+
+
+def target_kind(target: str) -> str:
+    from simam_deploy.backends import ENGINE_SUFFIXES, ONNX_SUFFIXES
+
+    suffix = Path(target).suffix.lower()
+    if suffix in ONNX_SUFFIXES:
+        return "onnx"
+    if suffix in ENGINE_SUFFIXES:
+        return "engine"
+    return "model"
+
+
+def resolve_compare(compare: Sequence[str] | None, kind: str) -> list[str]:
+    if not compare:
+        return {"model": ["eager", "fused", "compile"], "onnx": ["onnxruntime"], "engine": ["tensorrt"]}[kind]
+    unknown = [c for c in compare if c not in ALL_BACKENDS]
+    if unknown:
+        raise InputError(
+            f"unknown backend(s) in --compare: {', '.join(unknown)}", f"use {', '.join(ALL_BACKENDS)}"
+        )
+    return list(dict.fromkeys(compare))
+
+
+def benchmark_target(
+    target: str,
+    *,
+    compare: Sequence[str] | None = None,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    batch: int | None = None,
+    input_shape: str | tuple[int, ...] | None = None,
+    checkpoint: str | None = None,
+    warmup: int = 5,
+    iters: int = 50,
+    cuda_graph: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> TargetBenchmark:
+    """Benchmark ``target`` with each backend of ``compare`` (see the module docstring)."""
+    check_counts(warmup, iters)
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype '{dtype}'", f"use {', '.join(DTYPES)}")
+    if batch is not None and batch < 1:
+        raise InputError(f"batch must be >= 1, got {batch}", "use --batch 1 or more")
+    kind = target_kind(target)
+    backends = resolve_compare(compare, kind)
+    device = resolve_device(device)
+    bench = TargetBenchmark(target, kind, device, device_name(device), dtype, (), warmup, iters, cuda_graph)
+    if kind == "model":
+        _bench_model(bench, backends, batch, input_shape, checkpoint, progress)
+    else:
+        ignored = [b for b in backends if b not in ("onnxruntime", "tensorrt")]
+        if ignored:
+            bench.notes.append(f"{', '.join(ignored)} apply to model targets only; ignored for a {kind} file")
+        _bench_file(bench, batch, input_shape, progress)
+    return bench
+
+
+# ---- model targets ----------------------------------------------------------------------------
+def _model_input_shape(target: str, batch: int | None, input_shape) -> tuple[int, int, int, int]:
+    from simam_deploy.export import parse_shape
+    from simam_deploy.zoo import default_input_shape
+
+    if input_shape is not None:
+        shape = parse_shape(input_shape)
+    else:
+        default = default_input_shape(target)
+        if default is None:
+            raise InputError(f"no default input shape for '{target}'", "give --input-shape NxCxHxW")
+        shape = tuple(default)
+    return (batch, *shape[1:]) if batch is not None else shape
+
+
+def _bench_model(bench: TargetBenchmark, backends, batch, input_shape, checkpoint, progress) -> None:
+    from simam_deploy.nn import set_simam_fused
+    from simam_deploy.zoo import build_model
+
+    shape = _model_input_shape(bench.target, batch, input_shape)
+    bench.input_shape = shape
+    model, _ = build_model(bench.target, checkpoint)
+    torch_dtype = DTYPES[bench.dtype]
+    x = torch.randn(shape, device=bench.device, dtype=torch_dtype)
+    if bench.cuda_graph:
+        bench.notes.append("--cuda-graph applies to TensorRT engines; PyTorch backends ran without it")
+    for backend in backends:
+        if progress:
+            progress(backend)
+        if backend == "tensorrt":
+            bench.notes.append(
+                "tensorrt needs an engine file: build one with `simam-deploy build`, then bench it"
+            )
+            continue
+        if backend == "onnxruntime":
+            _bench_exported_onnx(bench, model, shape)
+            continue
+        runnable = copy.deepcopy(model).to(device=bench.device, dtype=torch_dtype).eval()
+        if backend == "fused" and set_simam_fused(runnable, True) == 0:
+            bench.notes.append("the model has no SimAM modules: 'fused' equals 'eager'")
+        if backend == "compile":
+            torch._dynamo.reset()
+            runnable = torch.compile(runnable)
+        with torch.inference_mode():
+            times = time_callable(lambda m=runnable: m(x), bench.device, bench.warmup, bench.iters)
+        bench.results.append(TargetResult(backend, summarize(times), shape[0]))
+
+
+def _bench_exported_onnx(bench: TargetBenchmark, model: torch.nn.Module, shape) -> None:
+    from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+    from simam_deploy.export import export_onnx
+
+    if bench.dtype != "fp32":
+        bench.notes.append("onnxruntime ran the fp32 decomposed export (the model is exported in fp32)")
+    with tempfile.TemporaryDirectory(prefix="simam-bench-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx(copy.deepcopy(model).float().cpu(), path, input_shape=shape, dynamic="none")
+        runner = OnnxRuntimeRunner(path)
+        inputs = {runner.input_names[0]: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+        times = time_callable(lambda: runner.infer(inputs), "cpu", bench.warmup, bench.iters)
+    bench.results.append(TargetResult("onnxruntime", summarize(times), shape[0]))
+
+
+# ---- file targets -----------------------------------------------------------------------------
+def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray]:
+    from simam_deploy.export import parse_shape
+
+    forced = parse_shape(input_shape) if input_shape is not None else None
+    spec = runner.input_spec()
+    if forced is not None and len(spec) != 1:
+        raise InputError("--input-shape applies to single-input models only", "drop --input-shape")
+    rng = np.random.default_rng(0)
+    inputs = {}
+    for name, dims, np_dtype in spec:
+        if forced is not None:
+            shape = forced
+        else:
+            shape = tuple(
+                d if isinstance(d, int) and d > 0 else (batch or 1) if i == 0 else None
+                for i, d in enumerate(dims)
+            )
+            if None in shape:
+                raise InputError(
+                    f"input '{name}' has dynamic dimensions {dims}", "give --input-shape NxCxHxW to fix them"
+                )
+            if batch is not None:
+                shape = (batch, *shape[1:])
+        inputs[name] = rng.standard_normal(shape).astype(np_dtype)
+    return inputs
+
+
+def _bench_file(bench: TargetBenchmark, batch, input_shape, progress) -> None:
+    from simam_deploy.backends import load_runner
+
+    runner = load_runner(bench.target)
+    inputs = _file_inputs(runner, batch, input_shape)
+    first = next(iter(inputs.values()))
+    bench.input_shape = tuple(first.shape)
+    bench.dtype = str(first.dtype)
+    backend = "onnxruntime" if bench.kind == "onnx" else "tensorrt"
+    if progress:
+        progress(backend)
+    if hasattr(runner, "benchmark"):
+        times = list(runner.benchmark(inputs, bench.warmup, bench.iters, bench.cuda_graph))
+    else:
+        if bench.cuda_graph:
+            bench.notes.append(
+                f"{type(runner).__name__} has no benchmark(); timed infer() without CUDA graphs"
+            )
+        times = time_callable(lambda: runner.infer(inputs), "cpu", bench.warmup, bench.iters)
+    bench.results.append(TargetResult(backend, summarize(times), int(first.shape[0]) if first.ndim else 1))

@@ -1,0 +1,194 @@
+"""The fused SimAM kernels from Python: a ``torch.library`` op and a numpy entry point.
+
+``simam(x, e_lambda, unbiased)`` calls ``torch.ops.simam_deploy.simam``, one opaque op that
+``torch.compile`` and ``torch.export`` keep whole. It runs the native kernels of
+``simam_deploy._C`` (plugins/simam): the CPU kernel for CPU tensors, the CUDA kernel (on the
+tensor's device and current stream) for CUDA tensors.
+
+Contract of the op (shared with the ONNX node and the TensorRT plugin):
+  * input: a 4-D NCHW tensor of float32, float16 or bfloat16; a non-contiguous input (e.g.
+    channels_last) is copied to contiguous NCHW first, and the output is contiguous NCHW;
+  * an empty tensor (some dimension 0) returns an empty tensor without calling a kernel;
+  * statistics accumulate in fp32 whatever the dtype; NaN/Inf in a plane make that whole plane
+    NaN, as the float64 reference does, and never touch other planes;
+  * e_lambda must be finite and > 0; a 1x1 plane needs ``unbiased=False`` (H*W-1 would be 0).
+Gradients: the backward pass differentiates the decomposed formula in fp32 (inference is the
+purpose; the backward exists so a fused model can still be fine-tuned).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from simam_deploy.errors import InputError, MissingDependencyError
+from simam_deploy.nn import CIFAR_LAMBDA, _check_lambda, simam_decomposed
+
+REBUILD_HINT = (
+    "put the CUDA compiler nvcc on PATH (or set CUDACXX), then rebuild from the repository root with "
+    "`pip install -e . --no-build-isolation`"
+)
+BUILD_HINT = "build it from the repository root with `pip install -e . --no-build-isolation`"
+
+DTYPE_CODES: dict[torch.dtype, int] = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+
+
+def _native() -> Any:
+    try:
+        from simam_deploy import _C
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the native extension simam_deploy._C is not available ({exc})", BUILD_HINT
+        ) from exc
+    return _C
+
+
+def native_available() -> bool:
+    """True when ``simam_deploy._C`` imports (the package was built, not just copied)."""
+    try:
+        _native()
+    except MissingDependencyError:
+        return False
+    return True
+
+
+def has_cuda() -> bool:
+    """True when the extension was compiled with the CUDA kernels (says nothing about a GPU being present)."""
+    return native_available() and bool(_native().has_cuda())
+
+
+def _check_shape(shape: tuple[int, ...], unbiased: bool) -> None:
+    if len(shape) != 4:
+        raise InputError(
+            f"SimAM expects a 4-D NCHW tensor, got {len(shape)}-D shape {tuple(shape)}",
+            "reshape to [N, C, H, W] (add a batch dimension with x[None] for a single image)",
+        )
+    if unbiased and shape[2] * shape[3] == 1 and all(d > 0 for d in shape):
+        raise InputError(
+            f"SimAM with unbiased=True divides by H*W-1, which is 0 for the 1x1 planes of {tuple(shape)}",
+            "use unbiased=False for 1x1 feature maps, or apply SimAM before the spatial size reaches 1x1",
+        )
+
+
+def _check_tensor(x: torch.Tensor, unbiased: bool) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"SimAM expects a torch.Tensor, got {type(x).__name__}")
+    _check_shape(tuple(x.shape), unbiased)
+    if x.dtype not in DTYPE_CODES:
+        raise InputError(
+            f"the fused SimAM kernel supports float32, float16 and bfloat16, got {x.dtype}",
+            "convert first, e.g. x.float(), or use simam_deploy.nn.simam_decomposed for other dtypes",
+        )
+
+
+def _launch_cuda(x: torch.Tensor, y: torch.Tensor, e_lambda: float, unbiased: bool) -> None:
+    native = _native()
+    if not native.has_cuda():
+        raise MissingDependencyError(
+            f"got a CUDA tensor ({x.device}) but simam_deploy._C was built without the CUDA kernels",
+            REBUILD_HINT,
+        )
+    n, c, h, w = x.shape
+    code = DTYPE_CODES[x.dtype]
+    with torch.cuda.device(x.device):
+        stream = torch.cuda.current_stream(x.device).cuda_stream
+        workspace_bytes = native.cuda_workspace_size(n, c, h, w, code)
+        # From torch's caching allocator, stream-ordered on the same stream: freed safely.
+        workspace = (
+            torch.empty(workspace_bytes, dtype=torch.uint8, device=x.device) if workspace_bytes else None
+        )
+        workspace_ptr = workspace.data_ptr() if workspace is not None else 0
+        native.forward_cuda(
+            x.data_ptr(), y.data_ptr(), n, c, h, w, code, e_lambda, unbiased,
+            stream, workspace_ptr, workspace_bytes,
+        )  # fmt: skip
+
+
+@torch.library.custom_op("simam_deploy::simam", mutates_args=())
+def _simam_op(x: torch.Tensor, e_lambda: float, unbiased: bool) -> torch.Tensor:
+    _check_tensor(x, unbiased)
+    e_lambda = _check_lambda(e_lambda)
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    if x.numel() == 0:
+        return y
+    if x.device.type == "cpu":
+        n, c, h, w = x.shape
+        _native().forward_cpu(
+            x.data_ptr(), y.data_ptr(), n, c, h, w, DTYPE_CODES[x.dtype], e_lambda, unbiased
+        )
+    elif x.device.type == "cuda":
+        _launch_cuda(x, y, e_lambda, unbiased)
+    else:
+        raise InputError(
+            f"the fused SimAM kernel runs on cpu and cuda tensors, got {x.device}", "move the tensor"
+        )
+    return y
+
+
+@_simam_op.register_fake
+def _simam_fake(x: torch.Tensor, e_lambda: float, unbiased: bool) -> torch.Tensor:
+    _check_tensor(x, unbiased)
+    _check_lambda(e_lambda)
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _setup_backward(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    x, e_lambda, unbiased = inputs
+    ctx.save_for_backward(x)
+    ctx.e_lambda = e_lambda
+    ctx.unbiased = unbiased
+
+
+def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    (x,) = ctx.saved_tensors
+    with torch.enable_grad():
+        xf = x.detach().float().requires_grad_(True)
+        yf = simam_decomposed(xf, ctx.e_lambda, ctx.unbiased)
+        (gx,) = torch.autograd.grad(yf, xf, grad.float())
+    return gx.to(x.dtype), None, None
+
+
+_simam_op.register_autograd(_backward, setup_context=_setup_backward)
+
+
+def simam(x: torch.Tensor, e_lambda: float = CIFAR_LAMBDA, unbiased: bool = True) -> torch.Tensor:
+    """Fused SimAM of a 4-D NCHW tensor (see the module docstring for the contract)."""
+    return torch.ops.simam_deploy.simam(x, float(e_lambda), bool(unbiased))
+
+
+# ---- numpy ----------------------------------------------------------------------------------
+def _numpy_dtype_codes() -> dict[np.dtype, int]:
+    codes = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
+    try:
+        import ml_dtypes
+    except ImportError:  # bfloat16 arrays need ml_dtypes; without it none can exist anyway
+        return codes
+    codes[np.dtype(ml_dtypes.bfloat16)] = 2
+    return codes
+
+
+def simam_numpy(x: np.ndarray, e_lambda: float = CIFAR_LAMBDA, unbiased: bool = True) -> np.ndarray:
+    """Fused SimAM of a 4-D NCHW numpy array on the CPU (float32, float16, ml_dtypes.bfloat16).
+
+    Returns a new C-contiguous array of the same dtype; the input is never modified.
+    """
+    if not isinstance(x, np.ndarray):
+        raise InputError(f"simam_numpy expects a numpy array, got {type(x).__name__}")
+    _check_shape(x.shape, unbiased)
+    codes = _numpy_dtype_codes()
+    if x.dtype not in codes:
+        raise InputError(
+            f"the fused SimAM kernel supports float32, float16 and bfloat16 arrays, got {x.dtype}",
+            "convert first, e.g. x.astype(np.float32)",
+        )
+    e_lambda = _check_lambda(e_lambda)
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    if x.size == 0:
+        return y
+    n, c, h, w = x.shape
+    _native().forward_cpu(x.ctypes.data, y.ctypes.data, n, c, h, w, codes[x.dtype], e_lambda, bool(unbiased))
+    return y

@@ -1,0 +1,32 @@
+"""Shared fixtures. The authors' checkpoint lives in ../shared beside the checkout; tests that need
+it skip with that reason when it is absent (everything else must work without it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SIMAM_SHARED", REPO.parent / "shared"))
+OFFICIAL_CKPT = SHARED / "models" / "official-cifar100-resnet20-simam" / "model_best.pth.tar"
+
+
+@pytest.fixture(scope="session")
+def official_checkpoint() -> Path:
+    if not OFFICIAL_CKPT.is_file():
+        pytest.skip(f"the authors' checkpoint is not at {OFFICIAL_CKPT} (../shared absent)")
+    return OFFICIAL_CKPT
+
+
+@pytest.fixture(scope="session")
+def official_r20_onnx(tmp_path_factory, official_checkpoint) -> Path:
+    """The authors' ResNet-20 exported decomposed (dynamo, opset 18, dynamic batch+H+W)."""
+    from simam_deploy.export import export_onnx
+    from simam_deploy.zoo import build_model
+
+    model, _ = build_model("cifar-resnet20", official_checkpoint)
+    out = tmp_path_factory.mktemp("official") / "r20.onnx"
+    export_onnx(model, out, opset=18, input_shape=(1, 3, 32, 32), dynamic="all", exporter="dynamo")
+    return out

@@ -1,0 +1,203 @@
+"""fuse: SimAM subgraphs from every exporter/opset/simplifier become single SimAM nodes; near misses don't.
+
+Every fused model and its unfused round trip must compute what the original computes in ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import onnx
+import pytest
+
+import onnx_corpus as corpus
+from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+from simam_deploy.errors import InputError
+from simam_deploy.graph import contract
+from simam_deploy.graph.fuse import fuse_simam
+from simam_deploy.graph.unfuse import unfuse_simam
+
+HAND = {e.name: e for e in corpus.hand_entries()}
+TORCH_NAMES = [
+    f"{exp}-op{opset}-{'dyn' if dyn else 'static'}{suffix}"
+    for exp, opset, dyn in corpus.TORCH_SOURCES
+    for suffix in ([""] + (["-onnxslim"] if (exp, opset) in (("torchscript", 13), ("dynamo", 18)) else []))
+]
+
+
+@pytest.fixture(scope="module")
+def torch_corpus() -> dict[str, corpus.Entry]:
+    return {e.name: e for e in corpus.torch_entries()}
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    runner = OnnxRuntimeRunner(model)
+    return runner.infer({runner.input_names[0]: x})[runner.output_names[0]]
+
+
+def simam_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if contract.is_simam_node(n)]
+
+
+def check_entry(entry: corpus.Entry) -> None:
+    fused, report = fuse_simam(entry.model)
+    got = [(f.e_lambda, bool(f.unbiased)) for f in report.fused]
+    assert len(got) == len(entry.expect), (entry.name, got, report.rejected)
+    for (lam, unbiased), (want_lam, want_unbiased) in zip(got, entry.expect, strict=True):
+        assert unbiased == want_unbiased
+        assert lam == pytest.approx(want_lam, rel=1e-6)
+    if entry.reject:
+        assert any(entry.reject in r.reason for r in report.rejected), report.rejected
+    assert len(simam_nodes(fused)) == len(entry.expect)
+    if entry.expect:
+        onnx.checker.check_model(fused, full_check=True)
+        names = {n.op_type for n in fused.graph.node}
+        assert "Sigmoid" not in names or len(entry.expect) < 2  # every SimAM sigmoid went away
+    else:
+        assert fused is entry.model  # nothing fused: the input comes back untouched
+    unfused = unfuse_simam(fused)
+    assert not simam_nodes(unfused)
+    rng = np.random.default_rng(1)
+    for shape in entry.input_shapes:
+        x = (rng.standard_normal(shape) * 2 + 0.3).astype(np.float32)
+        want = run(entry.model, x)
+        np.testing.assert_allclose(run(fused, x), want, rtol=1e-5, atol=1e-5, err_msg=entry.name)
+        np.testing.assert_allclose(run(unfused, x), want, rtol=1e-5, atol=1e-5, err_msg=entry.name)
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_hand_written_variants(name):
+    check_entry(HAND[name])
+
+
+@pytest.mark.parametrize("name", TORCH_NAMES)
+def test_torch_exported_variants(torch_corpus, name):
+    check_entry(torch_corpus[name])
+
+
+def test_fused_node_follows_contract_and_keeps_shapes():
+    fused, report = fuse_simam(HAND["hand-paper-op18"].model)
+    (node,) = simam_nodes(fused)
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b""
+    assert attrs["unbiased"] == 1 and attrs["e_lambda"] == pytest.approx(1e-4)
+    assert {(o.domain, o.version) for o in fused.opset_import} >= {("com.simam_deploy", 1), ("", 18)}
+    types = contract.value_types(fused)
+    out_type = types[node.output[0]].tensor_type
+    assert [d.dim_value for d in out_type.shape.dim] == [1, 4, 6, 5]
+    assert report.fused[0].replaced_nodes and report.fused[0].max_abs_error < 1e-5
+
+
+def test_fusing_twice_finds_only_the_existing_nodes():
+    fused, _ = fuse_simam(HAND["hand-paper-op13"].model)
+    again, report = fuse_simam(fused)
+    assert again is fused and not report.fused and report.existing_simam_nodes == 1
+
+
+def test_numeric_check_rejects_a_match_beyond_tolerance():
+    _, report = fuse_simam(HAND["hand-paper-op18"].model, atol=1e-12)
+    assert not report.fused
+    assert "numeric check failed" in report.rejected[0].reason
+
+
+def test_unknown_opset_is_refused():
+    model = HAND["hand-paper-op13"].model
+    old = onnx.ModelProto.FromString(model.SerializeToString())
+    old.opset_import[0].version = 9
+    with pytest.raises(InputError, match="opset 9"):
+        fuse_simam(old)
+
+
+def test_official_resnet20_fuses_into_nine_nodes_both_exporters(official_checkpoint, official_r20_onnx, tmp_path):
+    from simam_deploy.export import export_onnx
+    from simam_deploy.zoo import build_model
+
+    model, _ = build_model("cifar-resnet20", official_checkpoint)
+    ts_path = tmp_path / "r20-ts.onnx"
+    export_onnx(model, ts_path, opset=17, input_shape=(1, 3, 32, 32), dynamic="all", exporter="torchscript")
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    for path in (official_r20_onnx, ts_path):
+        decomposed = onnx.load(path)
+        fused, report = fuse_simam(decomposed)
+        assert len(report.fused) == 9 and not report.rejected
+        assert {(f.e_lambda, f.unbiased) for f in report.fused} == {(pytest.approx(1e-4), 1)}
+        assert len(simam_nodes(fused)) == 9
+        names = sorted(f.name for f in report.fused)
+        assert "/layer1/0/conv2/simam/SimAM" in names
+        np.testing.assert_allclose(run(fused, x), run(decomposed, x), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(run(unfuse_simam(fused), x), run(decomposed, x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_resnet50_fuse_time(tmp_path):
+    from simam_deploy.export import export_onnx
+    from simam_deploy.zoo import build_model
+
+    model, _ = build_model("resnet50")
+    path = tmp_path / "r50.onnx"
+    export_onnx(model, path, opset=18, input_shape=(1, 3, 64, 64), dynamic="batch")
+    start = time.perf_counter()
+    fused, report = fuse_simam(onnx.load(path))
+    seconds = time.perf_counter() - start
+    assert len(report.fused) == 16 and not report.rejected
+    assert seconds < 30, f"fusing resnet50 took {seconds:.1f}s"
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def cli(*args: str) -> int:
+    from simam_deploy.cli.main import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_cli_fuse_writes_model_and_json(tmp_path, capsys):
+    src, out, rep = tmp_path / "in.onnx", tmp_path / "out.onnx", tmp_path / "report.json"
+    onnx.save(HAND["hand-commuted-op17"].model, src)
+    assert cli("fuse", str(src), "-o", str(out), "--json", str(rep)) == 0
+    assert len(simam_nodes(onnx.load(out))) == 1
+    data = json.loads(rep.read_text())
+    assert data["fused"][0]["e_lambda"] == pytest.approx(0.1) and data["fused"][0]["unbiased"] == 1
+    assert "fused 1 SimAM" in capsys.readouterr().out
+
+
+def test_cli_fuse_reports_rejects_and_writes_nothing_without_simam(tmp_path, capsys):
+    src, out = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    onnx.save(HAND["hand-offset-0.4-op18"].model, src)
+    assert cli("fuse", str(src), "-o", str(out)) == 0
+    text = capsys.readouterr().out
+    assert "no SimAM subgraph found" in text and "offset is 0.4" in text
+    assert not out.exists()
+    assert cli("fuse", str(src), "-o", str(out), "--always-write") == 0
+    assert out.exists()
+
+
+def test_cli_fuse_dry_run_writes_nothing(tmp_path, capsys):
+    src, out = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    onnx.save(HAND["hand-paper-op21"].model, src)
+    assert cli("fuse", str(src), "-o", str(out), "--dry-run") == 0
+    assert not out.exists() and "would be fused" in capsys.readouterr().out
+
+
+def test_cli_fuse_bad_inputs(tmp_path, capsys):
+    src = tmp_path / "in.onnx"
+    onnx.save(HAND["hand-paper-op21"].model, src)
+    assert cli("fuse", str(src), "-o", str(src)) == 2
+    assert "same file as input" in capsys.readouterr().err
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not a protobuf \x00\xff\x13")
+    assert cli("fuse", str(junk), "-o", str(tmp_path / "o.onnx")) == 2
+    assert "not a readable ONNX file" in capsys.readouterr().err
+    assert cli("fuse", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "o.onnx")) == 2
+    ext = tmp_path / "ext.onnx"
+    big = HAND["hand-se-gap-gate-op18"].model
+    onnx.save(big, ext, save_as_external_data=True, all_tensors_to_one_file=True, size_threshold=0)
+    assert cli("fuse", str(ext), "-o", str(tmp_path / "o.onnx")) == 2
+    assert "external data" in capsys.readouterr().err

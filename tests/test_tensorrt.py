@@ -1,0 +1,322 @@
+"""TensorRT path: plugin library discovery/loading, the build command and the engine runner.
+
+What runs everywhere: the plugin library is found and loaded with ctypes (when it was built, i.e.
+TensorRT headers were configured), its TensorRT entry points are exported, non-plugin libraries are
+refused, and the CLI/runner fail cleanly without TensorRT. Tests marked ``trt`` build, validate and
+time a real engine; they need the TensorRT Python package and a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from simam_deploy import trt_build
+from simam_deploy.errors import InputError, MissingDependencyError
+
+HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+needs_trt = pytest.mark.skipif(not HAVE_TENSORRT, reason="TensorRT Python package not installed")
+
+
+def _built_plugin() -> Path | None:
+    try:
+        return trt_build.find_plugin_library()
+    except (InputError, MissingDependencyError):
+        return None
+
+
+PLUGIN = _built_plugin()
+needs_plugin = pytest.mark.skipif(
+    PLUGIN is None,
+    reason="SimAM TensorRT plugin not built (configure with TENSORRT_ROOT=... or set SIMAM_TRT_PLUGIN)",
+)
+
+
+def simam_onnx(path: Path, e_lambda: float = 1e-4, unbiased: int = 1, channels: int = 3) -> Path:
+    """A model that is one SimAM node behind a Conv, with a dynamic batch."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, 8, 8])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", channels, 8, 8])
+    rng = np.random.default_rng(0)
+    weight = helper.make_tensor(
+        "w",
+        TensorProto.FLOAT,
+        [channels, channels, 3, 3],
+        rng.standard_normal(channels * channels * 9).tolist(),
+    )
+    conv = helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1])
+    node = helper.make_node(
+        "SimAM", ["c"], ["output"], domain="com.simam_deploy", e_lambda=e_lambda, unbiased=unbiased
+    )
+    graph = helper.make_graph([conv, node], "simam", [x], [y], initializer=[weight])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.simam_deploy", 1)]
+    )
+    onnx.save(model, path)
+    return path
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "simam_deploy.cli.main", *args], capture_output=True, text=True, check=False
+    )
+
+
+# ---- plugin library ----------------------------------------------------------------------------------
+
+
+@needs_plugin
+def test_plugin_loads_with_ctypes_and_exports_tensorrt_entry_points():
+    library = trt_build.load_plugin_library(PLUGIN)
+    assert "setLoggerFinder" in library.entry_points
+    major = int(library.info["tensorrt_headers"].split(".")[0])
+    # TensorRT >= 10 loads IPluginCreatorV3One lists through getCreators; 8.x through getPluginCreators.
+    assert ("getCreators" if major >= 10 else "getPluginCreators") in library.entry_points
+    assert library.info["plugin"] == "SimAM" and library.info["version"] == "1"
+    assert library.info["cuda_kernels"] == "yes"
+
+
+@needs_plugin
+def test_plugin_needs_nothing_from_libnvinfer():
+    nm = subprocess.run(["nm", "-D", "--undefined-only", str(PLUGIN)], capture_output=True, text=True)
+    if nm.returncode != 0:
+        pytest.skip(f"nm not usable here: {nm.stderr.strip()}")
+    undefined = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip()}
+    strong_trt = [s for s in undefined if "nvinfer" in s.lower() or s.startswith("_ZN8nvinfer1")]
+    assert not strong_trt, f"plugin depends on TensorRT symbols: {strong_trt}"
+    weak = [line for line in nm.stdout.splitlines() if line.split()[-1] == "getPluginRegistry"]
+    assert all(line.split()[0] == "w" for line in weak), "getPluginRegistry must be a weak reference"
+
+
+def test_explicit_missing_plugin_path_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        trt_build.find_plugin_library(tmp_path / "nope.so")
+
+
+def test_env_var_pointing_nowhere_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv(trt_build.PLUGIN_ENV, str(tmp_path / "missing.so"))
+    with pytest.raises(InputError, match=trt_build.PLUGIN_ENV):
+        trt_build.find_plugin_library()
+
+
+def test_env_var_wins_over_build_tree(tmp_path, monkeypatch):
+    fake = tmp_path / trt_build.PLUGIN_LIBRARY_NAME
+    fake.write_bytes(b"\x7fELF")
+    monkeypatch.setenv(trt_build.PLUGIN_ENV, str(fake))
+    assert trt_build.find_plugin_library() == fake
+
+
+def test_a_library_that_is_not_a_plugin_is_refused():
+    import simam_deploy._C as native
+
+    with pytest.raises(InputError, match="not a TensorRT plugin library"):
+        trt_build.load_plugin_library(native.__file__)
+
+
+def test_a_text_file_is_not_loadable(tmp_path):
+    bogus = tmp_path / "libsimam_trt_plugin.so"
+    bogus.write_text("not an ELF file")
+    with pytest.raises(InputError, match="cannot load plugin library"):
+        trt_build.load_plugin_library(bogus)
+
+
+def test_plugin_info_parsing_keeps_spaces_in_values():
+    info = trt_build.parse_plugin_info(
+        "plugin=SimAM version=1 tensorrt_headers=10.16.0 api=IPluginV3 (IPluginV3OneCore/Build/Runtime, "
+        "IPluginCreatorV3One) cuda_kernels=yes statically_registered=no"
+    )
+    assert info["api"] == "IPluginV3 (IPluginV3OneCore/Build/Runtime, IPluginCreatorV3One)"
+    assert info["cuda_kernels"] == "yes" and info["statically_registered"] == "no"
+
+
+# ---- shapes ---------------------------------------------------------------------------------------
+
+
+def test_shapes_parse_named_and_unnamed_profiles():
+    shapes = trt_build.parse_shapes(["input=1x3x32x32:8x3x32x32:32x3x32x32"])
+    assert shapes == {"input": ((1, 3, 32, 32), (8, 3, 32, 32), (32, 3, 32, 32))}
+    assert trt_build.parse_shapes(["2x3x8x8"]) == {None: ((2, 3, 8, 8),) * 3}
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("x=1x3:2x3", "MIN:OPT:MAX"),
+        ("x=1x3x8x8:1x3x8:1x3x8x8", "different ranks"),
+        ("x=4x3x8x8:2x3x8x8:8x3x8x8", "min <= opt <= max"),
+        ("x=0x3x8x8", "positive integers"),
+        ("x=ax3x8x8", "positive integers"),
+    ],
+)
+def test_bad_shapes_name_the_problem(spec, message):
+    with pytest.raises(InputError, match=message):
+        trt_build.parse_shapes([spec])
+
+
+# ---- without TensorRT: precise errors, exit code 2 ------------------------------------------------
+
+
+@pytest.mark.skipif(HAVE_TENSORRT, reason="checks the message shown when TensorRT is missing")
+def test_build_without_tensorrt_exits_2_with_install_hint(tmp_path):
+    model = simam_onnx(tmp_path / "m.onnx")
+    result = run_cli("build", str(model), "-o", str(tmp_path / "m.engine"), "--fp16")
+    assert result.returncode == 2, result.stderr
+    assert "TensorRT Python package is not installed" in result.stderr
+    assert 'pip install "simam-deploy[trt]"' in result.stderr and "JetPack" in result.stderr
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_build_with_missing_onnx_exits_2(tmp_path):
+    result = run_cli("build", str(tmp_path / "absent.onnx"), "-o", str(tmp_path / "m.engine"))
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+
+
+def test_build_refuses_to_overwrite_its_input(tmp_path):
+    model = simam_onnx(tmp_path / "m.onnx")
+    result = run_cli("build", str(model), "-o", str(model))
+    assert result.returncode == 2
+    assert "same file as input" in result.stderr
+
+
+def test_build_help_shows_trtexec_equivalent():
+    result = run_cli("build", "--help")
+    assert result.returncode == 0
+    assert "trtexec --onnx=" in result.stdout and "--dynamicPlugins=" in result.stdout
+
+
+def test_runner_rejects_missing_and_empty_engines(tmp_path):
+    from simam_deploy.backends.tensorrt import TensorRTRunner
+
+    with pytest.raises(InputError, match="does not exist"):
+        TensorRTRunner(tmp_path / "absent.engine")
+    empty = tmp_path / "empty.engine"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        TensorRTRunner(empty)
+    tiny = tmp_path / "tiny.engine"
+    tiny.write_bytes(b"abc")
+    with pytest.raises(InputError, match="not a TensorRT engine"):
+        TensorRTRunner(tiny)
+
+
+@pytest.mark.skipif(HAVE_TENSORRT, reason="checks the message shown when TensorRT is missing")
+def test_runner_without_tensorrt_names_the_install(tmp_path):
+    from simam_deploy.backends.tensorrt import TensorRTRunner
+
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(os.urandom(4096))
+    with pytest.raises(MissingDependencyError, match="TensorRT Python package"):
+        TensorRTRunner(engine)
+
+
+# ---- with TensorRT and a GPU ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built_engine(tmp_path_factory):
+    if not HAVE_TENSORRT:
+        pytest.skip("TensorRT Python package not installed")
+    if PLUGIN is None:
+        pytest.skip("SimAM TensorRT plugin not built (make install TENSORRT_ROOT=...)")
+    folder = tmp_path_factory.mktemp("trt")
+    model = simam_onnx(folder / "m.onnx", e_lambda=1e-4, unbiased=1, channels=4)
+    engine = folder / "m.engine"
+    report = trt_build.build_engine(model, engine, precision="fp32", shapes=["input=1x4x8x8:2x4x8x8:4x4x8x8"])
+    return model, engine, report
+
+
+def _reference(model: Path, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    from simam_deploy.nn import simam_reference
+
+    proto = onnx.load(model)
+    weight = onnx.numpy_helper.to_array(proto.graph.initializer[0])
+    conv = torch.nn.functional.conv2d(
+        torch.from_numpy(x).double(), torch.from_numpy(weight).double(), padding=1
+    )
+    return simam_reference(conv, e_lambda=1e-4, unbiased=True).float().numpy()
+
+
+@pytest.mark.trt
+@needs_trt
+def test_engine_build_maps_every_simam_node_to_the_plugin(built_engine):
+    _, engine, report = built_engine
+    assert engine.stat().st_size == report.engine_bytes > 0
+    assert report.simam_nodes == report.simam_plugin_layers == 1
+
+
+@pytest.mark.trt
+@needs_trt
+@pytest.mark.parametrize("batch", [1, 3, 4])
+def test_engine_matches_reference_for_dynamic_batch(built_engine, batch):
+    from simam_deploy.backends.tensorrt import TensorRTRunner
+
+    model, engine, _ = built_engine
+    runner = TensorRTRunner(engine)
+    x = np.random.default_rng(batch).standard_normal((batch, 4, 8, 8)).astype(np.float32)
+    got = runner.infer({"input": x})["output"]
+    np.testing.assert_allclose(got, _reference(model, x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.trt
+@needs_trt
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_engine_benchmark_returns_positive_latencies(built_engine, cuda_graph):
+    from simam_deploy.backends.tensorrt import TensorRTRunner
+
+    _, engine, _ = built_engine
+    runner = TensorRTRunner(engine)
+    x = np.zeros((2, 4, 8, 8), np.float32)
+    times = runner.benchmark({"input": x}, warmup=3, iters=10, cuda_graph=cuda_graph)
+    assert len(times) == 10 and all(t > 0 for t in times)
+
+
+@pytest.mark.trt
+@needs_trt
+def test_engine_outside_profile_is_an_input_error(built_engine):
+    from simam_deploy.backends.tensorrt import TensorRTRunner
+
+    _, engine, _ = built_engine
+    with pytest.raises(InputError, match="optimization profile"):
+        TensorRTRunner(engine).infer({"input": np.zeros((8, 4, 8, 8), np.float32)})
+
+
+# ---- the export -> plugin contract, checked without TensorRT ---------------------------------------
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_exported_plugin_nodes_carry_what_the_trt_parser_turns_into_our_fields(tmp_path, exporter):
+    """onnx-tensorrt's fallback importer looks the creator up by op_type/plugin_version/plugin_namespace
+    and converts FLOAT -> kFLOAT32 and INT -> kINT32; a model-local function named SimAM would be
+    inlined instead of reaching the plugin."""
+    import torch
+
+    from simam_deploy.export import export_onnx
+    from simam_deploy.nn import SimAM
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), SimAM(e_lambda=1e-3, unbiased=False)
+    ).eval()
+    out = tmp_path / "tiny.onnx"
+    export_onnx(model, out, mode="plugin", input_shape=(1, 3, 8, 8), exporter=exporter)
+    proto = onnx.load(out)
+    assert not [f for f in proto.functions if f.name == trt_build.PLUGIN_NAME]
+    nodes = [n for n in proto.graph.node if n.op_type == trt_build.PLUGIN_NAME]
+    assert len(nodes) == 1
+    attrs = {a.name: a for a in nodes[0].attribute}
+    assert attrs["e_lambda"].type == onnx.AttributeProto.FLOAT
+    assert attrs["e_lambda"].f == pytest.approx(1e-3)
+    assert attrs["unbiased"].type == onnx.AttributeProto.INT and attrs["unbiased"].i == 0
+    if "plugin_version" in attrs:
+        assert attrs["plugin_version"].s.decode() == trt_build.PLUGIN_VERSION
+    if "plugin_namespace" in attrs:
+        assert attrs["plugin_namespace"].s.decode() == ""
