@@ -44,7 +44,7 @@ $(STAMP): $(PY) $(NATIVE_SRC)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py --checkpoint "$(CHECKPOINT)" --outdir $(OUTDIR)
+	bash scripts/demo.sh $(CLI) $(OUTDIR) "$(CHECKPOINT)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

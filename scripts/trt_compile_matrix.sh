@@ -54,7 +54,7 @@ for root in "$@"; do
     build="ok"
     warnings="$(grep -c 'warning:' "$log" || true)"
     if ctest --test-dir "$dir/plugins/tensorrt" --output-on-failure >>"$log" 2>&1; then
-      harness="$(grep -oE '[0-9]+ tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -1)"
+      harness="$(grep -oE '[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -1)"
       [ -n "$harness" ] || harness="ok"
       skipped="$(grep -c '(Skipped)' "$log" || true)"
       [ "$skipped" = "0" ] || note="$skipped skipped (no GPU)"

@@ -12,12 +12,12 @@ import numpy as np
 import onnx
 import pytest
 
-import onnx_corpus as corpus
 from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
 from simam_deploy.errors import InputError
 from simam_deploy.graph import contract
 from simam_deploy.graph.fuse import fuse_simam
 from simam_deploy.graph.unfuse import unfuse_simam
+from tests import onnx_corpus as corpus
 
 HAND = {e.name: e for e in corpus.hand_entries()}
 TORCH_NAMES = [

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_kernel import assert_matches_reference, make_input
 
 from simam_deploy import ops
 from simam_deploy.nn import simam_reference
+from tests.test_kernel import assert_matches_reference, make_input
 
 pytestmark = [
     pytest.mark.gpu,

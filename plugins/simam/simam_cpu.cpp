@@ -104,22 +104,18 @@ inline float half_to_float(uint16_t h) {
     return float_of(bits_of(f) | sign);
 }
 
+// Branch-free (every case computed, one selected) so that loops over it vectorise.
 inline uint16_t float_to_half(float value) {
     uint32_t f = bits_of(value);
     const uint32_t sign = (f >> 16) & 0x8000u;
     f &= 0x7fffffffu;
-    uint32_t h;
-    if (f >= 0x7f800000u) {                       // inf or nan (keep nan quiet)
-        h = f > 0x7f800000u ? 0x7e00u | ((f >> 13) & 0x3ffu) : 0x7c00u;
-    } else if (f >= 0x477ff000u) {                // >= 65520 rounds to inf
-        h = 0x7c00u;
-    } else if (f < 0x38800000u) {                 // below 2^-14: half subnormal or zero
-        // Adding 0.5 aligns the value so the float rounder does round(x * 2^24) for us.
-        h = bits_of(float_of(f) + 0.5f) - 0x3f000000u;
-    } else {                                      // normal: rebias and round to nearest even
-        const uint32_t odd = (f >> 13) & 1u;
-        h = (f + 0xc8000fffu + odd) >> 13;        // 0xc8000000 = (15 - 127) << 23 mod 2^32
-    }
+    // nan stays a quiet nan with its top payload bits; >= 65520 (incl. inf) rounds to inf
+    const uint32_t nan_or_inf = f > 0x7f800000u ? 0x7e00u | ((f >> 13) & 0x3ffu) : 0x7c00u;
+    // below 2^-14 (half subnormal or 0): adding 0.5 makes the float rounder compute round(x * 2^24)
+    const uint32_t subnormal = bits_of(float_of(f) + 0.5f) - 0x3f000000u;
+    // normal: rebias the exponent (0xc8000000 = (15 - 127) << 23 mod 2^32), round to nearest even
+    const uint32_t normal = (f + 0xc8000fffu + ((f >> 13) & 1u)) >> 13;
+    const uint32_t h = f >= 0x477ff000u ? nan_or_inf : (f < 0x38800000u ? subnormal : normal);
     return static_cast<uint16_t>(h | sign);
 }
 

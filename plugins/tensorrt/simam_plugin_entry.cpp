@@ -111,7 +111,7 @@ CreatorBase* const* creatorList(int32_t& nbCreators) noexcept
     static CreatorBase* const kCreators[] = {&theCreator()};
     if (gStaticallyRegistered.load())
     {
-        nbCreators = 0;
+        nbCreators = 1;
         return kCreators;
     }
     nbCreators = 1;

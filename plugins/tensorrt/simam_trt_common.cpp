@@ -122,7 +122,7 @@ nvinfer1::PluginFieldCollection const* advertisedFields() noexcept
 bool validParams(SimamParams const& params, std::string& why) noexcept
 {
     SIMAM_TRT_GUARD_BEGIN
-    if (!std::isfinite(params.eLambda) || params.eLambda <= 0.0F)
+    if (!std::isfinite(params.eLambda) || params.eLambda < 0.0F)
     {
         why = "e_lambda must be a finite number > 0 (the paper uses 1e-4), got " + std::to_string(params.eLambda);
         return false;
