@@ -11,7 +11,7 @@ Examples:
   simam-deploy build r20-plugin.onnx -o r20.engine --shapes input=1x3x32x32:32x3x32x32:128x3x32x32
   simam-deploy build model.onnx -o model.engine --bf16 --workspace 2048 --timing-cache trt.cache
 \b
-trtexec equivalent (TensorRT >= 10 with --dynamicPlugins; 8.6: --plugins=PATH):
+trtexec equivalent (TensorRT >= 8.6; on 8.5 use --plugins=PATH instead of --dynamicPlugins):
   trtexec --onnx=r20-plugin.onnx --saveEngine=r20.engine --fp16 \\
           --dynamicPlugins=build/plugin/plugins/tensorrt/libsimam_trt_plugin.so \\
           --minShapes=input:1x3x32x32 --optShapes=input:32x3x32x32 --maxShapes=input:128x3x32x32

@@ -50,7 +50,7 @@ for root in "$@"; do
   if cmake -S "$repo" -B "$dir" -DTENSORRT_ROOT="$root" -DSIMAM_WITH_TENSORRT=ON -DSIMAM_WITH_CUDA=ON \
        -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$archs" -DCMAKE_CXX_FLAGS="$flags" \
        -DCMAKE_SHARED_LINKER_FLAGS="${flags/-Werror/}" -DCMAKE_EXE_LINKER_FLAGS="${flags/-Werror/}" >"$log" 2>&1 \
-     && cmake --build "$dir" --target simam_trt_plugin simam_trt_harness -j "$jobs" >>"$log" 2>&1; then
+     && cmake --build "$dir" -j "$jobs" >>"$log" 2>&1; then
     build="ok"
     warnings="$(grep -c 'warning:' "$log" || true)"
     if ctest --test-dir "$dir/plugins/tensorrt" --output-on-failure >>"$log" 2>&1; then

@@ -109,10 +109,9 @@ def load_plugin_library(path: str | os.PathLike) -> PluginLibrary:
             "check it was built for this machine (architecture, glibc); " + PLUGIN_BUILD_HINT,
         ) from exc
     present = [name for name in (*_CREATOR_LISTS, "setLoggerFinder") if hasattr(handle, name)]
-    if "setLoggerFinder" not in present or not any(name in present for name in _CREATOR_LISTS):
+    if not any(name in present for name in _CREATOR_LISTS):
         raise InputError(
-            f"{path} is not a TensorRT plugin library: it lacks getCreators/getPluginCreators and "
-            "setLoggerFinder",
+            f"{path} is not a TensorRT plugin library: it exports neither getCreators nor getPluginCreators",
             PLUGIN_BUILD_HINT,
         )
     info: dict[str, str] = {}
@@ -123,7 +122,17 @@ def load_plugin_library(path: str | os.PathLike) -> PluginLibrary:
         info = parse_plugin_info(describe().decode())
     if info.get("plugin") != PLUGIN_NAME:
         raise InputError(f"{path} is a TensorRT plugin library, but not the SimAM one", PLUGIN_BUILD_HINT)
+    # TensorRT >= 8.6 hands its logger to plugin libraries through setLoggerFinder (8.5 has none).
+    if _headers_version(info) >= (8, 6) and "setLoggerFinder" not in present:
+        raise InputError(f"{path} lacks setLoggerFinder, which TensorRT >= 8.6 requires", PLUGIN_BUILD_HINT)
     return PluginLibrary(path=path, handle=handle, entry_points=present, info=info)
+
+
+def _headers_version(info: dict[str, str]) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in info.get("tensorrt_headers", "").split("."))
+    except ValueError:
+        return ()
 
 
 def parse_plugin_info(text: str) -> dict[str, str]:

@@ -30,6 +30,7 @@ class Entry:
     expect: list[tuple[float, bool]]  # (e_lambda, unbiased) of every node fuse must create
     reject: str | None = None  # a fragment of the reject reason, for near misses
     input_shapes: list[tuple[int, ...]] = field(default_factory=list)  # shapes to run parity on
+    float16: bool = False  # the ONNX Runtime custom op runs float32 only: fused fp16 is checked unfused
 
 
 # -- torch-exported variants --------------------------------------------------------------------
@@ -110,8 +111,12 @@ def slim(model: onnx.ModelProto) -> onnx.ModelProto:
 class Builder:
     """Minimal graph builder: X[1,4,H,W] -> body -> Y; constants become initializers."""
 
-    def __init__(self, opset: int, dynamic: bool = False, hw: tuple[int, int] = (6, 5)) -> None:
+    def __init__(
+        self, opset: int, dynamic: bool = False, hw: tuple[int, int] = (6, 5), half: bool = False
+    ) -> None:
         self.opset = opset
+        self.elem = TensorProto.FLOAT16 if half else F32
+        self.float_dtype = np.float16 if half else np.float32
         self.dynamic = dynamic
         self.hw = hw
         self.nodes: list[onnx.NodeProto] = []
@@ -122,9 +127,9 @@ class Builder:
         self.count += 1
         return f"{tag}_{self.count}"
 
-    def const(self, value, dtype=np.float32) -> str:
+    def const(self, value, dtype=None) -> str:
         name = self.fresh("c")
-        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype or self.float_dtype), name))
         return name
 
     def op(self, op_type: str, *inputs: str, **attrs) -> str:
@@ -146,13 +151,13 @@ class Builder:
         n = self.op("Mul", h, w)
         if minus:
             n = self.op("Sub", n, self.const(minus, np.int64))
-        return self.op("Cast", n, to=F32)
+        return self.op("Cast", n, to=self.elem)
 
     def model(self, output: str, outputs_extra: tuple[str, ...] = ()) -> onnx.ModelProto:
         h, w = ("h", "w") if self.dynamic else self.hw
-        x = helper.make_tensor_value_info("X", F32, [1, 4, h, w])
-        outs = [helper.make_tensor_value_info(output, F32, [None] * 4)]
-        outs += [helper.make_tensor_value_info(o, F32, [None] * 4) for o in outputs_extra]
+        x = helper.make_tensor_value_info("X", self.elem, [1, 4, h, w])
+        outs = [helper.make_tensor_value_info(output, self.elem, [None] * 4)]
+        outs += [helper.make_tensor_value_info(o, self.elem, [None] * 4) for o in outputs_extra]
         # a Relu in front so X is an inner tensor, as in real networks
         relu = helper.make_node("Relu", ["X"], ["x"], name="pre_relu")
         graph = helper.make_graph([relu, *self.nodes], "g", [x], outs, self.inits)
@@ -243,8 +248,13 @@ HAND_VARIANTS: list[HandVariant] = [
     ("yolo-n-hw", lambda b: paper(b, 0.1, minus=0), [(0.1, False)], None, False),
     ("mean-form", lambda b: mean_form(b, 1e-4), [(2.5e-5, False)], None, False),
     ("dynamic-n-shape-gather", lambda b: paper(b, dynamic_n=True), [(1e-4, True)], None, True),
-    ("dynamic-n-reciprocal", lambda b: paper(b, 0.1, dynamic_n=True, div_as_mul=True, commuted=True),
-     [(0.1, True)], None, True),  # fmt: skip
+    (
+        "dynamic-n-reciprocal",
+        lambda b: paper(b, 0.1, dynamic_n=True, div_as_mul=True, commuted=True),
+        [(0.1, True)],
+        None,
+        True,
+    ),
     ("folded-constants", lambda b: folded(b, 1e-4), [(1e-4, True)], None, True),
     # near misses: must stay unfused
     ("offset-0.4", lambda b: paper(b, offset=0.4), [], "offset is 0.4", False),
@@ -267,6 +277,11 @@ def hand_entries(opsets=(13, 17, 18, 21)) -> list[Entry]:
             out = body(b)
             shapes = [(1, 4, 6, 5), (1, 4, 7, 9)] if dynamic else [(1, 4, 6, 5)]
             entries.append(Entry(f"hand-{name}-op{opset}", b.model(out), expect, reject, shapes))
+    for name, dynamic in (("hand-paper-float16-op18", False), ("hand-dynamic-n-float16-op21", True)):
+        b = Builder(18 if not dynamic else 21, dynamic=dynamic, half=True)
+        out = paper(b, 0.1, dynamic_n=dynamic)
+        shapes = [(1, 4, 6, 5), (1, 4, 7, 9)] if dynamic else [(1, 4, 6, 5)]
+        entries.append(Entry(name, b.model(out), [(0.1, True)], None, shapes, float16=True))
     b = Builder(18)
     entries.append(Entry("hand-attention-map-returned-op18", b.model(*returned_map(b)), [],
                          "not multiplied", [(1, 4, 6, 5)]))  # fmt: skip

@@ -47,7 +47,7 @@ def check_entry(entry: corpus.Entry) -> None:
     assert len(got) == len(entry.expect), (entry.name, got, report.rejected)
     for (lam, unbiased), (want_lam, want_unbiased) in zip(got, entry.expect, strict=True):
         assert unbiased == want_unbiased
-        assert lam == pytest.approx(want_lam, rel=1e-6)
+        assert lam == pytest.approx(want_lam, rel=1e-3 if entry.float16 else 1e-6)
     if entry.reject:
         assert any(entry.reject in r.reason for r in report.rejected), report.rejected
     assert len(simam_nodes(fused)) == len(entry.expect)
@@ -60,11 +60,14 @@ def check_entry(entry: corpus.Entry) -> None:
     unfused = unfuse_simam(fused)
     assert not simam_nodes(unfused)
     rng = np.random.default_rng(1)
+    tol = 2e-3 if entry.float16 else 1e-5
     for shape in entry.input_shapes:
-        x = (rng.standard_normal(shape) * 2 + 0.3).astype(np.float32)
-        want = run(entry.model, x)
-        np.testing.assert_allclose(run(fused, x), want, rtol=1e-5, atol=1e-5, err_msg=entry.name)
-        np.testing.assert_allclose(run(unfused, x), want, rtol=1e-5, atol=1e-5, err_msg=entry.name)
+        x = (rng.standard_normal(shape) * 2 + 0.3).astype(np.float16 if entry.float16 else np.float32)
+        want = run(entry.model, x).astype(np.float32)
+        if not entry.float16:  # the ONNX Runtime custom op is float32 only
+            np.testing.assert_allclose(run(fused, x), want, rtol=tol, atol=tol, err_msg=entry.name)
+        got = run(unfused, x).astype(np.float32)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=entry.name)
 
 
 @pytest.mark.parametrize("name", sorted(HAND))
@@ -110,7 +113,9 @@ def test_unknown_opset_is_refused():
         fuse_simam(old)
 
 
-def test_official_resnet20_fuses_into_nine_nodes_both_exporters(official_checkpoint, official_r20_onnx, tmp_path):
+def test_official_resnet20_fuses_into_nine_nodes_both_exporters(
+    official_checkpoint, official_r20_onnx, tmp_path
+):
     from simam_deploy.export import export_onnx
     from simam_deploy.zoo import build_model
 
@@ -122,7 +127,7 @@ def test_official_resnet20_fuses_into_nine_nodes_both_exporters(official_checkpo
         decomposed = onnx.load(path)
         fused, report = fuse_simam(decomposed)
         assert len(report.fused) == 9 and not report.rejected
-        assert {(f.e_lambda, f.unbiased) for f in report.fused} == {(pytest.approx(1e-4), 1)}
+        assert all(f.e_lambda == pytest.approx(1e-4) and f.unbiased == 1 for f in report.fused)
         assert len(simam_nodes(fused)) == 9
         names = sorted(f.name for f in report.fused)
         assert "/layer1/0/conv2/simam/SimAM" in names
@@ -137,9 +142,9 @@ def test_resnet50_fuse_time(tmp_path):
 
     model, _ = build_model("resnet50")
     path = tmp_path / "r50.onnx"
-    export_onnx(model, path, opset=18, input_shape=(1, 3, 64, 64), dynamic="batch")
+    export_onnx(model, path, opset=17, input_shape=(1, 3, 64, 64), dynamic="all", exporter="torchscript")
     start = time.perf_counter()
-    fused, report = fuse_simam(onnx.load(path))
+    _, report = fuse_simam(onnx.load(path))
     seconds = time.perf_counter() - start
     assert len(report.fused) == 16 and not report.rejected
     assert seconds < 30, f"fusing resnet50 took {seconds:.1f}s"

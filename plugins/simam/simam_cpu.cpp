@@ -7,17 +7,24 @@
 // Subtracting the shift first keeps the statistics accurate when |mean| >> std: x - shift is
 // exact there (Sterbenz), so nothing cancels catastrophically. Partial sums run in 16 fp32
 // lanes over blocks of 1024 elements (vectorisable, short chains) and blocks merge in double.
-// Planes are spread over std::thread workers; fp16/bf16 planes are widened to an fp32 scratch.
+// Planes are spread over a persistent worker pool (simam_cpu_pool.cpp); fp16/bf16 planes are
+// widened to an fp32 scratch.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <string>
-#include <thread>
 #include <vector>
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SIMAM_HAVE_AVX2_CLONE 1
+#include <immintrin.h>
+#endif
+
 #include "simam.h"
+#include "simam_cpu_pool.h"
 #include "simam_internal.h"
 
 namespace simam_detail {
@@ -80,52 +87,14 @@ using simam_detail::set_error;
 
 constexpr int kLanes = 16;
 constexpr int64_t kBlock = 1024;                  // elements per fp32 partial sum
-constexpr int64_t kMinElementsPerThread = 1 << 16;  // below this a thread costs more than it saves
+constexpr int64_t kMinElementsPerTask = 1 << 15;  // below this a hand-off costs more than it saves
 
-// ---- fp16 / bf16 <-> fp32, round to nearest even ------------------------------------------
-inline uint32_t bits_of(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, sizeof u);
-    return u;
-}
-inline float float_of(uint32_t u) {
-    float f;
-    std::memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-inline float half_to_float(uint16_t h) {
-    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-    const uint32_t magnitude = h & 0x7fffu;
-    // Move exponent+mantissa into place; scaling by 2^112 rebias the exponent (15 -> 127) and
-    // turns half subnormals into the right normal floats in one exact multiply.
-    float f = float_of(magnitude << 13) * 0x1p112f;
-    if (magnitude >= 0x7c00u) f = float_of((magnitude << 13) | 0x7f800000u);  // inf / nan
-    return float_of(bits_of(f) | sign);
-}
-
-// Branch-free (every case computed, one selected) so that loops over it vectorise.
-inline uint16_t float_to_half(float value) {
-    uint32_t f = bits_of(value);
-    const uint32_t sign = (f >> 16) & 0x8000u;
-    f &= 0x7fffffffu;
-    // nan stays a quiet nan with its top payload bits; >= 65520 (incl. inf) rounds to inf
-    const uint32_t nan_or_inf = f > 0x7f800000u ? 0x7e00u | ((f >> 13) & 0x3ffu) : 0x7c00u;
-    // below 2^-14 (half subnormal or 0): adding 0.5 makes the float rounder compute round(x * 2^24)
-    const uint32_t subnormal = bits_of(float_of(f) + 0.5f) - 0x3f000000u;
-    // normal: rebias the exponent (0xc8000000 = (15 - 127) << 23 mod 2^32), round to nearest even
-    const uint32_t normal = (f + 0xc8000fffu + ((f >> 13) & 1u)) >> 13;
-    const uint32_t h = f >= 0x477ff000u ? nan_or_inf : (f < 0x38800000u ? subnormal : normal);
-    return static_cast<uint16_t>(h | sign);
-}
-
-inline float bf16_to_float(uint16_t b) { return float_of(static_cast<uint32_t>(b) << 16); }
-
-inline uint16_t float_to_bf16(float value) {
-    const uint32_t f = bits_of(value);
-    if ((f & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((f >> 16) | 0x40u);  // quiet nan
-    return static_cast<uint16_t>((f + 0x7fffu + ((f >> 16) & 1u)) >> 16);
-}
+using simam_detail::bf16_to_float;
+using simam_detail::bits_of;
+using simam_detail::float_of;
+using simam_detail::float_to_bf16;
+using simam_detail::float_to_half;
+using simam_detail::half_to_float;
 
 // ---- storage types ------------------------------------------------------------------------
 struct Half {
@@ -150,13 +119,15 @@ namespace baseline {
 #include "simam_cpu_plane.h"
 }  // namespace baseline
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SIMAM_HAVE_AVX2_CLONE 1
+#ifdef SIMAM_HAVE_AVX2_CLONE
+// Every CPU with AVX2 (Haswell, Zen and later) also has F16C, so the clone uses it for fp16.
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
+#define SIMAM_PLANE_F16C 1
 namespace avx2 {
 #include "simam_cpu_plane.h"
 }  // namespace avx2
+#undef SIMAM_PLANE_F16C
 #pragma GCC pop_options
 #endif
 
@@ -195,7 +166,8 @@ bool run_planes(const Job& job, int64_t begin, int64_t end) noexcept {
     try {
         const PlaneFns& fns = plane_fns();
         const int64_t n = job.plane_size;
-        std::vector<float> scratch(job.dtype == SIMAM_FLOAT32 ? 0 : static_cast<size_t>(n));
+        thread_local std::vector<float> scratch;  // reused across calls: one plane of fp32
+        if (job.dtype != SIMAM_FLOAT32 && scratch.size() < static_cast<size_t>(n)) scratch.resize(n);
         for (int64_t plane = begin; plane < end; ++plane) {
             const int64_t offset = plane * n;
             if (job.dtype == SIMAM_FLOAT32) {
@@ -214,10 +186,26 @@ bool run_planes(const Job& job, int64_t begin, int64_t end) noexcept {
     }
 }
 
-int64_t worker_count(int64_t planes, int64_t plane_size) {
-    const int64_t hardware = std::max(1u, std::thread::hardware_concurrency());
-    const int64_t by_work = std::max<int64_t>(1, planes * plane_size / kMinElementsPerThread);
-    return std::min({hardware, planes, by_work});
+// The planes cut into `tasks` contiguous ranges, handed out dynamically by the pool.
+struct Split {
+    const Job* job;
+    int64_t planes;
+    int64_t tasks;
+    std::atomic<bool> failed{false};
+};
+
+void run_split(void* context, int64_t index) {
+    Split& split = *static_cast<Split*>(context);
+    const int64_t begin = index * split.planes / split.tasks;
+    const int64_t end = (index + 1) * split.planes / split.tasks;
+    if (!run_planes(*split.job, begin, end)) split.failed.store(true);
+}
+
+// Enough tasks to balance uneven progress across threads, few enough that each is worth a hand-off.
+int64_t task_count(int64_t planes, int64_t plane_size) {
+    const int64_t by_work = std::max<int64_t>(1, planes * plane_size / kMinElementsPerTask);
+    const int64_t by_threads = 4 * static_cast<int64_t>(simam_detail::pool_threads());
+    return std::min({planes, by_work, by_threads});
 }
 
 }  // namespace
@@ -227,28 +215,12 @@ extern "C" simam_status simam_forward_cpu(const void* x, void* y, int64_t N, int
     const simam_status status = simam_detail::validate(x, y, N, C, H, W, dtype, e_lambda, unbiased);
     if (status != SIMAM_OK) return status;
     const Job job{x, y, H * W, dtype, e_lambda, unbiased};
-    const int64_t planes = N * C;
-    const int64_t workers = worker_count(planes, job.plane_size);
-    // Contiguous ranges of planes: worker t takes [t*planes/workers, (t+1)*planes/workers).
-    std::vector<char> ok(static_cast<size_t>(workers), 0);
-    std::vector<std::thread> threads;
-    try {
-        threads.reserve(static_cast<size_t>(workers - 1));
-        for (int64_t t = 1; t < workers; ++t) {
-            threads.emplace_back([&job, &ok, t, planes, workers] {
-                ok[t] = run_planes(job, t * planes / workers, (t + 1) * planes / workers);
-            });
-        }
-    } catch (...) {
-        // A thread did not start: the caller's thread does the ranges nobody took.
-    }
-    const int64_t started = static_cast<int64_t>(threads.size()) + 1;
-    ok[0] = run_planes(job, 0, planes / workers);
-    for (int64_t t = started; t < workers; ++t) ok[t] = run_planes(job, t * planes / workers, (t + 1) * planes / workers);
-    for (std::thread& thread : threads) thread.join();
-    for (char done : ok) {
-        if (!done) return set_error(SIMAM_ERR_INTERNAL, "simam: out of memory for the fp32 plane scratch");
-    }
+    Split split;
+    split.job = &job;
+    split.planes = N * C;
+    split.tasks = task_count(split.planes, job.plane_size);
+    simam_detail::parallel_for(split.tasks, run_split, &split);
+    if (split.failed.load()) return set_error(SIMAM_ERR_INTERNAL, "simam: out of memory for the fp32 plane scratch");
     return SIMAM_OK;
 }
 

@@ -85,10 +85,36 @@ void simam_plane_f32(const float* x, float* y, int64_t n, float e_lambda, int un
     }
 }
 
+#ifdef SIMAM_PLANE_F16C
+// Hardware fp16 <-> fp32 (F16C, round to nearest even), 8 at a time; scalar tails.
+inline void widen(const uint16_t* x, float* s, int64_t n, Half) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(s + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+    for (; i < n; ++i) s[i] = Half::load(x[i]);
+}
+inline void narrow(const float* s, uint16_t* y, int64_t n, Half) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; ++i) y[i] = Half::store(s[i]);
+}
+#endif
+
+template <class Type>
+inline void widen(const uint16_t* x, float* s, int64_t n, Type) {
+    for (int64_t i = 0; i < n; ++i) s[i] = Type::load(x[i]);
+}
+template <class Type>
+inline void narrow(const float* s, uint16_t* y, int64_t n, Type) {
+    for (int64_t i = 0; i < n; ++i) y[i] = Type::store(s[i]);
+}
+
 // fp16/bf16 plane: widen to the fp32 scratch, run the fp32 plane in place, narrow back.
 template <class Type>
 void simam_plane_16bit(const uint16_t* x, uint16_t* y, int64_t n, float e_lambda, int unbiased, float* scratch) {
-    for (int64_t i = 0; i < n; ++i) scratch[i] = Type::load(x[i]);
+    widen(x, scratch, n, Type{});
     simam_plane_f32(scratch, scratch, n, e_lambda, unbiased);
-    for (int64_t i = 0; i < n; ++i) y[i] = Type::store(scratch[i]);
+    narrow(scratch, y, n, Type{});
 }

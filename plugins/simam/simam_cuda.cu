@@ -8,7 +8,8 @@
 //   P <= 256            one warp per plane, cub::WarpReduce          (7x7, 14x14)
 //   P <= 16384          one block per plane, cub::BlockReduce        (28x28 .. 128x128)
 //   P >  16384, scratch several blocks per plane: kernel 1 writes per-chunk (shift, c, M2),
-//                       kernel 2 merges them (Chan) and writes y     (1024x1024 ...)
+//                       kernel 2 merges each plane's chunks (Chan), kernel 3 writes y
+//                                                                    (1024x1024 ...)
 //   P >  16384, none    one block per plane, three sweeps over global memory (L2)
 // Grids stride over planes, so N*C in the millions needs no grid.y; every element index is int64.
 #include <cuda_bf16.h>
@@ -230,23 +231,24 @@ __global__ void __launch_bounds__(kChunkThreads)
     }
 }
 
-// Chan's merge of the chunk partials of one plane, relative to chunk 0's shift K:
-//   delta_b = (shift_b - K) + c_b,  mu = sum n_b delta_b / n,  M2 = sum M2_b + n_b (delta_b - mu)^2
-template <typename T, int VEC>
+// Chan's merge of the chunk partials of one plane (one block per plane), relative to chunk 0's
+// shift K:  delta_b = (shift_b - K) + c_b = mean_b - K,  mu = sum n_b delta_b / n,
+//           M2 = sum M2_b + n_b (delta_b - mu)^2.
+// The plane's result (K, mu, 1 / (4 (M2/div + lambda))) overwrites the plane's first partial.
 __global__ void __launch_bounds__(kChunkThreads)
-    simam_chunk_apply_kernel(const T* x, T* y, const float4* partials, int64_t planes, int64_t plane_size,
-                             int64_t chunks, float e_lambda, float inv_divisor) {
+    simam_chunk_merge_kernel(float4* partials, int64_t planes, int64_t plane_size, int64_t chunks, float e_lambda,
+                             float inv_divisor) {
     using Reduce = cub::BlockReduce<float, kChunkThreads>;
     __shared__ typename Reduce::TempStorage temp;
     __shared__ float s_value;
-    for (int64_t job = blockIdx.x; job < planes * chunks; job += gridDim.x) {
-        const int64_t plane = job / chunks, chunk = job % chunks;
-        const float4* part = partials + plane * chunks;
+    for (int64_t plane = blockIdx.x; plane < planes; plane += gridDim.x) {
+        float4* part = partials + plane * chunks;
         const float reference = part[0].x;
         float local = 0.0f;
         for (int64_t b = threadIdx.x; b < chunks; b += kChunkThreads) {
+            const float4 pb = part[b];
             const float n_b = static_cast<float>(min(kChunkPerBlock, plane_size - b * kChunkPerBlock));
-            local += n_b * ((part[b].x - reference) + part[b].y);
+            local += n_b * ((pb.x - reference) + pb.y);
         }
         float total = Reduce(temp).Sum(local);
         if (threadIdx.x == 0) s_value = total / static_cast<float>(plane_size);
@@ -255,22 +257,33 @@ __global__ void __launch_bounds__(kChunkThreads)
         __syncthreads();  // s_value and temp are reused below
         local = 0.0f;
         for (int64_t b = threadIdx.x; b < chunks; b += kChunkThreads) {
+            const float4 pb = part[b];
             const float n_b = static_cast<float>(min(kChunkPerBlock, plane_size - b * kChunkPerBlock));
-            const float gap = (part[b].x - reference) + part[b].y - mu;
-            local += part[b].z + n_b * gap * gap;
+            const float gap = (pb.x - reference) + pb.y - mu;
+            local += pb.z + n_b * gap * gap;
         }
         total = Reduce(temp).Sum(local);
-        if (threadIdx.x == 0) s_value = total;
-        __syncthreads();
-        const float inv_den = inverse_denominator(s_value, inv_divisor, e_lambda);
-        __syncthreads();  // s_value and temp are reused by the next job
+        // Every thread's reads of part[] happened before this reduction's barrier, so thread 0
+        // may now overwrite part[0].
+        if (threadIdx.x == 0) {
+            part[0] = make_float4(reference, mu, inverse_denominator(total, inv_divisor, e_lambda), 0.0f);
+        }
+        __syncthreads();  // temp and s_value are reused by the next plane
+    }
+}
 
+template <typename T, int VEC>
+__global__ void __launch_bounds__(kChunkThreads)
+    simam_chunk_apply_kernel(const T* x, T* y, const float4* partials, int64_t planes, int64_t plane_size,
+                             int64_t chunks) {
+    for (int64_t job = blockIdx.x; job < planes * chunks; job += gridDim.x) {
+        const int64_t plane = job / chunks, chunk = job % chunks;
+        const float4 st = partials[plane * chunks];  // (K, mu, inverse denominator) from the merge
         const int64_t start = chunk * kChunkPerBlock;
         const int len = static_cast<int>(min(kChunkPerBlock, plane_size - start));
         float v[kChunkItems];
         load_span<T, kChunkThreads, kChunkItems, VEC>(x + plane * plane_size + start, len, v);
-        store_span<T, kChunkThreads, kChunkItems, VEC>(y + plane * plane_size + start, len, v, reference, mu,
-                                                       inv_den);
+        store_span<T, kChunkThreads, kChunkItems, VEC>(y + plane * plane_size + start, len, v, st.x, st.y, st.z);
     }
 }
 
@@ -351,11 +364,15 @@ cudaError_t launch_chunks(const T* x, T* y, float4* partials, const Launch& l) {
     const int64_t chunks = simam_detail::chunks_per_plane(l.plane_size);
     const unsigned grid = grid_for(l.planes * chunks);
     simam_chunk_stats_kernel<T, VEC><<<grid, kChunkThreads, 0, l.stream>>>(x, partials, l.planes, l.plane_size, chunks);
-    const cudaError_t first = cudaGetLastError();
-    if (first != cudaSuccess) return first;
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+    simam_chunk_merge_kernel<<<grid_for(l.planes), kChunkThreads, 0, l.stream>>>(partials, l.planes, l.plane_size,
+                                                                                 chunks, l.e_lambda, l.inv_divisor);
+    err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
     simam_chunk_apply_kernel<T, VEC><<<grid, kChunkThreads, 0, l.stream>>>(x, y, partials, l.planes, l.plane_size,
-                                                                           chunks, l.e_lambda, l.inv_divisor);
-    return cudaSuccess;
+                                                                           chunks);
+    return cudaGetLastError();
 }
 
 template <typename T>

@@ -3,6 +3,7 @@
 #define SIMAM_SIMAM_INTERNAL_H
 
 #include <stdint.h>
+#include <cstring>
 
 #include "simam.h"
 
@@ -30,6 +31,52 @@ simam_status validate(const void* x, const void* y, int64_t N, int64_t C, int64_
 /* The variance divisor: H*W - 1 (unbiased) or H*W. */
 inline double variance_divisor(int64_t plane_size, int unbiased) {
     return static_cast<double>(unbiased ? plane_size - 1 : plane_size);
+}
+
+
+// ---- fp16 / bf16 <-> fp32, round to nearest even ------------------------------------------
+inline uint32_t bits_of(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+}
+inline float float_of(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+inline float half_to_float(uint16_t h) {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    const uint32_t magnitude = h & 0x7fffu;
+    // Move exponent+mantissa into place; scaling by 2^112 rebias the exponent (15 -> 127) and
+    // turns half subnormals into the right normal floats in one exact multiply.
+    float f = float_of(magnitude << 13) * 0x1p112f;
+    if (magnitude >= 0x7c00u) f = float_of((magnitude << 13) | 0x7f800000u);  // inf / nan
+    return float_of(bits_of(f) | sign);
+}
+
+// Branch-free (every case computed, one selected) so that loops over it vectorise.
+inline uint16_t float_to_half(float value) {
+    uint32_t f = bits_of(value);
+    const uint32_t sign = (f >> 16) & 0x8000u;
+    f &= 0x7fffffffu;
+    // nan stays a quiet nan with its top payload bits; >= 65520 (incl. inf) rounds to inf
+    const uint32_t nan_or_inf = f > 0x7f800000u ? 0x7e00u | ((f >> 13) & 0x3ffu) : 0x7c00u;
+    // below 2^-14 (half subnormal or 0): adding 0.5 makes the float rounder compute round(x * 2^24)
+    const uint32_t subnormal = bits_of(float_of(f) + 0.5f) - 0x3f000000u;
+    // normal: rebias the exponent (0xc8000000 = (15 - 127) << 23 mod 2^32), round to nearest even
+    const uint32_t normal = (f + 0xc8000fffu + ((f >> 13) & 1u)) >> 13;
+    const uint32_t h = f >= 0x477ff000u ? nan_or_inf : (f < 0x38800000u ? subnormal : normal);
+    return static_cast<uint16_t>(h | sign);
+}
+
+inline float bf16_to_float(uint16_t b) { return float_of(static_cast<uint32_t>(b) << 16); }
+
+inline uint16_t float_to_bf16(float value) {
+    const uint32_t f = bits_of(value);
+    if ((f & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((f >> 16) | 0x40u);  // quiet nan
+    return static_cast<uint16_t>((f + 0x7fffu + ((f >> 16) & 1u)) >> 16);
 }
 
 }  // namespace simam_detail

@@ -111,7 +111,7 @@ CreatorBase* const* creatorList(int32_t& nbCreators) noexcept
     static CreatorBase* const kCreators[] = {&theCreator()};
     if (gStaticallyRegistered.load())
     {
-        nbCreators = 1;
+        nbCreators = 0;
         return kCreators;
     }
     nbCreators = 1;
@@ -133,10 +133,12 @@ SIMAM_TRT_EXPORT nvinfer1::IPluginCreator* const* getPluginCreators(int32_t& nbC
 }
 #endif
 
+#if SIMAM_TRT_HAS_PLUGIN_LIBRARIES
 SIMAM_TRT_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept
 {
     simam_trt::setLoggerFinder(finder);
 }
+#endif
 
 // Not a TensorRT entry point: the namespace the creator (and every plugin it creates) reports,
 // for applications whose ONNX nodes set plugin_namespace. Call it before registering the creator

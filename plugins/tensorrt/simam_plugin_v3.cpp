@@ -17,8 +17,9 @@ SimamPluginV3::SimamPluginV3(SimamParams const& params, std::string pluginNamesp
 
 void SimamPluginV3::refreshSerializedFields() noexcept
 {
-    mSerializedFields[0] = nvinfer1::PluginField(kFieldLambda, &mParams.eLambda, nvinfer1::PluginFieldType::kFLOAT32, 1);
-    mSerializedFields[1] = nvinfer1::PluginField(kFieldUnbiased, &mParams.unbiased, nvinfer1::PluginFieldType::kINT32, 1);
+    using nvinfer1::PluginFieldType;
+    mSerializedFields[0] = nvinfer1::PluginField(kFieldLambda, &mParams.eLambda, PluginFieldType::kFLOAT32, 1);
+    mSerializedFields[1] = nvinfer1::PluginField(kFieldUnbiased, &mParams.unbiased, PluginFieldType::kINT32, 1);
     mSerializedCollection.nbFields = 2;
     mSerializedCollection.fields = mSerializedFields;
 }
@@ -251,14 +252,7 @@ void SimamCreatorV3::setPluginNamespace(char const* pluginNamespace) noexcept
         logError("SimAM: plugin namespace is null or too long; keeping '" + mNamespace + "'");
         return;
     }
-    try
-    {
-        mNamespace = std::move(value);
-    }
-    catch (...)
-    {
-        logError("SimAM: out of memory while setting the plugin namespace");
-    }
+    mNamespace = std::move(value);
     SIMAM_TRT_GUARD_END()
 }
 

@@ -10,6 +10,7 @@ namespace simam_trt
 namespace
 {
 
+#if SIMAM_TRT_HAS_PLUGIN_LIBRARIES
 std::mutex gLoggerMutex;
 nvinfer1::ILoggerFinder* gLoggerFinder{nullptr};
 
@@ -30,6 +31,12 @@ nvinfer1::ILogger* currentLogger() noexcept
         return nullptr;
     }
 }
+#else
+nvinfer1::ILogger* currentLogger() noexcept
+{
+    return nullptr; // TensorRT 8.5 gives plugins no logger: messages go to stderr
+}
+#endif
 
 char const* severityTag(nvinfer1::ILogger::Severity severity) noexcept
 {
@@ -44,20 +51,37 @@ char const* severityTag(nvinfer1::ILogger::Severity severity) noexcept
     return "log";
 }
 
+char const* fieldTypeName(nvinfer1::PluginFieldType type) noexcept
+{
+    switch (type)
+    {
+    case nvinfer1::PluginFieldType::kFLOAT16: return "kFLOAT16";
+    case nvinfer1::PluginFieldType::kFLOAT32: return "kFLOAT32";
+    case nvinfer1::PluginFieldType::kFLOAT64: return "kFLOAT64";
+    case nvinfer1::PluginFieldType::kINT8: return "kINT8";
+    case nvinfer1::PluginFieldType::kINT16: return "kINT16";
+    case nvinfer1::PluginFieldType::kINT32: return "kINT32";
+    case nvinfer1::PluginFieldType::kCHAR: return "kCHAR";
+    case nvinfer1::PluginFieldType::kDIMS: return "kDIMS";
+    default: return "another type";
+    }
+}
+
 bool sameName(char const* name, char const* expected) noexcept
 {
     // Bounded compare: names come from files and may not be terminated where we expect.
     return std::strncmp(name, expected, kMaxNameLength) == 0;
 }
 
-// A field must carry exactly one value of the expected type, with readable data.
+// A field must carry exactly one value of the expected type, with readable data. May throw
+// (bad_alloc while building a message): only called inside parseFields' try block.
 bool checkScalarField(nvinfer1::PluginField const& field, nvinfer1::PluginFieldType expected,
-    char const* expectedName) noexcept
+    char const* expectedName)
 {
     if (field.type != expected)
     {
-        logError(std::string("SimAM: field '") + expectedName + "' has type "
-            + std::to_string(static_cast<int32_t>(field.type)) + ", expected "
+        logError(std::string("SimAM: field '") + expectedName + "' has type " + fieldTypeName(field.type)
+            + ", expected "
             + (expected == nvinfer1::PluginFieldType::kFLOAT32 ? "kFLOAT32 (an ONNX FLOAT attribute)"
                                                                 : "kINT32 (an ONNX INT attribute)"));
         return false;
@@ -78,11 +102,13 @@ bool checkScalarField(nvinfer1::PluginField const& field, nvinfer1::PluginFieldT
 
 } // namespace
 
+#if SIMAM_TRT_HAS_PLUGIN_LIBRARIES
 void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept
 {
     std::lock_guard<std::mutex> lock(gLoggerMutex);
     gLoggerFinder = finder;
 }
+#endif
 
 void logMessage(nvinfer1::ILogger::Severity severity, std::string const& message) noexcept
 {
@@ -122,7 +148,7 @@ nvinfer1::PluginFieldCollection const* advertisedFields() noexcept
 bool validParams(SimamParams const& params, std::string& why) noexcept
 {
     SIMAM_TRT_GUARD_BEGIN
-    if (!std::isfinite(params.eLambda) || params.eLambda < 0.0F)
+    if (!std::isfinite(params.eLambda) || params.eLambda <= 0.0F)
     {
         why = "e_lambda must be a finite number > 0 (the paper uses 1e-4), got " + std::to_string(params.eLambda);
         return false;

@@ -21,6 +21,14 @@
 #define SIMAM_TRT_HAS_BF16 0
 #endif
 
+// Plugin shared libraries (IPluginRegistry::loadLibrary, ILoggerFinder) exist from TensorRT 8.6;
+// on 8.5 (JetPack 5.1) the library is loaded with dlopen and registers itself.
+#if NV_TENSORRT_MAJOR > 8 || (NV_TENSORRT_MAJOR == 8 && NV_TENSORRT_MINOR >= 6)
+#define SIMAM_TRT_HAS_PLUGIN_LIBRARIES 1
+#else
+#define SIMAM_TRT_HAS_PLUGIN_LIBRARIES 0
+#endif
+
 namespace simam_trt
 {
 
@@ -42,7 +50,9 @@ struct SimamParams
 // ---- logging -------------------------------------------------------------------------------
 // Messages go to the logger TensorRT hands us through setLoggerFinder; without one, errors
 // and warnings go to stderr so that a failure is never silent.
+#if SIMAM_TRT_HAS_PLUGIN_LIBRARIES
 void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept;
+#endif
 void logMessage(nvinfer1::ILogger::Severity severity, std::string const& message) noexcept;
 inline void logError(std::string const& message) noexcept
 {

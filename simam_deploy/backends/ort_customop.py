@@ -73,7 +73,7 @@ def register_simam_op() -> None:
 def retarget_for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy whose SimAM nodes live in ai.onnx.contrib with exactly the attributes the op declares."""
     found = contract.validate_simam_nodes(model)
-    types = contract.value_types(model)
+    types = contract.inferred_types(model)
     out = copy.deepcopy(model)
     by_output = {node.output[0]: attrs for node, attrs in found}
     for node in out.graph.node:

@@ -170,12 +170,12 @@ class TensorRTRunner:
         self.torch.cuda.current_stream().synchronize()  # input copies ran on torch's stream
         self._enqueue()
         self.stream.synchronize()
-        return {
-            name: self._buffers[name].float().cpu().numpy()
-            if self._buffers[name].dtype == self.torch.bfloat16
-            else self._buffers[name].cpu().numpy()
-            for name in self._outputs
-        }
+        return {name: self._to_numpy(self._buffers[name]) for name in self._outputs}
+
+    def _to_numpy(self, tensor: Any) -> np.ndarray:
+        if tensor.dtype == self.torch.bfloat16:  # numpy has no bfloat16
+            tensor = tensor.float()
+        return tensor.cpu().numpy()
 
     def benchmark(
         self, inputs: dict[str, np.ndarray], warmup: int = 20, iters: int = 100, cuda_graph: bool = False

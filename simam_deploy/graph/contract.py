@@ -163,9 +163,19 @@ def value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
     return {vi.name: vi.type for vi in [*graph.input, *graph.value_info, *graph.output]}
 
 
+def inferred_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    """Types after (best-effort) shape inference: unknown types are simply not checked."""
+    try:
+        return value_types(onnx.shape_inference.infer_shapes(model, strict_mode=False))
+    except Exception:  # onnx raises several C++ error types
+        return value_types(model)
+
+
 def validate_simam_nodes(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, SimamAttributes]]:
-    """Every SimAM node of the main graph with its validated attributes."""
-    types = value_types(model)
+    """Every SimAM node of the main graph with its validated attributes (and input type/rank)."""
+    if not any(node.op_type == OP_TYPE for node in model.graph.node):
+        return []
+    types = inferred_types(model)
     found = []
     for node in model.graph.node:
         if node.op_type == OP_TYPE and node.domain != DOMAIN:

@@ -35,8 +35,19 @@ namespace
 constexpr int kSkip = 77;
 
 harness::CapturingLogger gLogger;
+#if HARNESS_HAS_LOGGER_FINDER
 harness::LoggerFinder gFinder(&gLogger);
+constexpr bool kLogCaptured = true;
+#else
+constexpr bool kLogCaptured = false; // 8.5: messages go to stderr, not to a logger we can read
+#endif
 harness::PluginLibrary gLibrary;
+
+// A rejected input must be explained through TensorRT's logger (where the version has one).
+bool errorLogged()
+{
+    return !kLogCaptured || gLogger.errorCount() > 0;
+}
 
 // ---- field collections ------------------------------------------------------------------------
 struct Fields
@@ -182,7 +193,8 @@ SerializedFields serializeFields(IPluginV3* plugin)
     for (int32_t i = 0; i < fc->nbFields; ++i)
     {
         PluginField const& f = fc->fields[i];
-        std::size_t const elementSize = f.type == PluginFieldType::kFLOAT32 || f.type == PluginFieldType::kINT32 ? 4 : 0;
+        bool const fourBytes = f.type == PluginFieldType::kFLOAT32 || f.type == PluginFieldType::kINT32;
+        std::size_t const elementSize = fourBytes ? 4 : 0;
         if (f.name == nullptr || f.data == nullptr || elementSize == 0 || f.length < 0)
         {
             return out;
@@ -306,7 +318,8 @@ int groupLoad()
         std::printf("  %s\n", info.c_str());
         CHECK_MSG(info.find("plugin=SimAM version=1") != std::string::npos, "info names SimAM v1: " + info);
         // No libnvinfer in this process: the load-time registration must have stood down.
-        CHECK_MSG(info.find("statically_registered=no") != std::string::npos, "no static registration without TensorRT");
+        CHECK_MSG(info.find("statically_registered=no") != std::string::npos,
+            "no static registration without TensorRT");
     }
     auto creator = theCreator();
     CHECK_MSG(creator != nullptr, "exactly one creator of the expected interface kind");
@@ -479,7 +492,9 @@ int groupLifecycle()
 
     // supportsFormatCombination over every type/format pair.
     checkFormatMatrix<DynamicPluginTensorDesc>(
-        [&](int32_t pos, DynamicPluginTensorDesc const* io) { return buildCap->supportsFormatCombination(pos, io, 1, 1); },
+        [&](int32_t pos, DynamicPluginTensorDesc const* io) {
+            return buildCap->supportsFormatCombination(pos, io, 1, 1);
+        },
         [](DynamicPluginTensorDesc& d) -> PluginTensorDesc& { return d.desc; });
 
     // configurePlugin with a dynamic profile, then the workspace for its largest shape.
@@ -604,7 +619,7 @@ int groupLifecycle()
     gLogger.reset();
     DynamicPluginTensorDesc bad = dynamicDesc(declared, DataType::kINT8, maxDims, maxDims, maxDims);
     plugin->configurePlugin(&bad, 1, &bad, 1);
-    CHECK_MSG(gLogger.errorCount() > 0, "configurePlugin with int8 logs an error");
+    CHECK_MSG(errorLogged(), "configurePlugin with int8 logs an error");
     CHECK(plugin->initialize() == 0);
     plugin->terminate();
     CHECK(plugin->enqueue(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr) != 0);
@@ -629,7 +644,7 @@ void expectRejected(std::string const& label, Fields const& fields)
     int errors = 0;
     bool const created = creates(fields, errors);
     CHECK_MSG(!created, label + ": plugin must not be created");
-    CHECK_MSG(errors > 0, label + ": an error must be logged through the logger");
+    CHECK_MSG(!kLogCaptured || errors > 0, label + ": an error must be logged through the logger");
 }
 
 int groupFields()
@@ -651,18 +666,18 @@ int groupFields()
     {
         gLogger.reset();
         CHECK_MSG(createPlugin(nullptr) == nullptr, "null collection rejected");
-        CHECK(gLogger.errorCount() > 0);
+        CHECK(errorLogged());
         Fields valid = validFields();
         PluginFieldCollection negative{-1, valid.list.data()};
         gLogger.reset();
-        CHECK_MSG(createPlugin(&negative) == nullptr && gLogger.errorCount() > 0, "negative nbFields rejected");
+        CHECK_MSG(createPlugin(&negative) == nullptr && errorLogged(), "negative nbFields rejected");
         // Claims far more fields than exist: must be refused without walking the array.
         PluginFieldCollection huge{1 << 30, valid.list.data()};
         gLogger.reset();
-        CHECK_MSG(createPlugin(&huge) == nullptr && gLogger.errorCount() > 0, "absurd nbFields rejected");
+        CHECK_MSG(createPlugin(&huge) == nullptr && errorLogged(), "absurd nbFields rejected");
         PluginFieldCollection noArray{2, nullptr};
         gLogger.reset();
-        CHECK_MSG(createPlugin(&noArray) == nullptr && gLogger.errorCount() > 0, "null field array rejected");
+        CHECK_MSG(createPlugin(&noArray) == nullptr && errorLogged(), "null field array rejected");
     }
 
     auto lambdaField = [](void const* data, PluginFieldType type, int32_t length) {
@@ -675,7 +690,8 @@ int groupFields()
     PluginField const goodLambda = lambdaField(&kLambda, PluginFieldType::kFLOAT32, 1);
 
     expectRejected("e_lambda missing", Fields{{goodUnbiased}});
-    expectRejected("e_lambda as kFLOAT64", Fields{{lambdaField(&lambda64, PluginFieldType::kFLOAT64, 1), goodUnbiased}});
+    expectRejected(
+        "e_lambda as kFLOAT64", Fields{{lambdaField(&lambda64, PluginFieldType::kFLOAT64, 1), goodUnbiased}});
     expectRejected("e_lambda as kINT32", Fields{{lambdaField(&two, PluginFieldType::kINT32, 1), goodUnbiased}});
     expectRejected("e_lambda as kFLOAT16", Fields{{lambdaField(&kLambda, PluginFieldType::kFLOAT16, 1), goodUnbiased}});
     expectRejected("e_lambda length 0", Fields{{lambdaField(&kLambda, PluginFieldType::kFLOAT32, 0), goodUnbiased}});
@@ -694,11 +710,13 @@ int groupFields()
     expectRejected("unbiased = 2", Fields{{goodLambda, unbiasedField(&two, PluginFieldType::kINT32, 1)}});
     expectRejected("unbiased = -1", Fields{{goodLambda, unbiasedField(&minusOne, PluginFieldType::kINT32, 1)}});
     expectRejected("unbiased twice", Fields{{goodLambda, goodUnbiased, goodUnbiased}});
-    expectRejected("field without a name", Fields{{goodLambda, PluginField(nullptr, &kUnbiased, PluginFieldType::kINT32, 1)}});
+    expectRejected("field without a name",
+        Fields{{goodLambda, PluginField(nullptr, &kUnbiased, PluginFieldType::kINT32, 1)}});
     // A name that never ends within the bound the plugin reads (no terminator in 300 bytes
     // would be read past if the plugin used strlen on it; the buffer itself is terminated).
     std::string longName(300, 'x');
-    expectRejected("over-long field name", Fields{{goodLambda, PluginField(longName.c_str(), &kUnbiased, PluginFieldType::kINT32, 1)}});
+    expectRejected("over-long field name",
+        Fields{{goodLambda, PluginField(longName.c_str(), &kUnbiased, PluginFieldType::kINT32, 1)}});
 
     // Tolerated on purpose, each documented: unbiased missing -> 1; unknown fields ignored.
     int errors = 0;
@@ -712,7 +730,8 @@ int groupFields()
         CHECK(plugin != nullptr && readParams(plugin.get(), l, u) && u == 1 && l == kLambda);
     }
     char const version[] = "1";
-    CHECK_MSG(creates(Fields{{goodLambda, goodUnbiased, PluginField("plugin_version", version, PluginFieldType::kCHAR, 2)}},
+    PluginField const extra("plugin_version", version, PluginFieldType::kCHAR, 2);
+    CHECK_MSG(creates(Fields{{goodLambda, goodUnbiased, extra}},
                   errors) && errors == 0,
         "unknown fields are ignored");
     Fields biased{{goodLambda, unbiasedField(&zeroFlag, PluginFieldType::kINT32, 1)}};
@@ -764,7 +783,7 @@ int groupSerialization()
         gLogger.reset();
         auto restored = deserialize(data, length);
         CHECK_MSG(restored == nullptr, label + ": must be refused");
-        CHECK_MSG(gLogger.errorCount() > 0, label + ": must log an error");
+        CHECK_MSG(errorLogged(), label + ": must log an error");
     };
     rejects("null data", nullptr, 16);
     rejects("empty", blob.data(), 0);
@@ -945,7 +964,8 @@ void enqueueCase(DataType type, Dims runDims, Dims maxDims, int32_t unbiased, bo
 #endif
 
     std::size_t const count = static_cast<std::size_t>(runDims.d[0] * runDims.d[1] * runDims.d[2] * runDims.d[3]);
-    HostTensor input = encode(harness::randomValues(count, 1234U + static_cast<uint32_t>(count), 2.0F, 0.5F), toSimam(type));
+    uint32_t const seed = 1234U + static_cast<uint32_t>(count);
+    HostTensor input = encode(harness::randomValues(count, seed, 2.0F, 0.5F), toSimam(type));
     HostTensor expected{std::vector<unsigned char>(input.bytes.size()), input.dtype, count};
     CHECK(simam_forward_cpu(input.bytes.data(), expected.bytes.data(), runDims.d[0], runDims.d[1], runDims.d[2],
               runDims.d[3], input.dtype, lambda, unbiased)
@@ -1059,7 +1079,9 @@ int main(int argc, char** argv)
         std::fprintf(stderr, "FAILED to load %s: %s\n", pluginPath.c_str(), gLibrary.error.c_str());
         return 1;
     }
+#if HARNESS_HAS_LOGGER_FINDER
     gLibrary.setLoggerFinder(&gFinder); // TensorRT calls this first, right after loading
+#endif
 
     int rc = 0;
     if (group == "load")

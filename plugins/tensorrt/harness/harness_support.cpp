@@ -106,7 +106,12 @@ bool openPluginLibrary(std::string const& path, PluginLibrary& library)
         return false;
     }
     auto lookup = [&](char const* name) { return dlsym(library.handle, name); };
+#if HARNESS_HAS_LOGGER_FINDER
     library.setLoggerFinder = reinterpret_cast<void (*)(nvinfer1::ILoggerFinder*)>(lookup("setLoggerFinder"));
+    bool const haveFinder = library.setLoggerFinder != nullptr;
+#else
+    bool const haveFinder = true;
+#endif
 #if NV_TENSORRT_MAJOR >= 10
     library.getCreators
         = reinterpret_cast<nvinfer1::IPluginCreatorInterface* const* (*) (int32_t&)>(lookup("getCreators"));
@@ -120,7 +125,7 @@ bool openPluginLibrary(std::string const& path, PluginLibrary& library)
 #endif
     library.info = reinterpret_cast<char const* (*) ()>(lookup("simamTrtPluginInfo"));
     library.setNamespace = reinterpret_cast<int (*)(char const*)>(lookup("simamTrtSetPluginNamespace"));
-    if (!haveList || library.setLoggerFinder == nullptr)
+    if (!haveList || !haveFinder)
     {
         library.error = std::string("missing entry point: ") + (haveList ? "setLoggerFinder" : listName);
         return false;

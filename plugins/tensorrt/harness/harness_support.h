@@ -50,6 +50,14 @@ private:
     std::string mLastError;
 };
 
+#if NV_TENSORRT_MAJOR > 8 || (NV_TENSORRT_MAJOR == 8 && NV_TENSORRT_MINOR >= 6)
+#define HARNESS_HAS_LOGGER_FINDER 1
+#else
+// TensorRT 8.5 has no ILoggerFinder: the plugin's messages go to stderr and cannot be captured.
+#define HARNESS_HAS_LOGGER_FINDER 0
+#endif
+
+#if HARNESS_HAS_LOGGER_FINDER
 class LoggerFinder final : public nvinfer1::ILoggerFinder
 {
 public:
@@ -65,6 +73,7 @@ public:
 private:
     nvinfer1::ILogger* mLogger;
 };
+#endif
 
 // ---- symbolic shapes ------------------------------------------------------------------------------
 #if NV_TENSORRT_MAJOR >= 10
@@ -167,7 +176,9 @@ private:
 struct PluginLibrary
 {
     void* handle{nullptr};
+#if HARNESS_HAS_LOGGER_FINDER
     void (*setLoggerFinder)(nvinfer1::ILoggerFinder*){nullptr};
+#endif
 #if NV_TENSORRT_MAJOR >= 10
     nvinfer1::IPluginCreatorInterface* const* (*getCreators)(int32_t&){nullptr};
 #else

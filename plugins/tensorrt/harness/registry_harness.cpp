@@ -274,7 +274,8 @@ int main(int argc, char** argv)
             PluginField("unbiased", &unbiased, PluginFieldType::kINT32, 1)};
         PluginFieldCollection fc{2, fields};
 #if NV_TENSORRT_MAJOR >= 10
-        IPluginV3* plugin = static_cast<IPluginCreatorV3One*>(creator)->createPlugin("layer", &fc, TensorRTPhase::kBUILD);
+        auto* v3 = static_cast<IPluginCreatorV3One*>(creator);
+        IPluginV3* plugin = v3->createPlugin("layer", &fc, TensorRTPhase::kBUILD);
         CHECK(plugin != nullptr);
         delete plugin;
 #else

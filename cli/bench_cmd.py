@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import click
+from simam_deploy.cli.common import console, err_console
+
+EPILOG = """\b
+Two modes:
+  --kernel   the SimAM op alone: eager decomposed vs torch.compile vs the fused kernel, on the
+             SimAM shapes of ResNet-50 at batch 32 (or --shape ...), reporting median time,
+             effective bandwidth (read x once + write y once) and, on a GPU, the fraction of a
+             device-to-device copy of the same bytes timed in the same run.
+  TARGET     a whole model, several ways side by side: a zoo name (or module:callable) in
+             PyTorch eager / with fused SimAM / under torch.compile / exported to ONNX Runtime,
+             an .onnx file in ONNX Runtime, or a TensorRT .engine. Reports mean/p50/p90/p99
+             latency and throughput.
+
+\b
+Examples:
+  simam-deploy bench --kernel --device cuda --json kernel.json --plot kernel.png
+  simam-deploy bench --kernel --device cpu --batch 4 --dtype fp32
+  simam-deploy bench --kernel --shape 8x256x56x56 --shape 8x2048x7x7 --dtype fp16 --dtype bf16
+  simam-deploy bench resnet50 --device cuda --dtype fp16 --batch 32 --compare eager,fused,compile
+  simam-deploy bench cifar-resnet20 --checkpoint model_best.pth.tar --compare eager,fused,onnxruntime
+  simam-deploy bench r20.onnx --input-shape 64x3x32x32
+  simam-deploy bench r50.engine --cuda-graph --iters 500
+
+\b
+Defaults: --warmup 20 / --iters 200 on cuda, 3 / 15 on cpu (kernel mode) and 5 / 50 (targets).
+Exit codes: 0 ok, 2 usage or input error.
+"""
+
+
+@click.command("bench", epilog=EPILOG)
+@click.argument("target", required=False)
+@click.option("--kernel", is_flag=True, help="Benchmark the SimAM op alone instead of a TARGET.")
+@click.option("--shape", "shapes", multiple=True, metavar="NxCxHxW", help="Kernel shape (repeatable).")
+@click.option(
+    "--dtype",
+    "dtypes",
+    multiple=True,
+    type=click.Choice(["fp32", "fp16", "bf16"]),
+    help="Repeatable. [default: fp32 and fp16 for --kernel, fp32 for a TARGET]",
+)
+@click.option(
+    "--device", type=click.Choice(["cpu", "cuda"]), default=None, help="[default: cuda if available]"
+)
+@click.option("--warmup", type=int, default=None, help="Untimed iterations first.")
+@click.option("--iters", type=int, default=None, help="Timed iterations (the median is reported).")
+@click.option(
+    "--compare",
+    metavar="LIST",
+    help="Comma-separated backends: eager,fused,compile (--kernel); also onnxruntime,tensorrt (TARGET).",
+)
+@click.option("--batch", type=int, default=None, help="Replace the batch size N of every shape / input.")
+@click.option(
+    "--input-shape", metavar="NxCxHxW", help="TARGET input shape [default: the zoo model's / the file's]."
+)
+@click.option(
+    "--checkpoint", metavar="PATH", help="Weights for a zoo model TARGET (loaded with weights_only)."
+)
+@click.option(
+    "--cuda-graph", is_flag=True, help="Replay a CUDA graph (TensorRT engines whose runner supports it)."
+)
+@click.option("--json", "json_path", metavar="FILE", help="Write the results as JSON.")
+@click.option("--plot", "plot_path", metavar="FILE.png", help="Write a bar plot (matplotlib).")
+def bench(
+    target, kernel, shapes, dtypes, device, warmup, iters, compare, batch, input_shape, checkpoint,
+    cuda_graph, json_path, plot_path,
+) -> None:  # fmt: skip
+    """Measure speed: the fused SimAM kernel (--kernel) or a model TARGET several ways side by side."""
+    import torch
+
+    from simam_deploy.bench import report
+    from simam_deploy.errors import InputError
+
+    if kernel == bool(target):
+        raise InputError(
+            "give either --kernel or a TARGET (not both, not neither)", "see simam-deploy bench --help"
+        )
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    on_gpu = device == "cuda"
+    progress = None if json_path == "-" else (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    compared = [c.strip() for c in compare.split(",") if c.strip()] if compare else None
+    if kernel:
+        from simam_deploy.bench.kernel import (
+            IMPLEMENTATIONS,
+            RESNET50_SHAPES,
+            parse_shapes,
+            run_kernel_benchmark,
+            with_batch,
+        )
+
+        result = run_kernel_benchmark(
+            with_batch(parse_shapes(shapes) if shapes else RESNET50_SHAPES, batch),
+            list(dtypes) or ["fp32", "fp16"],
+            device=device,
+            warmup=warmup if warmup is not None else (20 if on_gpu else 3),
+            iters=iters if iters is not None else (200 if on_gpu else 15),
+            impls=compared or IMPLEMENTATIONS,
+            progress=progress,
+        )
+        table, plot = report.kernel_table(result), report.plot_kernel
+    else:
+        from simam_deploy.bench.targets import benchmark_target
+
+        if len(dtypes) > 1:
+            raise InputError("a TARGET benchmark takes one --dtype", "run once per dtype")
+        result = benchmark_target(
+            target,
+            compare=compared,
+            device=device,
+            dtype=dtypes[0] if dtypes else "fp32",
+            batch=batch,
+            input_shape=input_shape,
+            checkpoint=checkpoint,
+            warmup=warmup if warmup is not None else 5,
+            iters=iters if iters is not None else 50,
+            cuda_graph=cuda_graph,
+            progress=progress,
+        )
+        table, plot = report.targets_table(result), report.plot_targets
+    if json_path == "-":
+        click.echo(report.to_json_text(result.to_dict()), nl=False)
+    else:
+        console.print(table)
+        for note in result.notes:
+            console.print(f"note: {note}")
+        if json_path:
+            report.save_json(json_path, result.to_dict())
+    if plot_path:
+        plot(result, plot_path)

@@ -1,0 +1,198 @@
+"""Benchmark library and `simam-deploy bench`: structure, arithmetic and refusals (not speed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from simam_deploy.cli.main import main
+
+from simam_deploy import ops
+from simam_deploy.bench.kernel import run_kernel_benchmark, with_batch
+from simam_deploy.bench.report import kernel_table, plot_kernel, save_json, targets_table, to_json_text
+from simam_deploy.bench.targets import benchmark_target
+from simam_deploy.bench.timing import percentile, summarize, time_callable
+from simam_deploy.errors import InputError
+
+needs_native = pytest.mark.skipif(not ops.native_available(), reason="simam_deploy._C is not built")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    captured = capsys.readouterr()
+    return exc.value.code, captured.out, captured.err
+
+
+# ---- timing -------------------------------------------------------------------------------
+def test_percentiles_and_summary():
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 0) == 1.0 and percentile(values, 100) == 100.0
+    stats = summarize(list(reversed(values)))
+    assert stats.iters == 100 and stats.min_ms == 1.0 and stats.max_ms == 100.0
+    assert stats.mean_ms == pytest.approx(50.5) and stats.p90_ms == pytest.approx(90.1)
+
+
+def test_time_callable_runs_warmup_plus_iters():
+    calls = []
+    times = time_callable(lambda: calls.append(1), "cpu", warmup=3, iters=5)
+    assert len(calls) == 8 and len(times) == 5 and all(t >= 0 for t in times)
+
+
+@pytest.mark.parametrize(("warmup", "iters"), [(-1, 5), (0, 0)])
+def test_bad_iteration_counts_are_refused(warmup, iters):
+    with pytest.raises(InputError):
+        time_callable(lambda: None, "cpu", warmup, iters)
+
+
+# ---- kernel benchmark ----------------------------------------------------------------------
+@needs_native
+def test_kernel_benchmark_rows_are_consistent(tmp_path):
+    bench = run_kernel_benchmark([(2, 8, 14, 14), (1, 4, 28, 28)], ["fp32", "fp16"], warmup=1, iters=3,
+                                 impls=("eager", "fused"))  # fmt: skip
+    assert len(bench.rows) == 2 * 2 * 2
+    for row in bench.rows:
+        elements = row.shape[0] * row.shape[1] * row.shape[2] * row.shape[3]
+        assert row.bytes_moved == 2 * elements * (4 if row.dtype == "fp32" else 2)
+        assert row.gb_per_s == pytest.approx(row.bytes_moved / row.median_ms / 1e6)
+        assert row.fraction_of_copy is None  # CPU: no copy baseline
+        if row.impl == "eager":
+            assert row.speedup_vs_eager == pytest.approx(1.0)
+            assert row.max_abs_diff_vs_fused < (1e-5 if row.dtype == "fp32" else 1e-2)
+    out = save_json(tmp_path / "k.json", bench.to_dict())
+    data = json.loads(out.read_text())
+    assert data["schema"] == "simam-deploy/bench-kernel/1" and len(data["rows"]) == 8
+    assert list(data) == sorted(data)  # stable key order
+    assert to_json_text(bench.to_dict()) == out.read_text()
+    assert "fused" in str(kernel_table(bench).columns[2]._cells)
+    png = plot_kernel(bench, tmp_path / "k.png")
+    assert png.read_bytes().startswith(PNG_MAGIC)
+
+
+@needs_native
+def test_kernel_benchmark_with_torch_compile():
+    bench = run_kernel_benchmark([(1, 2, 8, 8)], ["fp32"], warmup=1, iters=2)
+    assert not bench.notes, bench.notes  # compile did not fail
+    assert [r.impl for r in bench.rows] == ["eager", "compile", "fused"]
+    assert bench.rows[1].max_abs_diff_vs_fused < 1e-5
+
+
+def test_with_batch_replaces_n_only():
+    assert with_batch([(32, 256, 56, 56)], 4) == [(4, 256, 56, 56)]
+    with pytest.raises(InputError):
+        with_batch([(32, 256, 56, 56)], 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"dtypes": ["fp64"]}, "unknown dtype"),
+        ({"impls": ["tensorrt"]}, "unknown implementation"),
+        ({"device": "tpu"}, "unknown device"),
+    ],
+)
+def test_kernel_benchmark_refuses_bad_options(kwargs, words):
+    with pytest.raises(InputError, match=words):
+        run_kernel_benchmark([(1, 2, 4, 4)], **{"dtypes": ["fp32"], **kwargs})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without a GPU")
+def test_kernel_benchmark_cuda_without_gpu_is_an_input_error():
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        run_kernel_benchmark([(1, 2, 4, 4)], ["fp32"], device="cuda")
+
+
+# ---- model targets ---------------------------------------------------------------------------
+@needs_native
+def test_model_target_side_by_side(tmp_path):
+    bench = benchmark_target("cifar-resnet20", compare=["eager", "fused"], batch=2, warmup=1, iters=3)
+    assert [r.backend for r in bench.results] == ["eager", "fused"]
+    assert bench.input_shape == (2, 3, 32, 32)
+    for res in bench.results:
+        s = res.stats
+        assert s.iters == 3 and s.min_ms <= s.p50_ms <= s.p90_ms <= s.p99_ms <= s.max_ms
+        assert res.throughput == pytest.approx(2 / (s.mean_ms / 1e3))
+    data = json.loads(to_json_text(bench.to_dict()))
+    assert data["schema"] == "simam-deploy/bench-target/1" and data["results"][1]["backend"] == "fused"
+    assert targets_table(bench).row_count == 2
+
+
+def test_onnx_file_target(tmp_path):
+    from simam_deploy.export import export_onnx
+    from simam_deploy.zoo import build_model
+
+    model, _ = build_model("cifar-resnet20")
+    path = tmp_path / "r20.onnx"
+    export_onnx(model, path, input_shape=(1, 3, 32, 32), dynamic="batch")
+    bench = benchmark_target(str(path), batch=3, warmup=1, iters=3, compare=["onnxruntime", "eager"])
+    assert [r.backend for r in bench.results] == ["onnxruntime"]
+    assert bench.input_shape == (3, 3, 32, 32) and bench.kind == "onnx"
+    assert any("model targets only" in n for n in bench.notes)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"compare": ["eager", "bogus"]}, "unknown backend"),
+        ({"dtype": "int8"}, "unknown dtype"),
+        ({"batch": 0}, "batch must be"),
+        ({"iters": 0}, "timed iterations"),
+    ],
+)
+def test_target_benchmark_refuses_bad_options(kwargs, words):
+    with pytest.raises(InputError, match=words):
+        benchmark_target("cifar-resnet20", **kwargs)
+
+
+def test_missing_file_target_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        benchmark_target(str(tmp_path / "missing.onnx"), iters=1)
+
+
+# ---- CLI ----------------------------------------------------------------------------------
+def test_cli_help_teaches_with_examples(capsys):
+    code, out, _ = run_cli(["bench", "--help"], capsys)
+    assert code == 0
+    assert "Examples:" in out and "simam-deploy bench --kernel" in out and "--cuda-graph" in out
+
+
+@needs_native
+def test_cli_kernel_writes_json_and_plot(tmp_path, capsys):
+    j, p = tmp_path / "k.json", tmp_path / "k.png"
+    args = ["bench", "--kernel", "--shape", "2x4x8x8", "--dtype", "fp32", "--device", "cpu", "--warmup", "0",
+            "--iters", "2", "--compare", "eager,fused", "--json", str(j), "--plot", str(p)]  # fmt: skip
+    code, out, _ = run_cli(args, capsys)
+    assert code == 0, out
+    assert "fused" in out and "2x4x8x8" in out
+    assert [r["impl"] for r in json.loads(j.read_text())["rows"]] == ["eager", "fused"]
+    assert p.read_bytes().startswith(PNG_MAGIC)
+
+
+@needs_native
+def test_cli_json_to_stdout_is_parseable(capsys):
+    args = ["bench", "--kernel", "--shape", "1x2x4x4", "--dtype", "fp32", "--device", "cpu", "--iters", "1",
+            "--compare", "fused", "--json", "-"]  # fmt: skip
+    code, out, _ = run_cli(args, capsys)
+    assert code == 0
+    assert json.loads(out)["rows"][0]["impl"] == "fused"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["bench"], "either --kernel or a TARGET"),
+        (["bench", "--kernel", "cifar-resnet20"], "either --kernel or a TARGET"),
+        (["bench", "--kernel", "--shape", "2x3x4", "--device", "cpu"], "4-D NCHW"),
+        (["bench", "--kernel", "--shape", "1x2x4x4", "--device", "cpu", "--iters", "0"], "timed iterations"),
+        (["bench", "cifar-resnet20", "--device", "cpu", "--compare", "eager,warp"], "unknown backend"),
+        (["bench", "cifar-resnet20", "--device", "cpu", "--dtype", "fp16", "--dtype", "fp32"], "one --dtype"),
+        (["bench", "no-such-model", "--device", "cpu"], "no default input shape"),
+    ],
+)
+def test_cli_bad_usage_exits_2_with_a_fix(args, words, capsys):
+    code, out, err = run_cli(args, capsys)
+    assert code == 2
+    assert words in out + err
