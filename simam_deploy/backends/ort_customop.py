@@ -26,14 +26,16 @@ _registered = False
 
 
 def _kernel():
+    hint = (
+        "build the extension: pip install --no-build-isolation -e . (or run `simam-deploy unfuse` to get "
+        "a model with standard ops only)"
+    )
     try:
-        from simam_deploy.ops import simam_numpy
+        from simam_deploy.ops import native_available, simam_numpy
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"the fused SimAM CPU kernel is not available ({exc})",
-            "build the extension: pip install --no-build-isolation -e . (or run `simam-deploy unfuse` "
-            "to get a model with standard ops only)",
-        ) from exc
+        raise MissingDependencyError(f"the fused SimAM CPU kernel is not available ({exc})", hint) from exc
+    if not native_available():
+        raise MissingDependencyError("the fused SimAM CPU kernel (simam_deploy._C) is not built", hint)
     return simam_numpy
 
 

@@ -577,7 +577,7 @@ class SimamMatcher:
             raise NearMiss(f"lambda comes out as {e_lambda:g}; SimAM needs lambda > 0")
         if abs(lambdas[1] - e_lambda) > 1e-3 * abs(e_lambda):
             raise NearMiss("lambda changes with the image size")
-        lam32 = float(np.float32(e_lambda))
+        lam32 = float(str(np.float32(e_lambda)))  # the float32 the attribute stores, shortest spelling
         return SimamAttributes(e_lambda=lam32, unbiased=unbiased_votes.pop()), nodes, sources
 
     @staticmethod
