@@ -23,7 +23,7 @@ ifdef TENSORRT_ROOT
 CMAKE_DEFINES += -Ccmake.define.TENSORRT_ROOT="$(TENSORRT_ROOT)"
 endif
 
-.PHONY: help install demo test test-py test-cpp lint plugin clean
+.PHONY: help install demo test test-py test-cpp lint plugin clean FORCE
 
 help:
 	@echo "make demo | make test | make lint | make plugin | make clean"
@@ -35,7 +35,12 @@ $(PY):
 
 # torch first and pinned: an unpinned torch would pull several GB of CUDA wheels.
 # The extension is built without build isolation so its CMake tree in build/ is reused.
-$(STAMP): $(PY) $(NATIVE_SRC)
+# The CMake options in effect; a change (e.g. TENSORRT_ROOT) forces a rebuild of the extension.
+DEFINES_FILE := $(VENV)/.simam-cmake-defines
+$(DEFINES_FILE): FORCE $(PY)
+	@echo '$(CMAKE_DEFINES)' | cmp -s - $@ || echo '$(CMAKE_DEFINES)' > $@
+
+$(STAMP): $(PY) $(NATIVE_SRC) $(DEFINES_FILE)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet "scikit-build-core>=0.10" "nanobind>=2.0"
 	$(PY) -m pip install --no-build-isolation -e ".[dev]" $(CMAKE_DEFINES)

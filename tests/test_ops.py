@@ -189,3 +189,23 @@ def test_numpy_entry_leaves_input_alone_and_accepts_views():
 def test_numpy_entry_rejects_bad_input(x, words):
     with pytest.raises(InputError, match=words):
         ops.simam_numpy(x)
+
+
+# ---- the CPU worker pool survives fork() (DataLoader workers) ---------------------------------
+def _simam_in_child(x: torch.Tensor, expected: torch.Tensor, queue) -> None:
+    queue.put(bool(torch.equal(ops.simam(x), expected)))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_forked_child_can_run_the_op_after_the_parent_did():
+    import multiprocessing
+
+    x = torch.randn(4, 64, 32, 32)  # big enough to be split across the pool
+    expected = ops.simam(x)  # the parent's pool now has live worker threads
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_simam_in_child, args=(x, expected, queue))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the forked child hung or crashed"
+    assert queue.get(timeout=5) is True
