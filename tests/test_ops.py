@@ -193,7 +193,9 @@ def test_numpy_entry_rejects_bad_input(x, words):
 
 # ---- the CPU worker pool survives fork() (DataLoader workers) ---------------------------------
 def _simam_in_child(x: torch.Tensor, expected: torch.Tensor, queue) -> None:
-    queue.put(bool(torch.equal(ops.simam(x), expected)))
+    # As DataLoader workers do: torch's own OpenMP pool is not usable after fork.
+    torch.set_num_threads(1)
+    queue.put(bool(np.array_equal(ops.simam(x).numpy(), expected.numpy())))
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")

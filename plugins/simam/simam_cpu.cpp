@@ -114,6 +114,14 @@ struct BFloat16 {
 #define SIMAM_IVDEP
 #endif
 
+// What every plane of one call shares; the reciprocals keep divisions out of the per-plane path.
+struct PlaneConstants {
+    int64_t n;           // H * W
+    float e_lambda;
+    double inv_n;        // 1 / n
+    double inv_divisor;  // 1 / (n - 1) or 1 / n
+};
+
 // ---- per-plane fp32 math, compiled twice on x86-64 GCC: baseline and AVX2+FMA ---------------
 namespace baseline {
 #include "simam_cpu_plane.h"
@@ -132,9 +140,9 @@ namespace avx2 {
 #endif
 
 struct PlaneFns {
-    void (*f32)(const float*, float*, int64_t, float, int);
-    void (*f16)(const uint16_t*, uint16_t*, int64_t, float, int, float*);
-    void (*bf16)(const uint16_t*, uint16_t*, int64_t, float, int, float*);
+    void (*f32)(const float*, float*, const PlaneConstants&);
+    void (*f16)(const uint16_t*, uint16_t*, const PlaneConstants&, float*);
+    void (*bf16)(const uint16_t*, uint16_t*, const PlaneConstants&, float*);
 };
 
 // Chosen once: the AVX2 copies when the CPU has AVX2 and FMA.
@@ -155,29 +163,27 @@ const PlaneFns& plane_fns() {
 struct Job {
     const void* x;
     void* y;
-    int64_t plane_size;
     simam_dtype dtype;
-    float e_lambda;
-    int unbiased;
+    PlaneConstants constants;
 };
 
 // Planes [begin, end); returns false only when the fp32 scratch could not be allocated.
 bool run_planes(const Job& job, int64_t begin, int64_t end) noexcept {
     try {
         const PlaneFns& fns = plane_fns();
-        const int64_t n = job.plane_size;
+        const int64_t n = job.constants.n;
         thread_local std::vector<float> scratch;  // reused across calls: one plane of fp32
         if (job.dtype != SIMAM_FLOAT32 && scratch.size() < static_cast<size_t>(n)) scratch.resize(n);
         for (int64_t plane = begin; plane < end; ++plane) {
             const int64_t offset = plane * n;
             if (job.dtype == SIMAM_FLOAT32) {
-                fns.f32(static_cast<const float*>(job.x) + offset, static_cast<float*>(job.y) + offset, n,
-                        job.e_lambda, job.unbiased);
+                const float* x = static_cast<const float*>(job.x) + offset;
+                fns.f32(x, static_cast<float*>(job.y) + offset, job.constants);
             } else {
                 const uint16_t* x = static_cast<const uint16_t*>(job.x) + offset;
                 uint16_t* y = static_cast<uint16_t*>(job.y) + offset;
                 const auto fn = job.dtype == SIMAM_FLOAT16 ? fns.f16 : fns.bf16;
-                fn(x, y, n, job.e_lambda, job.unbiased, scratch.data());
+                fn(x, y, job.constants, scratch.data());
             }
         }
         return true;
@@ -214,11 +220,14 @@ extern "C" simam_status simam_forward_cpu(const void* x, void* y, int64_t N, int
                                           simam_dtype dtype, float e_lambda, int unbiased) {
     const simam_status status = simam_detail::validate(x, y, N, C, H, W, dtype, e_lambda, unbiased);
     if (status != SIMAM_OK) return status;
-    const Job job{x, y, H * W, dtype, e_lambda, unbiased};
+    const int64_t n = H * W;
+    const PlaneConstants constants{n, e_lambda, 1.0 / static_cast<double>(n),
+                                   1.0 / simam_detail::variance_divisor(n, unbiased)};
+    const Job job{x, y, dtype, constants};
     Split split;
     split.job = &job;
     split.planes = N * C;
-    split.tasks = task_count(split.planes, job.plane_size);
+    split.tasks = task_count(split.planes, n);
     simam_detail::parallel_for(split.tasks, run_split, &split);
     if (split.failed.load()) return set_error(SIMAM_ERR_INTERNAL, "simam: out of memory for the fp32 plane scratch");
     return SIMAM_OK;

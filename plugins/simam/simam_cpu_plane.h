@@ -22,6 +22,14 @@ inline float exp_nonpositive(float a) {
     return p * float_of(biased << 23);
 }
 
+// Sum of the lanes as a tree (log2(kLanes) dependent adds instead of kLanes: small planes, such
+// as 7x7, are dominated by these fixed costs).
+inline float fold_lanes(float (&acc)[kLanes]) {
+    for (int width = kLanes / 2; width > 0; width /= 2)
+        for (int j = 0; j < width; ++j) acc[j] += acc[j + width];
+    return acc[0];
+}
+
 // sum(x[i] - shift) in kLanes independent fp32 lanes per block, blocks merged in double.
 // (shift = 0 gives the plain sum.) One accumulator array per loop keeps it a simple reduction
 // that compilers vectorise along the lanes.
@@ -36,8 +44,7 @@ inline double shifted_sum(const float* x, int64_t n, float shift) {
             for (int j = 0; j < kLanes; ++j) acc[j] += p[i + j] - shift;
         float block = 0.0f;
         for (; i < len; ++i) block += p[i] - shift;
-        for (int j = 0; j < kLanes; ++j) block += acc[j];
-        total += block;
+        total += block + fold_lanes(acc);
     }
     return total;
 }
@@ -58,21 +65,21 @@ inline double shifted_square_sum(const float* x, int64_t n, float shift) {
         }
         float block = 0.0f;
         for (; i < len; ++i) block += (p[i] - shift) * (p[i] - shift);
-        for (int j = 0; j < kLanes; ++j) block += acc[j];
-        total += block;
+        total += block + fold_lanes(acc);
     }
     return total;
 }
 
-void simam_plane_f32(const float* x, float* y, int64_t n, float e_lambda, int unbiased) {
-    const float shift = static_cast<float>(shifted_sum(x, n, 0.0f) / static_cast<double>(n));
+void simam_plane_f32(const float* x, float* y, const PlaneConstants& k) {
+    const int64_t n = k.n;
+    const float shift = static_cast<float>(shifted_sum(x, n, 0.0f) * k.inv_n);
     const double s1 = shifted_sum(x, n, shift);
     const double s2 = shifted_square_sum(x, n, shift);
-    const double correction = s1 / static_cast<double>(n);
+    const double correction = s1 * k.inv_n;
     double m2 = s2 - s1 * correction;
     if (m2 < 0.0) m2 = 0.0;  // rounding only; NaN (from NaN/Inf input) stays NaN and poisons the plane
-    const double variance = m2 / simam_detail::variance_divisor(n, unbiased);
-    const float inv_denominator = static_cast<float>(1.0 / (4.0 * (variance + e_lambda)));
+    const double variance = m2 * k.inv_divisor;
+    const float inv_denominator = static_cast<float>(1.0 / (4.0 * (variance + k.e_lambda)));
     const float c = static_cast<float>(correction);
     // y may be x (in place): each element is read before it is written, in the same iteration,
     // so there is no loop-carried dependence; tell GCC, whose runtime alias check would
@@ -113,8 +120,8 @@ inline void narrow(const float* s, uint16_t* y, int64_t n, Type) {
 
 // fp16/bf16 plane: widen to the fp32 scratch, run the fp32 plane in place, narrow back.
 template <class Type>
-void simam_plane_16bit(const uint16_t* x, uint16_t* y, int64_t n, float e_lambda, int unbiased, float* scratch) {
-    widen(x, scratch, n, Type{});
-    simam_plane_f32(scratch, scratch, n, e_lambda, unbiased);
-    narrow(scratch, y, n, Type{});
+void simam_plane_16bit(const uint16_t* x, uint16_t* y, const PlaneConstants& k, float* scratch) {
+    widen(x, scratch, k.n, Type{});
+    simam_plane_f32(scratch, scratch, k);
+    narrow(scratch, y, k.n, Type{});
 }
