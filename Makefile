@@ -52,6 +52,7 @@ demo: $(STAMP)
 	bash scripts/demo.sh $(CLI) $(OUTDIR) "$(CHECKPOINT)"
 
 test: $(STAMP)
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory test-cpp
 
@@ -59,7 +60,8 @@ test-cpp: $(STAMP)
 	@$(PY) scripts/run_ctest.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check simam_deploy cli models tests scripts benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Standalone native build (kernels + TensorRT plugin), e.g. on a Jetson:
 #   make plugin TENSORRT_ROOT=/usr CUDA_ARCHS=87

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import click
+
 from simam_deploy.cli.common import console, err_console
 
 EPILOG = """\b

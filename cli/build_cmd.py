@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from simam_deploy.cli.common import console, write_json
 
 EPILOG = """\b

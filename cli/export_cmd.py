@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import click
 from rich.table import Table
-from simam_deploy.cli.common import console, write_json
 
+from simam_deploy.cli.common import console, write_json
 from simam_deploy.export import DEFAULT_OPSET, DYNAMIC_CHOICES, MAX_OPSET, MIN_OPSET, MODES, export_onnx
 from simam_deploy.zoo import build_model, default_input_shape
 

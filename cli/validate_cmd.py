@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import click
 from rich.table import Table
-from simam_deploy.cli.common import console, write_json
 
+from simam_deploy.cli.common import console, write_json
 from simam_deploy.export import parse_shape
 from simam_deploy.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, RunResult
 

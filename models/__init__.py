@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from torch import nn
+
 from simam_deploy.models.cifar_resnet import cifar_resnet20, cifar_resnet56
 from simam_deploy.models.imagenet_resnet import resnet18, resnet50
 from simam_deploy.models.mobilenetv2 import mobilenetv2
-from torch import nn
 
 
 @dataclass(frozen=True)

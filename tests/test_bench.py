@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
-from simam_deploy.cli.main import main
 
 from simam_deploy import ops
 from simam_deploy.bench.kernel import run_kernel_benchmark, with_batch
 from simam_deploy.bench.report import kernel_table, plot_kernel, save_json, targets_table, to_json_text
 from simam_deploy.bench.targets import benchmark_target
 from simam_deploy.bench.timing import percentile, summarize, time_callable
+from simam_deploy.cli.main import main
 from simam_deploy.errors import InputError
 
 needs_native = pytest.mark.skipif(not ops.native_available(), reason="simam_deploy._C is not built")

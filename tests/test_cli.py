@@ -44,8 +44,9 @@ def test_models_json(capsys):
 
 def test_export_then_validate_passes_with_json(r20_onnx, tmp_path, capsys):
     report_path = tmp_path / "report.json"
-    code, out = run_cli(["validate", str(r20_onnx), "--reference", "cifar-resnet20", "--json", str(report_path)],
-                        capsys)  # fmt: skip
+    code, out = run_cli(
+        ["validate", str(r20_onnx), "--reference", "cifar-resnet20", "--json", str(report_path)], capsys
+    )
     assert code == 0, out
     report = json.loads(report_path.read_text())
     assert report["schema"] == "simam-deploy/validate/v1" and report["passed"] is True
@@ -59,8 +60,9 @@ def test_validate_against_wrong_weights_exits_1(r20_onnx, capsys):
     ref = "tests.helpers_models:r20_other_lambda"
     code, out = run_cli(["validate", str(r20_onnx), "--reference", ref, "--json", "-"], capsys)
     assert code == 2 and "--input-shape" in out  # dynamic H/W and not a zoo model: say which shape to use
-    code, out = run_cli(["validate", str(r20_onnx), "--reference", ref, "--input-shape", "2x3x32x32",
-                         "--json", "-"], capsys)  # fmt: skip
+    code, out = run_cli(
+        ["validate", str(r20_onnx), "--reference", ref, "--input-shape", "2x3x32x32", "--json", "-"], capsys
+    )
     assert code == 1
     assert json.loads(out)["passed"] is False
 
@@ -68,7 +70,9 @@ def test_validate_against_wrong_weights_exits_1(r20_onnx, capsys):
 def test_validate_with_npz_inputs(r20_onnx, tmp_path, capsys):
     npz = tmp_path / "batch.npz"
     np.savez(npz, input=np.random.default_rng(1).standard_normal((5, 3, 32, 32)).astype(np.float32))
-    code, out = run_cli(["validate", str(r20_onnx), "--reference", "cifar-resnet20", "--inputs", str(npz)], capsys)
+    code, out = run_cli(
+        ["validate", str(r20_onnx), "--reference", "cifar-resnet20", "--inputs", str(npz)], capsys
+    )
     assert code == 0, out
     assert "5x3x32x32" in out
 
@@ -80,8 +84,10 @@ def test_unknown_model_exit_2_lists_known(tmp_path, capsys):
 
 
 def test_wrong_checkpoint_exit_2_names_keys(official_checkpoint, tmp_path, capsys):
-    code, out = run_cli(["export", "resnet18", "--checkpoint", str(official_checkpoint), "-o",
-                         str(tmp_path / "x.onnx")], capsys)  # fmt: skip
+    code, out = run_cli(
+        ["export", "resnet18", "--checkpoint", str(official_checkpoint), "-o", str(tmp_path / "x.onnx")],
+        capsys,
+    )
     assert code == 2 and "does not fit" in out and "conv1.weight" in out
 
 
@@ -102,13 +108,23 @@ def test_unknown_target_type_exit_2(tmp_path, capsys):
 
 def test_external_data_refused(tmp_path, capsys):
     weight = numpy_helper.from_array(np.ones(1024, np.float32), "w")
-    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1024])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1024])], [weight])  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1024])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1024])],
+        [weight],
+    )
     model = helper.make_model(graph)
     path = tmp_path / "ext.onnx"
-    onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, size_threshold=0,
-              location="ext.bin")  # fmt: skip
+    onnx.save(
+        model,
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        size_threshold=0,
+        location="ext.bin",
+    )
     code, out = run_cli(["validate", str(path), "--reference", "cifar-resnet20"], capsys)
     assert code == 2 and "external data" in out
 
@@ -133,8 +149,17 @@ def test_output_dir_missing_and_output_equal_input(official_checkpoint, tmp_path
     code, out = run_cli(["export", "cifar-resnet20", "-o", str(tmp_path / "no" / "x.onnx")], capsys)
     assert code == 2 and "does not exist" in out
     before = official_checkpoint.read_bytes()[:64]
-    code, out = run_cli(["export", "cifar-resnet20", "--checkpoint", str(official_checkpoint), "-o",
-                         str(official_checkpoint)], capsys)  # fmt: skip
+    code, out = run_cli(
+        [
+            "export",
+            "cifar-resnet20",
+            "--checkpoint",
+            str(official_checkpoint),
+            "-o",
+            str(official_checkpoint),
+        ],
+        capsys,
+    )
     assert code == 2 and "same file as input" in out
     assert official_checkpoint.read_bytes()[:64] == before
 

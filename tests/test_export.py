@@ -25,8 +25,14 @@ def _export(tmp_path: Path, name: str, **kw) -> tuple[Path, object]:
     [(13, "torchscript", "batch"), (17, "torchscript", "all"), (18, "dynamo", "all"), (21, "dynamo", "none")],
 )
 def test_cifar_export_opsets_and_exporters(tmp_path, opset, exporter, dynamic):
-    out, report = _export(tmp_path, "cifar-resnet20", opset=opset, exporter=exporter, dynamic=dynamic,
-                          input_shape=(2, 3, 32, 32))  # fmt: skip
+    out, report = _export(
+        tmp_path,
+        "cifar-resnet20",
+        opset=opset,
+        exporter=exporter,
+        dynamic=dynamic,
+        input_shape=(2, 3, 32, 32),
+    )
     proto = onnx.load(out)
     onnx.checker.check_model(proto, full_check=True)
     assert report.exporter == exporter and len(report.simam_modules) == 9
@@ -35,8 +41,12 @@ def test_cifar_export_opsets_and_exporters(tmp_path, opset, exporter, dynamic):
     assert next(o.version for o in proto.opset_import if o.domain in STANDARD_DOMAINS) == opset
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     symbolic = [bool(d.dim_param) for d in dims]
-    assert symbolic == {"batch": [True, False, False, False], "all": [True, False, True, True],
-                        "none": [False] * 4}[dynamic]  # fmt: skip
+    assert (
+        symbolic
+        == {"batch": [True, False, False, False], "all": [True, False, True, True], "none": [False] * 4}[
+            dynamic
+        ]
+    )
     sigmoids = [n.name for n in proto.graph.node if n.op_type == "Sigmoid"]
     assert len(sigmoids) == 9
     assert "/layer1/0/conv2/simam/Sigmoid" in sigmoids and "/layer3/2/conv2/simam/Sigmoid" in sigmoids
@@ -44,15 +54,21 @@ def test_cifar_export_opsets_and_exporters(tmp_path, opset, exporter, dynamic):
 
 @pytest.mark.parametrize(
     ("name", "shape"),
-    [("cifar-resnet56", (1, 3, 32, 32)), ("resnet18", (1, 3, 64, 64)), ("resnet50", (1, 3, 64, 64)),
-     ("mobilenetv2", (1, 3, 64, 64))],
-)  # fmt: skip
+    [
+        ("cifar-resnet56", (1, 3, 32, 32)),
+        ("resnet18", (1, 3, 64, 64)),
+        ("resnet50", (1, 3, 64, 64)),
+        ("mobilenetv2", (1, 3, 64, 64)),
+    ],
+)
 def test_every_zoo_model_exports_and_matches_torch_in_onnxruntime(tmp_path, name, shape):
     model, _ = build_model(name)
     out = tmp_path / "m.onnx"
     report = export_onnx(model, out, opset=18, input_shape=shape, dynamic="batch")
-    assert len(report.simam_modules) == {"cifar-resnet56": 27, "resnet18": 8, "resnet50": 16,
-                                         "mobilenetv2": 17}[name]  # fmt: skip
+    assert (
+        len(report.simam_modules)
+        == {"cifar-resnet56": 27, "resnet18": 8, "resnet50": 16, "mobilenetv2": 17}[name]
+    )
     x = np.random.default_rng(0).standard_normal((2, *shape[1:])).astype(np.float32)
     got = OnnxRuntimeRunner(out).infer({"input": x})["output"]
     with torch.no_grad():

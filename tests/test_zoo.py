@@ -65,7 +65,7 @@ def test_wrong_architecture_names_the_keys(official_checkpoint):
     with pytest.raises(InputError) as err:
         build_model("cifar-resnet56", official_checkpoint)
     assert "missing (216)" in str(err.value) and "layer1.3.conv1.weight" in str(err.value)
-    with pytest.raises(InputError, match="unexpected|wrong shape|missing"):
+    with pytest.raises(InputError, match=r"unexpected|wrong shape|missing"):
         build_model("resnet18", official_checkpoint)
 
 
@@ -125,7 +125,7 @@ def test_user_callable_by_module_and_by_file(tmp_path: Path, monkeypatch):
     assert len(find_simam_modules(model)) == 1
     model, _ = build_model(f"{tmp_path / 'usernet.py'}:make")
     assert len(find_simam_modules(model)) == 1
-    with pytest.raises(InputError, match="not a torch.nn.Module"):
+    with pytest.raises(InputError, match=r"not a torch\.nn\.Module"):
         build_model("usernet:not_a_module")
     with pytest.raises(InputError, match="not a callable"):
         build_model("usernet:missing")
