@@ -24,6 +24,7 @@ Examples:
   simam-deploy bench cifar-resnet20 --checkpoint model_best.pth.tar --compare eager,fused,onnxruntime
   simam-deploy bench r20.onnx --input-shape 64x3x32x32
   simam-deploy bench r50.engine --cuda-graph --iters 500
+  simam-deploy bench r20.engine --reference cifar-resnet20 --compare tensorrt,eager,fused,onnxruntime
 
 \b
 Defaults: --warmup 20 / --iters 200 on cuda, 3 / 15 on cpu (kernel mode) and 5 / 50 (targets).
@@ -60,13 +61,19 @@ Exit codes: 0 ok, 2 usage or input error.
     "--checkpoint", metavar="PATH", help="Weights for a zoo model TARGET (loaded with weights_only)."
 )
 @click.option(
+    "--reference",
+    metavar="MODEL",
+    help="For an .onnx/.engine TARGET: the PyTorch model to time beside it (eager, fused, compile, "
+    "onnxruntime in --compare).",
+)
+@click.option(
     "--cuda-graph", is_flag=True, help="Replay a CUDA graph (TensorRT engines whose runner supports it)."
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the results as JSON.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Write a bar plot (matplotlib).")
 def bench(
     target, kernel, shapes, dtypes, device, warmup, iters, compare, batch, input_shape, checkpoint,
-    cuda_graph, json_path, plot_path,
+    reference, cuda_graph, json_path, plot_path,
 ) -> None:  # fmt: skip
     """Measure speed: the fused SimAM kernel (--kernel) or a model TARGET several ways side by side."""
     import torch
@@ -114,6 +121,7 @@ def bench(
             batch=batch,
             input_shape=input_shape,
             checkpoint=checkpoint,
+            reference=reference,
             warmup=warmup if warmup is not None else 5,
             iters=iters if iters is not None else 50,
             cuda_graph=cuda_graph,

@@ -196,3 +196,21 @@ def test_cli_bad_usage_exits_2_with_a_fix(args, words, capsys):
     code, out, err = run_cli(args, capsys)
     assert code == 2
     assert words in out + err
+
+
+def test_file_target_with_reference_times_pytorch_beside_it(tmp_path):
+    from simam_deploy.bench.targets import benchmark_target
+    from simam_deploy.export import export_onnx
+    from simam_deploy.zoo import build_model
+
+    model, _ = build_model("cifar-resnet20")
+    path = tmp_path / "r20.onnx"
+    export_onnx(model, path, opset=17, input_shape=(2, 3, 32, 32), dynamic="none")
+    result = benchmark_target(
+        str(path), compare=["onnxruntime", "eager", "fused"], reference="cifar-resnet20", warmup=1, iters=2
+    )
+    assert [r.backend for r in result.results] == ["onnxruntime", "eager", "fused"]
+    assert tuple(result.input_shape) == (2, 3, 32, 32)
+    alone = benchmark_target(str(path), compare=["onnxruntime", "eager"], warmup=1, iters=2)
+    assert [r.backend for r in alone.results] == ["onnxruntime"]
+    assert any("--reference" in note for note in alone.notes)

@@ -114,12 +114,17 @@ def benchmark_target(
     batch: int | None = None,
     input_shape: str | tuple[int, ...] | None = None,
     checkpoint: str | None = None,
+    reference: str | None = None,
     warmup: int = 5,
     iters: int = 50,
     cuda_graph: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> TargetBenchmark:
-    """Benchmark ``target`` with each backend of ``compare`` (see the module docstring)."""
+    """Benchmark ``target`` with each backend of ``compare`` (see the module docstring).
+
+    For an .onnx/.engine file, ``reference`` (a zoo name or module:callable, with ``checkpoint``)
+    adds the PyTorch backends of ``compare`` (eager, fused, compile; onnxruntime for an engine)
+    side by side, on the same input shape."""
     check_counts(warmup, iters)
     if dtype not in DTYPES:
         raise InputError(f"unknown dtype '{dtype}'", f"use {', '.join(DTYPES)}")
@@ -132,10 +137,15 @@ def benchmark_target(
     if kind == "model":
         _bench_model(bench, backends, batch, input_shape, checkpoint, progress)
     else:
-        ignored = [b for b in backends if b not in ("onnxruntime", "tensorrt")]
-        if ignored:
-            bench.notes.append(f"{', '.join(ignored)} apply to model targets only; ignored for a {kind} file")
+        file_backend = "onnxruntime" if kind == "onnx" else "tensorrt"
+        model_backends = [b for b in backends if b not in (file_backend, "tensorrt")]
+        if model_backends and reference is None:
+            bench.notes.append(
+                f"{', '.join(model_backends)} need the PyTorch model: add --reference MODEL; ignored"
+            )
         _bench_file(bench, batch, input_shape, progress)
+        if model_backends and reference is not None:
+            _bench_model(bench, model_backends, None, bench.input_shape, checkpoint, progress, reference)
     return bench
 
 
@@ -154,14 +164,18 @@ def _model_input_shape(target: str, batch: int | None, input_shape) -> tuple[int
     return (batch, *shape[1:]) if batch is not None else shape
 
 
-def _bench_model(bench: TargetBenchmark, backends, batch, input_shape, checkpoint, progress) -> None:
+def _bench_model(
+    bench: TargetBenchmark, backends, batch, input_shape, checkpoint, progress, model_spec: str | None = None
+) -> None:
     from simam_deploy.nn import set_simam_fused
     from simam_deploy.zoo import build_model
 
-    shape = _model_input_shape(bench.target, batch, input_shape)
+    spec = model_spec or bench.target
+    shape = _model_input_shape(spec, batch, input_shape)
     bench.input_shape = shape
-    model, _ = build_model(bench.target, checkpoint)
-    torch_dtype = DTYPES[bench.dtype]
+    model, _ = build_model(spec, checkpoint)
+    # A file target records its numpy dtype name (float32); a model target one of DTYPES (fp32).
+    torch_dtype = DTYPES[bench.dtype] if bench.dtype in DTYPES else getattr(torch, bench.dtype)
     x = torch.randn(shape, device=bench.device, dtype=torch_dtype)
     if bench.cuda_graph:
         bench.notes.append("--cuda-graph applies to TensorRT engines; PyTorch backends ran without it")
