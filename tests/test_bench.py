@@ -130,7 +130,7 @@ def test_onnx_file_target(tmp_path):
     bench = benchmark_target(str(path), batch=3, warmup=1, iters=3, compare=["onnxruntime", "eager"])
     assert [r.backend for r in bench.results] == ["onnxruntime"]
     assert bench.input_shape == (3, 3, 32, 32) and bench.kind == "onnx"
-    assert any("model targets only" in n for n in bench.notes)
+    assert any("--reference MODEL" in n for n in bench.notes)
 
 
 @pytest.mark.parametrize(
