@@ -28,14 +28,13 @@ from torch import nn
 from simam_deploy.errors import InputError
 from simam_deploy.fileio import atomic_output, check_output_path
 from simam_deploy.nn import SimAM, find_simam_modules
+from simam_deploy.onnx_utils import cap_ir_version
 
 MIN_OPSET, MAX_OPSET = 13, 21
 DEFAULT_OPSET = 18
 EXPORTER_OPSETS = {"dynamo": (18, 21), "torchscript": (13, 20)}
 DYNAMIC_CHOICES = ("batch", "all", "none")
 MODES = ("decomposed", "plugin")
-# ONNX Runtime 1.18+ reads IR 10; newer onnx helpers default to higher IR versions.
-MAX_IR_VERSION = 10
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +309,7 @@ def name_nodes_by_module(proto: onnx.ModelProto, model: nn.Module) -> None:
 
 
 def finalize_and_save(proto: onnx.ModelProto, out: Path) -> None:
-    proto.ir_version = min(proto.ir_version, MAX_IR_VERSION)
+    cap_ir_version(proto)
     proto.producer_name = "simam-deploy"
     try:
         onnx.checker.check_model(proto, full_check=True)

@@ -11,6 +11,24 @@ from simam_deploy.errors import InputError
 
 SIMAM_OP_TYPE = "SimAM"
 
+# The IR version every file we write or hand to ONNX Runtime carries: IR 10 covers every opset up
+# to 22 and every ONNX Runtime >= 1.16 reads it, while onnx 1.23's helpers stamp IR 14 (which
+# onnxruntime 1.31 refuses) even when nothing newer is used.
+READABLE_IR_VERSION = 10
+READABLE_IR_MAX_OPSET = 22
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The version of the default ('' / ai.onnx) domain; 0 when the model does not import it."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def cap_ir_version(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Lower ``model.ir_version`` (in place) to READABLE_IR_VERSION when its opset allows; returns it."""
+    if default_opset(model) <= READABLE_IR_MAX_OPSET:
+        model.ir_version = min(model.ir_version, READABLE_IR_VERSION)
+    return model
+
 
 def load_onnx(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProto:
     """Load ``path`` as an ONNX model; refuse missing, corrupt, non-ONNX and external-data files."""

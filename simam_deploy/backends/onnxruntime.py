@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from simam_deploy.errors import InputError
-from simam_deploy.onnx_utils import count_simam_nodes, load_onnx
+from simam_deploy.onnx_utils import READABLE_IR_VERSION, cap_ir_version, count_simam_nodes, load_onnx
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -20,18 +20,9 @@ _ORT_TYPES = {
 }
 
 
-# IR 10 covers every opset up to 21 and every ONNX Runtime >= 1.16 reads it.
-MAX_ORT_IR_VERSION = 10
-
-
-def _default_opset(proto: onnx.ModelProto) -> int:
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
-def _with_ir_version(proto: onnx.ModelProto, ir_version: int) -> onnx.ModelProto:
+def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)
-    copy.ir_version = ir_version
     return copy
 
 
@@ -53,9 +44,8 @@ class OnnxRuntimeRunner:
         proto = model if isinstance(model, onnx.ModelProto) else load_onnx(model)
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        if proto.ir_version > MAX_ORT_IR_VERSION and _default_opset(proto) <= 21:
-            # Newer onnx helpers stamp IR versions ONNX Runtime refuses although nothing newer is used.
-            proto = _with_ir_version(proto, MAX_ORT_IR_VERSION)
+        if proto.ir_version > READABLE_IR_VERSION:
+            proto = cap_ir_version(_copy(proto))  # the caller's ModelProto stays untouched
         model_bytes = proto.SerializeToString()
         if count_simam_nodes(proto):
             from simam_deploy.backends import ort_customop

@@ -17,10 +17,9 @@ import onnx
 
 from simam_deploy.errors import MissingDependencyError
 from simam_deploy.graph import contract
+from simam_deploy.onnx_utils import cap_ir_version
 
 CONTRIB_DOMAIN = "ai.onnx.contrib"
-# onnxruntime 1.31 reads IR <= 13, onnx 1.23 helpers write 14.
-SESSION_IR_VERSION = 10
 
 _registered = False
 
@@ -102,8 +101,7 @@ def retarget_for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
     imports.append(onnx.helper.make_opsetid(CONTRIB_DOMAIN, 1))
     del out.opset_import[:]
     out.opset_import.extend(imports)
-    out.ir_version = min(out.ir_version, SESSION_IR_VERSION)
-    return out
+    return cap_ir_version(out)
 
 
 def prepare_session(model: onnx.ModelProto, options: Any = None) -> tuple[bytes, Any]:

@@ -18,6 +18,7 @@ from onnx import helper
 from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.graph import contract
 from simam_deploy.graph.patterns import TRIALS, GraphIndex, Match, Reject, find_simam
+from simam_deploy.onnx_utils import cap_ir_version
 
 DEFAULT_ATOL = 1e-4
 # float16 subgraphs round every intermediate; compare them loosely.
@@ -111,8 +112,8 @@ def _subgraph_model(model: onnx.ModelProto, index: GraphIndex, match: Match) -> 
         nodes, "simam_check", inputs, [out], [index.initializers[i] for i in sorted(needed_inits)]
     )
     sub = helper.make_model(graph, opset_imports=list(model.opset_import))
-    sub.ir_version = min(model.ir_version, 10)
-    return sub
+    sub.ir_version = model.ir_version
+    return cap_ir_version(sub)
 
 
 def _free_input(name: str, index: GraphIndex) -> onnx.ValueInfoProto:

@@ -8,12 +8,7 @@ import onnx
 
 from simam_deploy.fileio import atomic_output
 from simam_deploy.graph.contract import default_opset
-from simam_deploy.onnx_utils import load_onnx
-
-
-def readable_ir_version(opset: int) -> int:
-    """onnxruntime 1.31 reads IR <= 13 while onnx 1.23 writes 14; IR 10 covers opsets up to 22."""
-    return 10 if opset <= 22 else 11
+from simam_deploy.onnx_utils import cap_ir_version, load_onnx
 
 
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
@@ -25,6 +20,6 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
     """Write atomically, with an IR version current ONNX Runtime can read."""
-    model.ir_version = min(model.ir_version, readable_ir_version(default_opset(model)))
+    cap_ir_version(model)
     with atomic_output(path, suffix=".onnx") as tmp:
         onnx.save(model, str(tmp))
