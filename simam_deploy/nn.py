@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,6 +39,11 @@ def simam_reference(x: torch.Tensor, e_lambda: float = CIFAR_LAMBDA, unbiased: b
     d = (x64 - x64.mean(dim=(2, 3), keepdim=True)).pow(2)
     v = d.sum(dim=(2, 3), keepdim=True) / n_minus
     return x64 * torch.sigmoid(d / (4 * (v + e_lambda)) + 0.5)
+
+
+def simam_reference_numpy(x: np.ndarray, e_lambda: float, unbiased: bool = True) -> np.ndarray:
+    """:func:`simam_reference` for numpy arrays (ONNX-side checks): float64 in, float64 out."""
+    return simam_reference(torch.from_numpy(np.asarray(x, dtype=np.float64)), e_lambda, unbiased).numpy()
 
 
 class SimAM(nn.Module):

@@ -12,18 +12,11 @@ from simam_deploy.bench.kernel import run_kernel_benchmark, with_batch
 from simam_deploy.bench.report import kernel_table, plot_kernel, save_json, targets_table, to_json_text
 from simam_deploy.bench.targets import benchmark_target
 from simam_deploy.bench.timing import percentile, summarize, time_callable
-from simam_deploy.cli.main import main
 from simam_deploy.errors import InputError
+from tests.cli_runner import run_cli
 
 needs_native = pytest.mark.skipif(not ops.native_available(), reason="simam_deploy._C is not built")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    captured = capsys.readouterr()
-    return exc.value.code, captured.out, captured.err
 
 
 # ---- timing -------------------------------------------------------------------------------

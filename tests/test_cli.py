@@ -9,13 +9,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from simam_deploy.cli.main import main
+from tests import cli_runner
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    captured = capsys.readouterr()
-    return exc.value.code, captured.out + captured.err
+    """(exit code, stdout and stderr together): the tests here look for a message on either."""
+    code, out, err = cli_runner.run_cli(args, capsys)
+    return code, out + err
 
 
 @pytest.fixture(scope="module")

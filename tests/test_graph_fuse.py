@@ -18,6 +18,7 @@ from simam_deploy.graph import contract
 from simam_deploy.graph.fuse import fuse_simam
 from simam_deploy.graph.unfuse import unfuse_simam
 from tests import onnx_corpus as corpus
+from tests.cli_runner import exit_code as cli
 
 HAND = {e.name: e for e in corpus.hand_entries()}
 TORCH_NAMES = [
@@ -151,16 +152,6 @@ def test_resnet50_fuse_time(tmp_path):
 
 
 # -- CLI ----------------------------------------------------------------------------------------
-
-
-def cli(*args: str) -> int:
-    from simam_deploy.cli.main import main
-
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_cli_fuse_writes_model_and_json(tmp_path, capsys):

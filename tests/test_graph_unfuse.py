@@ -11,8 +11,10 @@ import pytest
 
 from simam_deploy.errors import InputError
 from simam_deploy.graph import contract
-from simam_deploy.graph.fuse import fuse_simam, simam_numpy_reference
+from simam_deploy.graph.fuse import fuse_simam
 from simam_deploy.graph.unfuse import unfuse_simam
+from simam_deploy.nn import simam_reference_numpy
+from tests.cli_runner import exit_code as cli
 from tests.onnx_corpus import simam_node_model
 
 
@@ -43,7 +45,7 @@ def test_unfused_graph_matches_reference(opset, e_lambda, unbiased, dynamic):
     rng = np.random.default_rng(opset)
     for shape in [(2, 4, 6, 5)] + ([(2, 4, 3, 9)] if dynamic else []):
         x = rng.standard_normal(shape).astype(np.float32) * 3
-        want = simam_numpy_reference(np.maximum(x, 0), e_lambda, bool(unbiased))
+        want = simam_reference_numpy(np.maximum(x, 0), e_lambda, bool(unbiased))
         np.testing.assert_allclose(run_plain(plain, x), want, rtol=1e-5, atol=1e-6)
 
 
@@ -101,23 +103,13 @@ def test_unknown_opset_and_wrong_domain_are_refused():
         unfuse_simam(model)
 
 
-def cli(*args: str) -> int:
-    from simam_deploy.cli.main import main
-
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def test_cli_unfuse(tmp_path, capsys):
     src, out = tmp_path / "plugin.onnx", tmp_path / "plain.onnx"
     onnx.save(simam_node_model(18, 0.1, 1), src)
     assert cli("unfuse", str(src), "-o", str(out)) == 0
     assert "expanded 1 SimAM node" in capsys.readouterr().out
     x = np.random.default_rng(0).standard_normal((2, 4, 6, 5)).astype(np.float32)
-    want = simam_numpy_reference(np.maximum(x, 0), 0.1, True)
+    want = simam_reference_numpy(np.maximum(x, 0), 0.1, True)
     np.testing.assert_allclose(run_plain(onnx.load(out), x), want, rtol=1e-5, atol=1e-6)
     # nothing to do: say so, write nothing (unless asked)
     again = tmp_path / "again.onnx"

@@ -11,7 +11,7 @@ from simam_deploy.backends import ort_customop
 from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
 from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.graph import contract
-from simam_deploy.graph.fuse import simam_numpy_reference
+from simam_deploy.nn import simam_reference_numpy
 from simam_deploy.ops import native_available
 from tests.onnx_corpus import simam_node_model
 
@@ -31,7 +31,7 @@ def test_op_matches_reference(e_lambda, unbiased):
     rng = np.random.default_rng(3)
     for shape in [(2, 4, 6, 5), (1, 4, 13, 3), (3, 4, 2, 2)]:
         x = (rng.standard_normal(shape) * 4 + 1).astype(np.float32)
-        want = simam_numpy_reference(np.maximum(x, 0), e_lambda, bool(unbiased))
+        want = simam_reference_numpy(np.maximum(x, 0), e_lambda, bool(unbiased))
         np.testing.assert_allclose(session.run(None, {"X": x})[0], want, rtol=1e-5, atol=1e-6)
 
 
@@ -60,7 +60,7 @@ def test_runner_on_a_file_with_simam_nodes(tmp_path):
     onnx.save(simam_node_model(21, 1e-4, 1), path)
     runner = OnnxRuntimeRunner(path)
     x = np.random.default_rng(0).standard_normal((2, 4, 6, 5)).astype(np.float32)
-    want = simam_numpy_reference(np.maximum(x, 0), 1e-4, True)
+    want = simam_reference_numpy(np.maximum(x, 0), 1e-4, True)
     np.testing.assert_allclose(runner.infer({"X": x})["Y"], want, rtol=1e-5, atol=1e-6)
 
 

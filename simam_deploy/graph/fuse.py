@@ -18,6 +18,7 @@ from onnx import helper
 from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.graph import contract
 from simam_deploy.graph.patterns import TRIALS, GraphIndex, Match, Reject, find_simam
+from simam_deploy.nn import simam_reference_numpy
 from simam_deploy.onnx_utils import cap_ir_version
 
 DEFAULT_ATOL = 1e-4
@@ -50,15 +51,6 @@ class FuseReport:
             "existing_simam_nodes": self.existing_simam_nodes,
             "seconds": round(self.seconds, 4),
         }
-
-
-def simam_numpy_reference(x: np.ndarray, e_lambda: float, unbiased: bool) -> np.ndarray:
-    """float64 SimAM, the yardstick of the numeric match check."""
-    x64 = x.astype(np.float64)
-    n = x.shape[2] * x.shape[3] - (1 if unbiased else 0)
-    d = (x64 - x64.mean(axis=(2, 3), keepdims=True)) ** 2
-    v = d.sum(axis=(2, 3), keepdims=True) / n
-    return x64 / (1.0 + np.exp(-(d / (4.0 * (v + e_lambda)) + 0.5)))
 
 
 def _name_nodes(model: onnx.ModelProto) -> None:
@@ -146,7 +138,7 @@ def check_match(model: onnx.ModelProto, index: GraphIndex, match: Match, atol: f
             value = rng.standard_normal(shape) * 1.5 + rng.standard_normal((*shape[:2], 1, 1))
             feeds[name] = value.astype(helper.tensor_dtype_to_np_dtype(elem))
         got = session.run(None, feeds)[0].astype(np.float64)
-        want = simam_numpy_reference(
+        want = simam_reference_numpy(
             feeds[match.x].astype(np_type), match.attrs.e_lambda, match.attrs.unbiased
         )
         if got.shape != want.shape:
