@@ -23,7 +23,7 @@ ifdef TENSORRT_ROOT
 CMAKE_DEFINES += -Ccmake.define.TENSORRT_ROOT="$(TENSORRT_ROOT)"
 endif
 
-.PHONY: help install demo test test-py test-cpp lint plugin clean FORCE
+.PHONY: help install demo test test-py test-cpp lint plugin clean triton-server FORCE
 
 help:
 	@echo "make demo | make test | make lint | make plugin | make clean"
@@ -43,15 +43,35 @@ $(DEFINES_FILE): FORCE $(PY)
 $(STAMP): $(PY) $(NATIVE_SRC) $(DEFINES_FILE)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet "scikit-build-core>=0.10" "nanobind>=2.0"
-	$(PY) -m pip install --no-build-isolation -e ".[dev]" $(CMAKE_DEFINES)
+	$(PY) -m pip install --no-build-isolation -e ".[dev,triton]" $(CMAKE_DEFINES)
 	touch $(STAMP)
+
+# A real Triton server for the serving tests: the tritonserver binary (python backend only) from
+# the nvidia-pytriton wheel, unpacked without installing pytriton (it pins numpy<2), and a small
+# Python environment with numpy<2 for the python backend's stub (it speaks numpy 1.x's ABI).
+TRITON_WHEEL   ?= nvidia-pytriton==0.7.0
+TRITON_SERVER  := $(VENV)/tritonserver/bin/tritonserver
+TRITON_PYTHON  := $(VENV)/triton-python/bin/python3
+
+$(TRITON_SERVER): $(STAMP)
+	rm -rf build/wheels/pytriton
+	$(PY) -m pip download --quiet --no-deps -d build/wheels/pytriton "$(TRITON_WHEEL)"
+	$(PY) -c 'import glob; from simam_deploy.triton.server import install_server; \
+	  print(install_server(glob.glob("build/wheels/pytriton/*.whl")[0]).binary)'
+
+$(TRITON_PYTHON): $(STAMP)
+	$(PYTHON) -m venv $(VENV)/triton-python
+	$(VENV)/triton-python/bin/pip install --quiet "numpy<2" \
+	  "onnxruntime==$$($(PY) -c 'import onnxruntime; print(onnxruntime.__version__)')"
+
+triton-server: $(TRITON_SERVER) $(TRITON_PYTHON)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(CLI) $(OUTDIR) "$(CHECKPOINT)"
 
-test: $(STAMP)
+test: $(STAMP) triton-server
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory test-cpp

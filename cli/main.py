@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "unfuse": "graph_cmd:unfuse",
     "build": "build_cmd:build",
     "bench": "bench_cmd:bench",
+    "triton": "triton_cmd:triton",
 }
 
 SHORT_HELP = {
@@ -33,6 +34,7 @@ SHORT_HELP = {
     "unfuse": "Expand SimAM nodes back into standard ONNX ops.",
     "build": "Build a TensorRT engine from ONNX with the SimAM plugin.",
     "bench": "Measure latency: fused kernel, PyTorch, ONNX Runtime, TensorRT side by side.",
+    "triton": "Write a Triton Inference Server model repository for an engine or ONNX file.",
 }
 
 
