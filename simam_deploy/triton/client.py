@@ -163,46 +163,71 @@ def load_test(
     check: Callable[[int, dict[str, np.ndarray]], None] | None = None,
     deadline_s: float = 300.0,
 ) -> LoadReport:
-    """Send ``requests`` inferences, ``concurrency`` at a time, each from its own client; bounded in
-    count and in time. ``make_inputs(i)`` gives request i's inputs; ``check(i, outputs)`` may raise to
+    """Send ``requests`` inferences to a Triton model, ``concurrency`` at a time, each thread with
+    its own client. ``make_inputs(i)`` gives request i's inputs; ``check(i, outputs)`` may raise to
     count a wrong answer as an error."""
-    if requests < 1 or concurrency < 1:
-        raise InputError("requests and concurrency must be at least 1")
     local = threading.local()
     clients: list[TritonEndpoint] = []
     lock = threading.Lock()
+
+    def endpoint() -> TritonEndpoint:
+        if getattr(local, "endpoint", None) is None:
+            local.endpoint = TritonEndpoint(url, model, protocol)
+            with lock:
+                clients.append(local.endpoint)
+        return local.endpoint
+
+    def one(i: int) -> None:
+        outputs = endpoint().infer(make_inputs(i))
+        if check is not None:
+            check(i, outputs)
+
+    try:
+        return run_load(
+            one, requests=requests, concurrency=concurrency, deadline_s=deadline_s,
+            label=protocol or split_url(url)[0],
+        )  # fmt: skip
+    finally:
+        for client in clients:
+            client.close()
+
+
+def run_load(
+    one_request: Callable[[int], object],
+    *,
+    requests: int,
+    concurrency: int,
+    deadline_s: float = 300.0,
+    label: str = "local",
+) -> LoadReport:
+    """Call ``one_request(i)`` for i < ``requests`` from ``concurrency`` threads; bounded in count and
+    in time (requests not started by the deadline count as errors). Times each call."""
+    if requests < 1 or concurrency < 1:
+        raise InputError("requests and concurrency must be at least 1", "e.g. 500 requests, 16 at a time")
     stop_at = time.monotonic() + deadline_s
 
-    def one(i: int) -> tuple[float, str | None]:
+    def timed(i: int) -> tuple[float, str | None]:
         if time.monotonic() > stop_at:
             return 0.0, "deadline passed before the request was sent"
-        endpoint = getattr(local, "endpoint", None)
-        if endpoint is None:
-            endpoint = local.endpoint = TritonEndpoint(url, model, protocol)
-            with lock:
-                clients.append(endpoint)
-        feeds = make_inputs(i)
         start = time.perf_counter()
         try:
-            outputs = endpoint.infer(feeds)
-            elapsed = time.perf_counter() - start
-            if check is not None:
-                check(i, outputs)
+            one_request(i)
         except Exception as exc:  # every failure is counted and the first one reported
             return time.perf_counter() - start, _first_line(exc)
-        return elapsed, None
+        return time.perf_counter() - start, None
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        results = list(pool.map(one, range(requests)))
+        results = list(pool.map(timed, range(requests)))
     seconds = time.perf_counter() - start
-    for endpoint in clients:
-        endpoint.close()
     latencies = np.array([t for t, err in results if err is None]) * 1e3
     errors = [err for _, err in results if err is not None]
-    pct = (lambda q: float(np.percentile(latencies, q))) if latencies.size else (lambda q: float("nan"))
+
+    def pct(q: float) -> float:
+        return float(np.percentile(latencies, q)) if latencies.size else float("nan")
+
     return LoadReport(
-        protocol=protocol or split_url(url)[0],
+        protocol=label,
         requests=requests,
         concurrency=concurrency,
         errors=len(errors),
