@@ -1,16 +1,15 @@
 """Build TensorRT engines from ONNX files that contain ``SimAM`` nodes.
 
-The SimAM nodes become our plugin (``libsimam_trt_plugin.so``, see plugins/tensorrt/), which this
-module finds and registers with TensorRT before parsing. TensorRT itself is imported lazily, so
-:func:`find_plugin_library` and :func:`load_plugin_library` work (and are tested) without it.
+One library function, :func:`build_engine`, for every runtime: TensorRT 8.6/10.x/11.x (``tensorrt``)
+and TensorRT for RTX 1.x (``tensorrt_rtx_bindings``, which builds without a GPU). The SimAM nodes
+become our plugin through TensorRT's ONNX parser (RTX networks have no ``add_plugin_v3``). Anything
+that goes wrong is an :class:`InputError` (exit 2) with what to do, never a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -19,167 +18,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from simam_deploy.errors import InputError, MissingDependencyError
+from simam_deploy.errors import InputError, SimamDeployError
 from simam_deploy.fileio import atomic_output, check_output_path
+from simam_deploy.tensorrt.plugin import PLUGIN_NAME, register_plugin
+from simam_deploy.tensorrt.runtime import Runtime, import_runtime
 
-PLUGIN_LIBRARY_NAME = "libsimam_trt_plugin.so"
-PLUGIN_ENV = "SIMAM_TRT_PLUGIN"
-PLUGIN_NAME = "SimAM"
-PLUGIN_VERSION = "1"
 PRECISIONS = ("fp32", "fp16", "bf16")
-TRT_INSTALL_HINT = (
-    'pip install "simam-deploy[trt]" (x86_64 with an NVIDIA driver), or on a Jetson use the TensorRT '
-    "Python package that JetPack installs (python3-libnvinfer)"
-)
-PLUGIN_BUILD_HINT = (
-    f"build it with `make plugin TENSORRT_ROOT=/path/to/TensorRT` (or `make install TENSORRT_ROOT=...`), "
-    f"then pass --plugin-lib PATH or set {PLUGIN_ENV}=PATH"
-)
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-# ---- the plugin library (no TensorRT needed) -------------------------------------------------------
-
-
-def _plugin_candidates() -> Iterator[Path]:
-    """Where a built plugin may be, most specific first."""
-    env = os.environ.get(PLUGIN_ENV)
-    if env:
-        yield Path(env)
-    yield Path(__file__).resolve().parent / "lib" / PLUGIN_LIBRARY_NAME  # installed wheel
-    build = _REPO_ROOT / "build"
-    if build.is_dir():
-        # editable builds (build/<wheel tag>/...) and `make plugin` (build/plugin/...), newest first
-        found = sorted(build.glob(f"*/plugins/tensorrt/{PLUGIN_LIBRARY_NAME}"), key=_mtime, reverse=True)
-        yield from found
-
-
-def _mtime(path: Path) -> float:
-    return path.stat().st_mtime
-
-
-def find_plugin_library(explicit: str | os.PathLike | None = None) -> Path:
-    """Locate ``libsimam_trt_plugin.so``: ``explicit``, then ``$SIMAM_TRT_PLUGIN``, then the installed
-    package (simam_deploy/lib/), then the repository's build/ trees."""
-    if explicit is not None:
-        path = Path(explicit)
-        if not path.is_file():
-            raise InputError(f"plugin library {path} does not exist", PLUGIN_BUILD_HINT)
-        return path
-    env = os.environ.get(PLUGIN_ENV)
-    if env and not Path(env).is_file():
-        raise InputError(f"{PLUGIN_ENV}={env} does not point to a file", PLUGIN_BUILD_HINT)
-    for candidate in _plugin_candidates():
-        if candidate.is_file():
-            return candidate
-    raise MissingDependencyError(
-        f"the SimAM TensorRT plugin ({PLUGIN_LIBRARY_NAME}) was not found", PLUGIN_BUILD_HINT
-    )
-
-
-@dataclass
-class PluginLibrary:
-    """A loaded plugin library and what it reports about itself."""
-
-    path: Path
-    handle: ctypes.CDLL
-    entry_points: list[str]
-    info: dict[str, str] = field(default_factory=dict)
-
-
-# The entry points TensorRT's IPluginRegistry::loadLibrary looks up: getCreators (TensorRT >= 10)
-# or getPluginCreators (8.x), plus setLoggerFinder.
-_CREATOR_LISTS = ("getCreators", "getPluginCreators")
-
-
-def load_plugin_library(path: str | os.PathLike) -> PluginLibrary:
-    """Load the plugin with ctypes (no TensorRT needed) and check it is the SimAM plugin.
-
-    Loading it into a process that already has TensorRT also registers the SimAM creator
-    (the library's load-time registration)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"plugin library {path} does not exist", PLUGIN_BUILD_HINT)
-    try:
-        # RTLD_GLOBAL: TensorRT (and trtexec-style loaders) may look symbols up process-wide.
-        handle = ctypes.CDLL(str(path.resolve()), mode=ctypes.RTLD_GLOBAL)
-    except OSError as exc:
-        raise InputError(
-            f"cannot load plugin library {path}: {exc}",
-            "check it was built for this machine (architecture, glibc); " + PLUGIN_BUILD_HINT,
-        ) from exc
-    present = [name for name in (*_CREATOR_LISTS, "setLoggerFinder") if hasattr(handle, name)]
-    if not any(name in present for name in _CREATOR_LISTS):
-        raise InputError(
-            f"{path} is not a TensorRT plugin library: it exports neither getCreators nor getPluginCreators",
-            PLUGIN_BUILD_HINT,
-        )
-    info: dict[str, str] = {}
-    if hasattr(handle, "simamTrtPluginInfo"):
-        describe = handle.simamTrtPluginInfo
-        describe.restype = ctypes.c_char_p
-        describe.argtypes = []
-        info = parse_plugin_info(describe().decode())
-    if info.get("plugin") != PLUGIN_NAME:
-        raise InputError(f"{path} is a TensorRT plugin library, but not the SimAM one", PLUGIN_BUILD_HINT)
-    # TensorRT >= 8.6 hands its logger to plugin libraries through setLoggerFinder (8.5 has none).
-    if _headers_version(info) >= (8, 6) and "setLoggerFinder" not in present:
-        raise InputError(f"{path} lacks setLoggerFinder, which TensorRT >= 8.6 requires", PLUGIN_BUILD_HINT)
-    return PluginLibrary(path=path, handle=handle, entry_points=present, info=info)
-
-
-def _headers_version(info: dict[str, str]) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in info.get("tensorrt_headers", "").split("."))
-    except ValueError:
-        return ()
-
-
-def parse_plugin_info(text: str) -> dict[str, str]:
-    """``key=value`` pairs of simamTrtPluginInfo(); the ``api`` value may contain spaces."""
-    pairs = re.findall(r"(\w+)=(.*?)(?=\s+\w+=|$)", text.strip())
-    return dict(pairs)
-
-
-# ---- TensorRT -----------------------------------------------------------------------------------
-
-
-def import_tensorrt() -> ModuleType:
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"the TensorRT Python package is not installed ({exc})", TRT_INSTALL_HINT
-        ) from exc
-    return tensorrt
-
-
-def trt_major(trt: ModuleType) -> int:
-    return int(str(trt.__version__).split(".")[0])
-
-
-def _get_creator(registry: Any, namespace: str) -> Any:
-    getter = getattr(registry, "get_creator", None) or registry.get_plugin_creator
-    return getter(PLUGIN_NAME, PLUGIN_VERSION, namespace)
-
-
-def register_plugin(
-    trt: ModuleType, plugin_lib: str | os.PathLike | None = None, namespace: str = ""
-) -> Path:
-    """Make the SimAM creator visible to TensorRT's ONNX parser and runtime; returns the library path."""
-    path = find_plugin_library(plugin_lib)
-    library = load_plugin_library(path)  # with TensorRT loaded this registers the creator
-    registry = trt.get_plugin_registry()
-    if _get_creator(registry, namespace) is None and hasattr(registry, "load_library"):
-        registry.load_library(str(path.resolve()))
-    if _get_creator(registry, namespace) is None:
-        headers = library.info.get("tensorrt_headers", "?")
-        raise InputError(
-            f"TensorRT {trt.__version__} did not accept the SimAM plugin from {path} "
-            f"(built against TensorRT {headers} headers)",
-            "rebuild the plugin against the TensorRT version installed here: make plugin TENSORRT_ROOT=...",
-        )
-    return path
 
 
 @dataclass
@@ -187,17 +31,45 @@ class BuildReport:
     engine: str
     onnx: str
     precision: str
+    runtime: str  # "tensorrt" | "tensorrt-rtx"
     tensorrt_version: str
-    plugin_library: str
+    plugin_library: str | None
     simam_nodes: int
     simam_plugin_layers: int
     layers: int
     engine_bytes: int
     build_seconds: float
     profiles: dict[str, list[list[int]]]
+    compute_capabilities: list[str] = field(default_factory=list)
+    plugin_embedded: bool = False
+    schema: str = "simam-deploy/build/v1"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class CollectingLogger:
+    """Factory for a TensorRT logger that keeps error messages (the plugin's field errors arrive here
+    once TensorRT hands it its logger) so a failure can say what the parser and the plugin said."""
+
+    def __new__(cls, trt: ModuleType, verbose: bool) -> Any:
+        threshold = trt.ILogger.Severity.VERBOSE if verbose else trt.ILogger.Severity.WARNING
+        errors_at = (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR)
+
+        class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+                self.errors: list[str] = []
+
+            def log(self, severity: Any, msg: str) -> None:
+                if severity in errors_at:
+                    self.errors.append(str(msg))
+                    if not verbose:
+                        return  # reported in the InputError that follows, once
+                if int(severity) <= int(threshold):
+                    print(f"[TensorRT] {str(severity).split('.')[-1]}: {msg}", file=sys.stderr)
+
+        return _Logger()
 
 
 def parse_dims(text: str) -> tuple[int, ...]:
@@ -268,20 +140,89 @@ def count_simam_layers(trt: ModuleType, network: Any) -> tuple[int, int]:
     return simam, network.num_layers
 
 
-def _parse_onnx(trt: ModuleType, builder: Any, logger: Any, onnx_path: Path) -> Any:
-    flags = 0 if trt_major(trt) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+@dataclass
+class ParsedNetwork:
+    """The network and the parser that filled it: the parser owns weights the network points to,
+    so both live together (TensorRT's INetworkDefinition takes no extra Python attributes)."""
+
+    network: Any
+    parser: Any
+
+
+def _create_network(runtime: Runtime, builder: Any) -> Any:
+    trt = runtime.module
+    flags = 0
+    if runtime.explicit_batch_flag:  # TensorRT 8.x only: later versions are always explicit-batch
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    return builder.create_network(flags)
+
+
+def _parse_onnx(runtime: Runtime, builder: Any, logger: Any, onnx_path: Path) -> ParsedNetwork:
+    trt = runtime.module
+    network = _create_network(runtime, builder)
     parser = trt.OnnxParser(network, logger)
+    # parse_from_file, not parse(bytes): weights in external data files (model.onnx.data) are found
+    # relative to the model's folder.
     if not parser.parse_from_file(str(onnx_path)):
-        errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        # The plugin's own messages name the malformed attribute; the parser's errors say where.
+        said = [message for message in logger.errors if message.startswith("SimAM")]
+        text = "\n  ".join(said + [" ".join(error.split()) for error in errors])
         raise InputError(
-            f"TensorRT's ONNX parser rejected {onnx_path}:\n  {errors}",
+            f"{runtime.label}'s ONNX parser rejected {onnx_path}:\n  {text}",
             "a 'Plugin not found' error means the SimAM plugin is not registered (see --plugin-lib); "
-            "other errors: check the model with `simam-deploy validate` first",
+            "'SimAM: field ...' errors name a malformed SimAM attribute: re-export the model "
+            "(simam-deploy export ... --mode plugin) or fix the attribute",
         )
-    # keep the parser alive as long as the network: it owns weights the network points to
-    network._simam_parser = parser
-    return network
+    return ParsedNetwork(network=network, parser=parser)
+
+
+def _set_precision(runtime: Runtime, config: Any, precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return
+    if runtime.strongly_typed_only:
+        raise InputError(
+            f"{runtime.label} builds strongly typed networks: there is no {precision} builder flag",
+            f"export the ONNX model in {precision} (its tensor types decide the precision) and build "
+            "without --fp16/--bf16",
+        )
+    flag = getattr(runtime.module.BuilderFlag, precision.upper(), None)
+    if flag is None:
+        raise InputError(
+            f"{runtime.label} has no {precision} builder flag",
+            "use --fp16 (bf16 needs TensorRT >= 9), or export the ONNX model in that precision",
+        )
+    config.set_flag(flag)
+
+
+def _normalise_capability(text: str) -> str:
+    """'sm86', 'SM_86', '86' -> 'SM86' (the ComputeCapability member name)."""
+    return "SM" + text.strip().upper().replace("_", "").removeprefix("SM")
+
+
+def _set_compute_capabilities(runtime: Runtime, config: Any, targets: Sequence[str]) -> list[str]:
+    """RTX's ahead-of-time targets, e.g. ["sm86", "sm120"]; an empty list keeps the builder's default."""
+    if not targets:
+        return []
+    if not runtime.compute_capabilities:
+        raise InputError(
+            f"{runtime.label} builds for the GPU it runs on: --compute-capability is for TensorRT for RTX",
+            "drop --compute-capability, or build with --runtime tensorrt-rtx",
+        )
+    names = [_normalise_capability(target) for target in targets]
+    unknown = [name for name in names if name not in runtime.compute_capabilities]
+    if unknown:
+        raise InputError(
+            f"{runtime.label} cannot target {', '.join(unknown)}",
+            f"choose from {', '.join(runtime.compute_capabilities)} (SM75 needs FP16 GEMMs; no SM90)",
+        )
+    trt = runtime.module
+    config.num_compute_capabilities = len(names)
+    for index, name in enumerate(names):
+        config.set_compute_capability(getattr(trt.ComputeCapability, name), index)
+    return names
 
 
 def _add_profile(trt: ModuleType, builder: Any, config: Any, network: Any, shapes: dict) -> dict:
@@ -319,20 +260,6 @@ def _add_profile(trt: ModuleType, builder: Any, config: Any, network: Any, shape
         profile.set_shape(tensor.name, low, opt, high)
     config.add_optimization_profile(profile)
     return {name: [list(s) for s in spec] for name, spec in shapes.items()}
-
-
-def _set_precision(trt: ModuleType, config: Any, precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return
-    flag = getattr(trt.BuilderFlag, precision.upper(), None)
-    if flag is None:
-        raise InputError(
-            f"TensorRT {trt.__version__} has no {precision} builder flag",
-            "use --fp16 (bf16 needs TensorRT >= 9), or export the ONNX model in that precision",
-        )
-    config.set_flag(flag)
 
 
 def _make_progress_monitor(trt: ModuleType) -> Any | None:
@@ -379,6 +306,21 @@ def _status(message: str, enabled: bool) -> Iterator[None]:
         yield
 
 
+@dataclass
+class BuildOptions:
+    """Everything :func:`build_engine` takes besides the two paths (for callers that pass options along)."""
+
+    precision: str = "fp32"
+    shapes: Sequence[str] | dict | None = None
+    plugin_lib: str | os.PathLike | None = None
+    workspace_mb: int | None = None
+    timing_cache: str | os.PathLike | None = None
+    runtime: str = "auto"
+    compute_capabilities: Sequence[str] = ()
+    embed_plugin: bool = False
+    verbose: bool = False
+
+
 def build_engine(
     onnx_path: str | os.PathLike,
     output: str | os.PathLike,
@@ -388,9 +330,17 @@ def build_engine(
     workspace_mb: int | None = None,
     timing_cache: str | os.PathLike | None = None,
     verbose: bool = False,
+    *,
+    runtime: str = "auto",
+    compute_capabilities: Sequence[str] = (),
+    embed_plugin: bool = False,
 ) -> BuildReport:
     """Parse ``onnx_path`` with TensorRT's ONNX parser (SimAM nodes -> our plugin), build a serialized
-    engine and write it atomically to ``output``."""
+    engine and write it atomically to ``output``.
+
+    ``runtime``: "auto" (plain TensorRT first, then TensorRT for RTX), "tensorrt" or "tensorrt-rtx".
+    ``compute_capabilities``: RTX targets such as ("sm86", "sm89", "sm120"). ``embed_plugin`` stores
+    the plugin library in the engine (``plugins_to_serialize``), so running it needs no separate copy."""
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise InputError(f"{onnx_path} does not exist", "check the path of the ONNX file")
@@ -401,13 +351,38 @@ def build_engine(
         raise InputError(f"--workspace must be > 0 MiB, got {workspace_mb}", "e.g. --workspace 1024")
     shape_specs = parse_shapes(shapes) if isinstance(shapes, Sequence) else dict(shapes or {})
     simam_nodes = _count_simam_nodes(onnx_path)
+    rt = import_runtime(runtime)
+    options = BuildOptions(
+        precision,
+        shapes,
+        plugin_lib,
+        workspace_mb,
+        timing_cache,
+        runtime,
+        compute_capabilities,
+        embed_plugin,
+        verbose,
+    )
+    try:
+        return _build(rt, onnx_path, out, simam_nodes, shape_specs, options)
+    except SimamDeployError:
+        raise
+    except Exception as exc:  # a TensorRT binding raising: still a message, never a traceback
+        raise InputError(
+            f"{rt.label} failed while building {onnx_path.name}: {type(exc).__name__}: {exc}",
+            "rerun with --verbose for TensorRT's log; report it if the model is valid",
+        ) from exc
 
-    trt = import_tensorrt()
-    logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
-    plugin_path = register_plugin(trt, plugin_lib)
+
+def _build(
+    rt: Runtime, onnx_path: Path, out: Path, simam_nodes: int, shape_specs: dict, options: BuildOptions
+) -> BuildReport:
+    trt = rt.module
+    logger = CollectingLogger(trt, options.verbose)
+    plugin_path = register_plugin(rt, options.plugin_lib) if simam_nodes or options.embed_plugin else None
     builder = trt.Builder(logger)
-    network = _parse_onnx(trt, builder, logger, onnx_path)
-    simam_layers, layers = count_simam_layers(trt, network)
+    parsed = _parse_onnx(rt, builder, logger, onnx_path)
+    simam_layers, layers = count_simam_layers(trt, parsed.network)
     if simam_layers != simam_nodes:
         raise InputError(
             f"{simam_nodes} SimAM node(s) in {onnx_path.name} but {simam_layers} SimAM plugin layer(s) "
@@ -415,42 +390,51 @@ def build_engine(
             "the parser mapped some SimAM nodes elsewhere; check the nodes' domain/plugin_version attributes",
         )
     config = builder.create_builder_config()
-    if workspace_mb is not None:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    _set_precision(trt, config, precision)
-    profiles = _add_profile(trt, builder, config, network, shape_specs)
-    cache = _load_timing_cache(config, timing_cache)
+    if options.workspace_mb is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
+    _set_precision(rt, config, options.precision)
+    targets = _set_compute_capabilities(rt, config, options.compute_capabilities)
+    if options.embed_plugin and plugin_path is not None:
+        config.plugins_to_serialize = [str(plugin_path.resolve())]
+    profiles = _add_profile(trt, builder, config, parsed.network, shape_specs)
+    cache = _load_timing_cache(config, options.timing_cache)
     monitor = _make_progress_monitor(trt)
     if monitor is not None:
         config.progress_monitor = monitor
 
     started = time.perf_counter()
-    with _status(f"building TensorRT engine ({precision})", enabled=monitor is None and sys.stderr.isatty()):
-        serialized = builder.build_serialized_network(network, config)
+    status = f"building TensorRT engine ({options.precision}, {rt.label})"
+    with _status(status, enabled=monitor is None and sys.stderr.isatty()):
+        serialized = builder.build_serialized_network(parsed.network, config)
     seconds = time.perf_counter() - started
     if serialized is None:
+        said = "\n  ".join(logger.errors[-5:])
         raise InputError(
-            "TensorRT could not build an engine (see the messages above)",
+            f"{rt.label} could not build an engine"
+            + (f":\n  {said}" if said else " (see the messages above)"),
             "rerun with --verbose; common causes: too little --workspace, shapes outside the profile",
         )
     data = memoryview(serialized)
     with atomic_output(out) as tmp:
         tmp.write_bytes(data)
-    if cache is not None and timing_cache is not None:
-        with atomic_output(timing_cache) as tmp:
+    if cache is not None and options.timing_cache is not None:
+        with atomic_output(options.timing_cache) as tmp:
             tmp.write_bytes(memoryview(cache.serialize()))
     return BuildReport(
         engine=str(out),
         onnx=str(onnx_path),
-        precision=precision,
-        tensorrt_version=str(trt.__version__),
-        plugin_library=str(plugin_path),
+        precision=options.precision,
+        runtime=rt.name,
+        tensorrt_version=rt.version,
+        plugin_library=str(plugin_path) if plugin_path is not None else None,
         simam_nodes=simam_nodes,
         simam_plugin_layers=simam_layers,
         layers=layers,
         engine_bytes=len(data),
-        build_seconds=round(seconds, 2),
+        build_seconds=round(seconds, 3),
         profiles=profiles,
+        compute_capabilities=targets,
+        plugin_embedded=bool(options.embed_plugin and plugin_path is not None),
     )
 
 
