@@ -48,28 +48,37 @@ class BuildReport:
         return asdict(self)
 
 
-class CollectingLogger:
-    """Factory for a TensorRT logger that keeps error messages (the plugin's field errors arrive here
-    once TensorRT hands it its logger) so a failure can say what the parser and the plugin said."""
+_LOGGERS: dict[str, Any] = {}
 
-    def __new__(cls, trt: ModuleType, verbose: bool) -> Any:
-        threshold = trt.ILogger.Severity.VERBOSE if verbose else trt.ILogger.Severity.WARNING
+
+def collecting_logger(trt: ModuleType, verbose: bool) -> Any:
+    """The process's TensorRT logger for ``trt``, emptied for a new build. It keeps error messages (the
+    plugin's field errors arrive here once TensorRT hands it its logger) so a failure can say what the
+    parser and the plugin said. One per process: TensorRT routes plugin messages to the logger of the
+    first builder it made, whatever logger later builders are given."""
+    logger = _LOGGERS.get(trt.__name__)
+    if logger is None:
         errors_at = (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR)
 
         class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
             def __init__(self) -> None:
                 trt.ILogger.__init__(self)
                 self.errors: list[str] = []
+                self.verbose = False
 
             def log(self, severity: Any, msg: str) -> None:
                 if severity in errors_at:
                     self.errors.append(str(msg))
-                    if not verbose:
+                    if not self.verbose:
                         return  # reported in the InputError that follows, once
+                threshold = trt.ILogger.Severity.VERBOSE if self.verbose else trt.ILogger.Severity.WARNING
                 if int(severity) <= int(threshold):
                     print(f"[TensorRT] {str(severity).split('.')[-1]}: {msg}", file=sys.stderr)
 
-        return _Logger()
+        logger = _LOGGERS[trt.__name__] = _Logger()
+    logger.errors = []
+    logger.verbose = verbose
+    return logger
 
 
 def parse_dims(text: str) -> tuple[int, ...]:
@@ -113,9 +122,44 @@ def parse_shapes(specs: Sequence[str]) -> dict[str | None, tuple[tuple[int, ...]
 
 
 def _count_simam_nodes(onnx_path: Path) -> int:
-    from simam_deploy.onnx_utils import count_simam_nodes, load_onnx
+    """SimAM nodes of the graph (read without its weights), after checking that every external-data
+    file the parser will open lies inside the model's folder and exists."""
+    import onnx
 
-    return count_simam_nodes(load_onnx(onnx_path, check=False))
+    from simam_deploy.onnx_utils import SIMAM_OP_TYPE
+
+    if onnx_path.stat().st_size == 0:
+        raise InputError(f"{onnx_path} is empty", "re-export the model")
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:
+        raise InputError(
+            f"{onnx_path} is not a readable ONNX file ({type(exc).__name__})",
+            "give a .onnx model file (is it truncated, or another format?)",
+        ) from exc
+    _check_external_data(model, onnx_path)
+    return sum(node.op_type == SIMAM_OP_TYPE for node in model.graph.node)
+
+
+def _check_external_data(model: Any, onnx_path: Path) -> None:
+    import onnx
+
+    folder = onnx_path.resolve().parent
+    for tensor in model.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise InputError(
+                f"{onnx_path}: weight {tensor.name!r} points outside the model's folder ({location!r})",
+                "keep external data files beside the model, referenced by relative names",
+            )
+        if not target.is_file():
+            raise InputError(
+                f"{onnx_path}: weight {tensor.name!r} lives in {location}, which is missing",
+                f"copy {location} beside {onnx_path.name}",
+            )
 
 
 def _plugin_layer_name(trt: ModuleType, layer: Any) -> str | None:
@@ -225,6 +269,33 @@ def _set_compute_capabilities(runtime: Runtime, config: Any, targets: Sequence[s
     return names
 
 
+# Without --shapes, an input whose only dynamic dimension is the batch gets batch 1..32, tuned for 1
+# (latency), like trtexec's default of tuning for the smallest shape.
+DEFAULT_BATCH_PROFILE = (1, 1, 32)
+
+
+def _default_batch_profiles(tensors: list[Any]) -> dict[str, tuple[tuple[int, ...], ...]]:
+    profiles = {}
+    for tensor in tensors:
+        dims = tuple(tensor.shape)
+        if dims and dims[0] < 0 and all(d > 0 for d in dims[1:]):
+            profiles[tensor.name] = tuple((batch, *dims[1:]) for batch in DEFAULT_BATCH_PROFILE)
+    return profiles
+
+
+def _profile_example(tensor: Any) -> str:
+    """'input=1x3xHxW:8x3xHxW:32x3xHxW' for an input declared (-1, 3, -1, -1)."""
+    letters = "NCHW" if len(tensor.shape) == 4 else "D" * len(tensor.shape)
+
+    def shape(batch: int) -> str:
+        dims = [
+            str(d) if d > 0 else (str(batch) if i == 0 else letters[i]) for i, d in enumerate(tensor.shape)
+        ]
+        return "x".join(dims)
+
+    return f"{tensor.name}={shape(1)}:{shape(8)}:{shape(32)}"
+
+
 def _add_profile(trt: ModuleType, builder: Any, config: Any, network: Any, shapes: dict) -> dict:
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     dynamic = [tensor for tensor in inputs if any(d < 0 for d in tensor.shape)]
@@ -237,12 +308,14 @@ def _add_profile(trt: ModuleType, builder: Any, config: Any, network: Any, shape
     if unknown:
         names = ", ".join(t.name for t in inputs)
         raise InputError(f"--shapes names unknown input(s) {sorted(unknown)}", f"the model's inputs: {names}")
+    shapes = {**_default_batch_profiles([t for t in dynamic if t.name not in shapes]), **shapes}
     missing = [t.name for t in dynamic if t.name not in shapes]
     if missing:
-        example = "x".join(str(d if d > 0 else 1) for d in dynamic[0].shape)
+        first = next(tensor for tensor in dynamic if tensor.name == missing[0])
         raise InputError(
-            f"input(s) {missing} have dynamic dimensions; TensorRT needs a min:opt:max range",
-            f"add --shapes {missing[0]}={example}:{example}:{example} (with your batch range)",
+            f"input(s) {missing} have dynamic dimensions {tuple(first.shape)}; TensorRT needs a "
+            "min:opt:max range",
+            f"add --shapes {_profile_example(first)} (replace the letters with your sizes)",
         )
     if not shapes:
         return {}
@@ -252,7 +325,10 @@ def _add_profile(trt: ModuleType, builder: Any, config: Any, network: Any, shape
             continue
         low, opt, high = shapes[tensor.name]
         declared = tuple(tensor.shape)
-        if len(declared) != len(low) or any(d > 0 and d != v for d, v in zip(declared, opt, strict=True)):
+        fits = len(declared) == len(low) and all(
+            d < 0 or d == v for shape in (low, opt, high) for d, v in zip(declared, shape, strict=True)
+        )
+        if not fits:
             raise InputError(
                 f"--shapes for {tensor.name} does not fit its declared shape {declared}",
                 "keep the static dimensions as declared and only vary the dynamic ones",
@@ -378,7 +454,7 @@ def _build(
     rt: Runtime, onnx_path: Path, out: Path, simam_nodes: int, shape_specs: dict, options: BuildOptions
 ) -> BuildReport:
     trt = rt.module
-    logger = CollectingLogger(trt, options.verbose)
+    logger = collecting_logger(trt, options.verbose)
     plugin_path = register_plugin(rt, options.plugin_lib) if simam_nodes or options.embed_plugin else None
     builder = trt.Builder(logger)
     parsed = _parse_onnx(rt, builder, logger, onnx_path)
