@@ -10,6 +10,8 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,6 +25,9 @@ from simam_deploy.errors import InputError, MissingDependencyError
 from tests.cli_runner import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
+TRT_HEADERS = (
+    Path(os.environ.get("SIMAM_SHARED", REPO.parent / "shared")) / "third_party" / "tensorrt-headers"
+)
 HAVE_RTX = importlib.util.find_spec("tensorrt_rtx_bindings") is not None
 
 
@@ -350,6 +355,61 @@ def test_load_library_first_then_a_plain_dlopen_registers_once():
     assert load[1] and load[2] == 1
     assert dlopen[2] == 1 and "registered_by=loadLibrary" in dlopen[3]
     assert creator[1]
+
+
+def _rtx_library() -> Path:
+    simam_trt.import_runtime("tensorrt-rtx")
+    return simam_trt.rtx_parser_link().with_name("libtensorrt_rtx.so.1")
+
+
+_CREATOR_SCRIPT = (
+    "import tensorrt_rtx_bindings as trt; "
+    "print(trt.get_plugin_registry().get_creator('SimAM', '1', '') is not None)"
+)
+
+
+@needs_rtx_plugin
+@pytest.mark.parametrize("preload, registered", [("runtime,plugin", True), ("plugin", False)])
+def test_ld_preload_registers_when_the_runtime_is_preloaded_too(preload, registered):
+    """Triton/LD_PRELOAD: the plugin links no TensorRT, so preloaded alone it finds no registry (and
+    registers nothing, as documented); preloaded after the runtime it registers at load time."""
+    paths = {"runtime": str(_rtx_library()), "plugin": str(PLUGIN)}
+    env = {**os.environ, "LD_PRELOAD": ":".join(paths[name] for name in preload.split(","))}
+    result = subprocess.run(
+        [sys.executable, "-c", _CREATOR_SCRIPT], capture_output=True, text=True, check=False, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(registered)
+
+
+def _cuda_include() -> Path | None:
+    nvcc = shutil.which("nvcc")
+    candidates = [Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"]
+    if nvcc:
+        candidates.append(Path(nvcc).resolve().parent.parent / "include")
+    return next((c for c in candidates if (c / "cuda_runtime_api.h").is_file()), None)
+
+
+@needs_rtx_plugin
+@pytest.mark.parametrize("order", ["dlopen,loadLibrary,loadLibrary", "loadLibrary,dlopen"])
+def test_a_cpp_program_linked_to_libtensorrt_rtx_loads_the_plugin_both_ways(tmp_path, order):
+    headers = TRT_HEADERS / "11.1" / "include"
+    if not (headers / "NvInferRuntime.h").is_file():
+        pytest.skip(f"no TensorRT 11.1 headers at {headers} (../shared absent)")
+    cuda = _cuda_include()
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if cuda is None or compiler is None:
+        pytest.skip("needs a C++ compiler and the CUDA toolkit's headers")
+    library = _rtx_library()
+    host = tmp_path / "linked_host"
+    source = REPO / "plugins" / "tensorrt" / "harness" / "linked_host.cpp"
+    compile_cmd = [compiler, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-isystem", str(headers)]
+    compile_cmd += ["-isystem", str(cuda), str(source), "-o", str(host), str(library), "-ldl"]
+    compile_cmd += [f"-Wl,-rpath,{library.parent}"]
+    subprocess.run(compile_cmd, check=True, capture_output=True)
+    result = subprocess.run([str(host), str(PLUGIN), order], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "PASS"
 
 
 def _plugin_built_against(major: str) -> Path | None:
