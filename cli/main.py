@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "unfuse": "graph_cmd:unfuse",
     "build": "build_cmd:build",
     "bench": "bench_cmd:bench",
+    "libs": "libs_cmd:libs",
     "triton": "triton_cmd:triton",
 }
 
@@ -34,6 +35,7 @@ SHORT_HELP = {
     "unfuse": "Expand SimAM nodes back into standard ONNX ops.",
     "build": "Build a TensorRT engine from ONNX with the SimAM plugin.",
     "bench": "Measure latency: fused kernel, PyTorch, ONNX Runtime, TensorRT side by side.",
+    "libs": "Print the paths of our native libraries (e.g. for trtexec --dynamicPlugins).",
     "triton": "Write a Triton Inference Server model repository for an engine or ONNX file.",
 }
 
