@@ -9,14 +9,15 @@
 // One OrtCustomOp per (execution provider, element type): ONNX Runtime merges ops that share a
 // name and domain into one schema whose type constraint is the union (float, float16, bfloat16).
 //
-// CPU threading: the planes are split into ranges that run on ONNX Runtime's own intra-op thread
-// pool (KernelContext_ParallelFor), never on a second pool: two pools on the same cores
-// oversubscribe them (ONNX Runtime's workers spin while ours run). intra_op_num_threads=1 therefore
-// means one thread here too.
+// CPU threading: the kernel library's own pool (simam_cpu_pool.cpp), not ONNX Runtime's
+// (KernelContext_ParallelFor). Both were measured in whole networks, interleaved, on a shared
+// 2-core machine, and the kernel's pool was the faster one every time (docs/onnxruntime.md).
+// While a SimAM node runs, ONNX Runtime's intra-op workers have no work of that session (the
+// sequential executor runs one node at a time); the pool's idle workers sleep rather than spin,
+// and a concurrent second caller (another session) runs on its own thread rather than adding
+// threads. SIMAM_NUM_THREADS caps the pool, e.g. to match intra_op_num_threads.
 #include <onnxruntime_c_api.h>
 
-#include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -24,7 +25,6 @@
 #include <mutex>
 #include <new>
 #include <string>
-#include <thread>
 
 #include "simam.h"
 
@@ -35,8 +35,6 @@ namespace {
 constexpr const char* kDomain = "com.simam_deploy";
 constexpr const char* kOpType = "SimAM";
 constexpr const char* kCudaProvider = "CUDAExecutionProvider";
-// Below this many elements per range, handing a range to another thread costs more than it saves.
-constexpr int64_t kMinElementsPerRange = 1 << 15;
 
 const OrtApi* g_api = nullptr;  // set once by RegisterCustomOps, before any op callback can run
 
@@ -170,62 +168,11 @@ OrtStatusPtr ORT_API_CALL create_kernel(const OrtCustomOp* op, const OrtApi* /*a
 
 void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<SimamKernel*>(kernel); }
 
-// One range of planes per call, on whichever thread of ONNX Runtime's pool picks it up.
-struct PlaneRanges {
-    const SimamKernel* kernel;
-    const void* x;
-    void* y;
-    int64_t dims[4];
-    int64_t planes;
-    int64_t ranges;
-    std::atomic<bool> failed{false};
-    std::string error;  // written by the first failing range only
-};
-
-void run_range(void* data, size_t index) {
-    PlaneRanges& job = *static_cast<PlaneRanges*>(data);
-    const int64_t i = static_cast<int64_t>(index);
-    const int64_t first = i * job.planes / job.ranges;
-    const int64_t end = (i + 1) * job.planes / job.ranges;
-    const SimamKernel& k = *job.kernel;
-    const simam_status status = simam_forward_cpu_planes(job.x, job.y, job.dims[0], job.dims[1], job.dims[2],
-                                                         job.dims[3], k.dtype, k.e_lambda, k.unbiased, first, end);
-    if (status != SIMAM_OK && !job.failed.exchange(true)) {
-        try {
-            job.error = simam_last_error();
-        } catch (...) {
-        }
-    }
-}
-
-// Enough ranges to balance the threads, each big enough to be worth a hand-off.
-int64_t range_count(int64_t planes, int64_t plane_size) {
-    static const int64_t max_ranges = 4 * static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
-    const int64_t by_work = std::max<int64_t>(1, planes * plane_size / kMinElementsPerRange);
-    return std::min({planes, by_work, max_ranges});
-}
-
-OrtStatus* run_cpu(const SimamKernel& kernel, OrtKernelContext* context, const void* x, void* y,
-                   const int64_t* dims) {
-    PlaneRanges job;
-    job.kernel = &kernel;
-    job.x = x;
-    job.y = y;
-    std::copy(dims, dims + 4, job.dims);
-    job.planes = dims[0] * dims[1];
-    // An empty range validates shape and attributes once, so the ranges below cannot fail on them.
-    if (simam_forward_cpu_planes(x, y, dims[0], dims[1], dims[2], dims[3], kernel.dtype, kernel.e_lambda,
-                                 kernel.unbiased, 0, 0) != SIMAM_OK) {
+OrtStatus* run_cpu(const SimamKernel& kernel, const void* x, void* y, const int64_t* dims) {
+    if (simam_forward_cpu(x, y, dims[0], dims[1], dims[2], dims[3], kernel.dtype, kernel.e_lambda,
+                          kernel.unbiased) != SIMAM_OK) {
         return make_error(ORT_INVALID_ARGUMENT, node_label(kernel.node_name) + ": " + simam_last_error());
     }
-    job.ranges = range_count(job.planes, dims[2] * dims[3]);
-    if (job.ranges == 1) {
-        run_range(&job, 0);
-    } else {
-        SIMAM_ORT_RETURN_IF_ERROR(
-            g_api->KernelContext_ParallelFor(context, run_range, static_cast<size_t>(job.ranges), 0, &job));
-    }
-    if (job.failed.load()) return make_error(ORT_FAIL, node_label(kernel.node_name) + ": " + job.error);
     return nullptr;
 }
 
@@ -271,7 +218,7 @@ OrtStatusPtr ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
     // The C API has no const getter in every release; the input is only read.
     SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorMutableData(const_cast<OrtValue*>(input), &x));
     SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorMutableData(output, &y));
-    return kernel.on_cuda ? run_cuda(kernel, context, x, y, dims) : run_cpu(kernel, context, x, y, dims);
+    return kernel.on_cuda ? run_cuda(kernel, context, x, y, dims) : run_cpu(kernel, x, y, dims);
 }
 
 // ---- schema callbacks ---------------------------------------------------------------------------

@@ -76,5 +76,11 @@ class OnnxRuntimeRunner:
         ]
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self.session.run(None, inputs)
+        try:
+            outputs = self.session.run(None, inputs)
+        except Exception as exc:  # onnxruntime's Fail/InvalidArgument/... carry the node's message
+            raise InputError(
+                f"ONNX Runtime failed to run the model: {str(exc).strip().splitlines()[0]}",
+                "check the input shapes and dtypes against the model (SimAM nodes name themselves)",
+            ) from exc
         return dict(zip(self.output_names, outputs, strict=True))
