@@ -30,7 +30,7 @@ class Entry:
     expect: list[tuple[float, bool]]  # (e_lambda, unbiased) of every node fuse must create
     reject: str | None = None  # a fragment of the reject reason, for near misses
     input_shapes: list[tuple[int, ...]] = field(default_factory=list)  # shapes to run parity on
-    float16: bool = False  # the ONNX Runtime custom op runs float32 only: fused fp16 is checked unfused
+    float16: bool = False  # float16 model (looser tolerance)
 
 
 # -- torch-exported variants --------------------------------------------------------------------

@@ -121,7 +121,7 @@ def test_onnx_file_target(tmp_path):
     path = tmp_path / "r20.onnx"
     export_onnx(model, path, input_shape=(1, 3, 32, 32), dynamic="batch")
     bench = benchmark_target(str(path), batch=3, warmup=1, iters=3, compare=["onnxruntime", "eager"])
-    assert [r.backend for r in bench.results] == ["onnxruntime"]
+    assert [r.backend for r in bench.results] == ["onnxruntime decomposed", "onnxruntime fused"]
     assert bench.input_shape == (3, 3, 32, 32) and bench.kind == "onnx"
     assert any("--reference MODEL" in n for n in bench.notes)
 
@@ -202,8 +202,13 @@ def test_file_target_with_reference_times_pytorch_beside_it(tmp_path):
     result = benchmark_target(
         str(path), compare=["onnxruntime", "eager", "fused"], reference="cifar-resnet20", warmup=1, iters=2
     )
-    assert [r.backend for r in result.results] == ["onnxruntime", "eager", "fused"]
+    assert [r.backend for r in result.results] == [
+        "onnxruntime decomposed",
+        "onnxruntime fused",
+        "eager",
+        "fused",
+    ]
     assert tuple(result.input_shape) == (2, 3, 32, 32)
     alone = benchmark_target(str(path), compare=["onnxruntime", "eager"], warmup=1, iters=2)
-    assert [r.backend for r in alone.results] == ["onnxruntime"]
+    assert [r.backend for r in alone.results] == ["onnxruntime decomposed", "onnxruntime fused"]
     assert any("--reference" in note for note in alone.notes)

@@ -1,4 +1,5 @@
-"""ONNX Runtime backend. Models with custom ``SimAM`` nodes run through our registered op."""
+"""ONNX Runtime backend. Models with ``SimAM`` nodes run through the compiled op library
+(``simam_deploy.ort``: libsimam_ort_ops.so, CPU float32/float16/bfloat16 and the CUDA EP)."""
 
 from __future__ import annotations
 
@@ -48,9 +49,9 @@ class OnnxRuntimeRunner:
             proto = cap_ir_version(_copy(proto))  # the caller's ModelProto stays untouched
         model_bytes = proto.SerializeToString()
         if count_simam_nodes(proto):
-            from simam_deploy.backends import ort_customop
+            from simam_deploy import ort as simam_ort
 
-            model_bytes, options = ort_customop.prepare_session(proto, options)
+            simam_ort.register(options)
         self.providers = list(providers) if providers else ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(model_bytes, sess_options=options, providers=self.providers)
@@ -75,5 +76,11 @@ class OnnxRuntimeRunner:
         ]
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self.session.run(None, inputs)
+        try:
+            outputs = self.session.run(None, inputs)
+        except Exception as exc:  # onnxruntime's Fail/InvalidArgument/... carry the node's message
+            raise InputError(
+                f"ONNX Runtime failed to run the model: {str(exc).strip().splitlines()[0]}",
+                "check the input shapes and dtypes against the model (SimAM nodes name themselves)",
+            ) from exc
         return dict(zip(self.output_names, outputs, strict=True))

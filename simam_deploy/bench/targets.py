@@ -4,7 +4,9 @@ TARGET is either
   * a model (a zoo name such as ``resnet50``, or ``package.module:callable``), run in PyTorch
     eager, with the fused SimAM op swapped in, and under ``torch.compile`` (and, on request,
     exported decomposed to ONNX and run in ONNX Runtime);
-  * an ``.onnx`` file, run in ONNX Runtime;
+  * an ``.onnx`` file, run in ONNX Runtime next to its counterpart: a decomposed file beside its
+    fused form (``fuse_simam``), a fused file beside its decomposed form (``unfuse_simam``),
+    timed interleaved so that both see the same machine;
   * a TensorRT engine (``.engine``/``.plan``/``.trt``), run through
     ``simam_deploy.backends.load_runner``: its ``benchmark(inputs, warmup, iters, cuda_graph)``
     when the runner has one (device-side timing), else timed calls of ``infer``.
@@ -23,8 +25,8 @@ import numpy as np
 import torch
 
 from simam_deploy.bench.kernel import DTYPES, device_name, resolve_device
-from simam_deploy.bench.timing import LatencyStats, check_counts, summarize, time_callable
-from simam_deploy.errors import InputError
+from simam_deploy.bench.timing import LatencyStats, check_counts, summarize, time_callable, time_interleaved
+from simam_deploy.errors import InputError, SimamDeployError
 
 MODEL_BACKENDS: tuple[str, ...] = ("eager", "fused", "compile", "onnxruntime")
 ALL_BACKENDS: tuple[str, ...] = (*MODEL_BACKENDS, "tensorrt")
@@ -202,18 +204,57 @@ def _bench_model(
 
 
 def _bench_exported_onnx(bench: TargetBenchmark, model: torch.nn.Module, shape) -> None:
-    from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
     from simam_deploy.export import export_onnx
+    from simam_deploy.onnx_utils import load_onnx
 
     if bench.dtype != "fp32":
-        bench.notes.append("onnxruntime ran the fp32 decomposed export (the model is exported in fp32)")
+        bench.notes.append("onnxruntime ran the fp32 export (the model is exported in fp32)")
     with tempfile.TemporaryDirectory(prefix="simam-bench-") as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(copy.deepcopy(model).float().cpu(), path, input_shape=shape, dynamic="none")
-        runner = OnnxRuntimeRunner(path)
-        inputs = {runner.input_names[0]: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-        times = time_callable(lambda: runner.infer(inputs), "cpu", bench.warmup, bench.iters)
-    bench.results.append(TargetResult("onnxruntime", summarize(times), shape[0]))
+        runners = _onnx_pair(bench, load_onnx(path))
+    inputs = {
+        runners[0][1].input_names[0]: np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    }
+    _time_onnx_pair(bench, runners, inputs)
+
+
+# ---- ONNX files: decomposed and fused side by side ------------------------------------------
+def _onnx_pair(bench: TargetBenchmark, proto) -> list[tuple[str, object]]:
+    """[(backend name, runner)] for ``proto`` and, where there is one, its counterpart:
+    decomposed first, fused second."""
+    from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+    from simam_deploy.graph.fuse import fuse_simam
+    from simam_deploy.graph.unfuse import unfuse_simam
+    from simam_deploy.onnx_utils import count_simam_nodes
+
+    if count_simam_nodes(proto):
+        decomposed, fused = unfuse_simam(proto), proto
+        given = "fused"
+    else:
+        decomposed, given = proto, "decomposed"
+        try:
+            fused, report = fuse_simam(proto)
+        except SimamDeployError as exc:
+            bench.notes.append(f"no fused counterpart: {exc.message}")
+            fused, report = None, None
+        if report is not None and not report.fused:
+            bench.notes.append("no SimAM subgraph to fuse: the fused file would be the same")
+            fused = None
+    bench.notes.append(f"the {given} file is the one given; the other one is derived from it")
+    pair = [("onnxruntime decomposed", OnnxRuntimeRunner(decomposed))]
+    if fused is not None:
+        pair.append(("onnxruntime fused", OnnxRuntimeRunner(fused)))
+    return pair
+
+
+def _time_onnx_pair(bench: TargetBenchmark, runners, inputs: dict[str, np.ndarray]) -> None:
+    fns = {name: (lambda r=runner: r.infer(inputs)) for name, runner in runners}
+    times = time_interleaved(fns, bench.warmup, bench.iters)
+    first = next(iter(inputs.values()))
+    batch = int(first.shape[0]) if first.ndim else 1
+    for name, _ in runners:
+        bench.results.append(TargetResult(name, summarize(times[name]), batch))
 
 
 # ---- file targets -----------------------------------------------------------------------------
@@ -247,12 +288,15 @@ def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray
 def _bench_file(bench: TargetBenchmark, batch, input_shape, progress) -> None:
     from simam_deploy.backends import load_runner
 
+    if bench.kind == "onnx":
+        _bench_onnx_file(bench, batch, input_shape, progress)
+        return
     runner = load_runner(bench.target)
     inputs = _file_inputs(runner, batch, input_shape)
     first = next(iter(inputs.values()))
     bench.input_shape = tuple(first.shape)
     bench.dtype = str(first.dtype)
-    backend = "onnxruntime" if bench.kind == "onnx" else "tensorrt"
+    backend = "tensorrt"
     if progress:
         progress(backend)
     if hasattr(runner, "benchmark"):
@@ -264,3 +308,16 @@ def _bench_file(bench: TargetBenchmark, batch, input_shape, progress) -> None:
             )
         times = time_callable(lambda: runner.infer(inputs), "cpu", bench.warmup, bench.iters)
     bench.results.append(TargetResult(backend, summarize(times), int(first.shape[0]) if first.ndim else 1))
+
+
+def _bench_onnx_file(bench: TargetBenchmark, batch, input_shape, progress) -> None:
+    from simam_deploy.onnx_utils import load_onnx
+
+    if progress:
+        progress("onnxruntime")
+    runners = _onnx_pair(bench, load_onnx(bench.target))
+    inputs = _file_inputs(runners[0][1], batch, input_shape)
+    first = next(iter(inputs.values()))
+    bench.input_shape = tuple(first.shape)
+    bench.dtype = str(first.dtype)
+    _time_onnx_pair(bench, runners, inputs)

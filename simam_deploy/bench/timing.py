@@ -87,3 +87,25 @@ def time_callable(fn: Callable[[], object], device: str, warmup: int, iters: int
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return times
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], warmup: int, iters: int) -> dict[str, list[float]]:
+    """CPU: time several callables in turn, iteration by iteration; return each one's ms.
+
+    Interleaving makes a comparison fair on a shared machine: a burst of load from elsewhere hits
+    every callable alike instead of whichever happened to run then. The order rotates each
+    iteration so that none always runs right after another (caches, frequency).
+    """
+    check_counts(warmup, iters)
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(iters):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return times

@@ -1,0 +1,348 @@
+// libsimam_ort_ops.so: SimAM as an ONNX Runtime custom op (domain com.simam_deploy, version 1).
+//
+// A thin adapter over the kernel library (simam.h): it only reads attributes and shapes, picks the
+// storage type and hands the tensors over. Loaded by any ONNX Runtime >= the API version of the
+// headers it was built against (ORT_API_VERSION, 21 for ONNX Runtime 1.21) through
+// RegisterCustomOps: Python SessionOptions.register_custom_ops_library, C/C++
+// RegisterCustomOpsLibrary, Triton's `model_operations { op_library_filename }`.
+//
+// One OrtCustomOp per (execution provider, element type): ONNX Runtime merges ops that share a
+// name and domain into one schema whose type constraint is the union (float, float16, bfloat16).
+//
+// CPU threading: the kernel library's own pool (simam_cpu_pool.cpp), not ONNX Runtime's
+// (KernelContext_ParallelFor). Both were measured in whole networks, interleaved, on a shared
+// 2-core machine, and the kernel's pool was the faster one every time (docs/onnxruntime.md).
+// While a SimAM node runs, ONNX Runtime's intra-op workers have no work of that session (the
+// sequential executor runs one node at a time); the pool's idle workers sleep rather than spin,
+// and a concurrent second caller (another session) runs on its own thread rather than adding
+// threads. SIMAM_NUM_THREADS caps the pool, e.g. to match intra_op_num_threads.
+#include <onnxruntime_c_api.h>
+
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <string>
+
+#include "simam.h"
+
+static_assert(ORT_API_VERSION >= 18, "libsimam_ort_ops needs ONNX Runtime headers of API version 18 or newer");
+
+namespace {
+
+constexpr const char* kDomain = "com.simam_deploy";
+constexpr const char* kOpType = "SimAM";
+constexpr const char* kCudaProvider = "CUDAExecutionProvider";
+
+const OrtApi* g_api = nullptr;  // set once by RegisterCustomOps, before any op callback can run
+
+// ---- errors -------------------------------------------------------------------------------------
+OrtStatus* make_error(OrtErrorCode code, const std::string& message) {
+    return g_api->CreateStatus(code, message.c_str());
+}
+
+// "SimAM node 'name'": every message names the node so that a model with 16 of them is debuggable.
+std::string node_label(const std::string& node_name) {
+    return std::string(kOpType) + " node '" + (node_name.empty() ? std::string("(unnamed)") : node_name) + "'";
+}
+
+#define SIMAM_ORT_RETURN_IF_ERROR(expr)        \
+    do {                                       \
+        OrtStatus* simam_ort_status_ = (expr); \
+        if (simam_ort_status_) return simam_ort_status_; \
+    } while (0)
+
+// ---- the kernel -------------------------------------------------------------------------------
+struct SimamKernel {
+    std::string node_name;
+    float e_lambda;
+    int unbiased;
+    simam_dtype dtype;
+    bool on_cuda;
+};
+
+std::string read_node_name(const OrtKernelInfo* info) {
+    size_t size = 0;
+    OrtStatus* status = g_api->KernelInfo_GetNodeName(info, nullptr, &size);
+    if (status != nullptr || size == 0) {
+        if (status) g_api->ReleaseStatus(status);
+        return "";
+    }
+    std::string name(size, '\0');
+    status = g_api->KernelInfo_GetNodeName(info, name.data(), &size);
+    if (status != nullptr) {
+        g_api->ReleaseStatus(status);
+        return "";
+    }
+    name.resize(size > 0 ? size - 1 : 0);  // size counts the terminating NUL
+    return name;
+}
+
+// Whether the node has an attribute `name` of any scalar or list type: the C API has no "get the
+// type" call, so each getter is tried and only success counts (their failure messages differ
+// between releases and are not parsed).
+bool has_attribute(const OrtKernelInfo* info, const char* name) {
+    auto ok = [](OrtStatus* status) {
+        if (status == nullptr) return true;
+        g_api->ReleaseStatus(status);
+        return false;
+    };
+    float f = 0.0f;
+    int64_t i = 0;
+    size_t size = 0;
+    return ok(g_api->KernelInfoGetAttribute_float(info, name, &f)) ||
+           ok(g_api->KernelInfoGetAttribute_int64(info, name, &i)) ||
+           ok(g_api->KernelInfoGetAttribute_string(info, name, nullptr, &size)) ||
+           ok(g_api->KernelInfoGetAttributeArray_float(info, name, nullptr, &size)) ||
+           ok(g_api->KernelInfoGetAttributeArray_int64(info, name, nullptr, &size));
+}
+
+// The attribute contract (simam_deploy/graph/contract.py): e_lambda FLOAT, finite, > 0 (required);
+// unbiased INT 0 or 1 (default 1).
+OrtStatus* read_attributes(const OrtKernelInfo* info, SimamKernel& kernel) {
+    const std::string label = node_label(kernel.node_name);
+    float e_lambda = 0.0f;
+    OrtStatus* status = g_api->KernelInfoGetAttribute_float(info, "e_lambda", &e_lambda);
+    if (status != nullptr) {
+        g_api->ReleaseStatus(status);
+        const bool present = has_attribute(info, "e_lambda");
+        return make_error(ORT_INVALID_ARGUMENT,
+                          label + (present ? ": attribute e_lambda must be a FLOAT"
+                                           : " has no e_lambda attribute (FLOAT, e.g. 1e-4 or 0.1)"));
+    }
+    if (!std::isfinite(e_lambda) || !(e_lambda > 0.0f)) {
+        char value[64];
+        std::snprintf(value, sizeof value, "%g", static_cast<double>(e_lambda));
+        return make_error(ORT_INVALID_ARGUMENT, label + ": e_lambda must be a finite number > 0, got " + value);
+    }
+    int64_t unbiased = 1;
+    status = g_api->KernelInfoGetAttribute_int64(info, "unbiased", &unbiased);
+    if (status != nullptr) {
+        g_api->ReleaseStatus(status);
+        if (has_attribute(info, "unbiased")) {
+            return make_error(ORT_INVALID_ARGUMENT, label + ": attribute unbiased must be an INT 0 or 1");
+        }
+        unbiased = 1;
+    }
+    if (unbiased != 0 && unbiased != 1) {
+        return make_error(ORT_INVALID_ARGUMENT,
+                          label + ": unbiased must be 0 or 1, got " + std::to_string(unbiased) +
+                              " (1 divides the variance by H*W-1 as in the paper, 0 by H*W)");
+    }
+    kernel.e_lambda = e_lambda;
+    kernel.unbiased = static_cast<int>(unbiased);
+    return nullptr;
+}
+
+// ---- the ops ----------------------------------------------------------------------------------
+struct SimamOp : OrtCustomOp {
+    ONNXTensorElementDataType element_type;
+    simam_dtype dtype;
+    bool on_cuda;
+};
+
+const SimamOp& as_op(const OrtCustomOp* op) { return *static_cast<const SimamOp*>(op); }
+
+OrtStatusPtr ORT_API_CALL create_kernel(const OrtCustomOp* op, const OrtApi* /*api*/, const OrtKernelInfo* info,
+                                        void** out) {
+    *out = nullptr;
+    SimamKernel* kernel = new (std::nothrow) SimamKernel{};
+    if (kernel == nullptr) return make_error(ORT_FAIL, "SimAM: out of memory creating the kernel");
+    try {
+        kernel->node_name = read_node_name(info);
+    } catch (...) {
+        // An unnamed node in messages is better than no kernel.
+    }
+    kernel->dtype = as_op(op).dtype;
+    kernel->on_cuda = as_op(op).on_cuda;
+    OrtStatus* status = read_attributes(info, *kernel);
+    if (status != nullptr) {
+        delete kernel;
+        return status;
+    }
+    *out = kernel;
+    return nullptr;
+}
+
+void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<SimamKernel*>(kernel); }
+
+OrtStatus* run_cpu(const SimamKernel& kernel, const void* x, void* y, const int64_t* dims) {
+    if (simam_forward_cpu(x, y, dims[0], dims[1], dims[2], dims[3], kernel.dtype, kernel.e_lambda,
+                          kernel.unbiased) != SIMAM_OK) {
+        return make_error(ORT_INVALID_ARGUMENT, node_label(kernel.node_name) + ": " + simam_last_error());
+    }
+    return nullptr;
+}
+
+OrtStatus* run_cuda(const SimamKernel& kernel, OrtKernelContext* context, const void* x, void* y,
+                    const int64_t* dims) {
+    void* stream = nullptr;
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelContext_GetGPUComputeStream(context, &stream));
+    // No workspace: planes above 16384 elements take the kernel's one-block-per-plane path, which
+    // needs no scratch whose lifetime would have to follow the stream.
+    if (simam_forward_cuda(x, y, dims[0], dims[1], dims[2], dims[3], kernel.dtype, kernel.e_lambda,
+                           kernel.unbiased, stream) != SIMAM_OK) {
+        return make_error(ORT_EP_FAIL, node_label(kernel.node_name) + ": " + simam_last_error());
+    }
+    return nullptr;
+}
+
+OrtStatus* input_dims(const OrtValue* input, int64_t* dims, size_t& rank) {
+    OrtTensorTypeAndShapeInfo* info = nullptr;
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorTypeAndShape(input, &info));
+    OrtStatus* status = g_api->GetDimensionsCount(info, &rank);
+    if (status == nullptr && rank == 4) status = g_api->GetDimensions(info, dims, 4);
+    g_api->ReleaseTensorTypeAndShapeInfo(info);
+    return status;
+}
+
+OrtStatusPtr ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
+    const SimamKernel& kernel = *static_cast<const SimamKernel*>(op_kernel);
+    const OrtValue* input = nullptr;
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelContext_GetInput(context, 0, &input));
+    int64_t dims[4] = {0, 0, 0, 0};
+    size_t rank = 0;
+    SIMAM_ORT_RETURN_IF_ERROR(input_dims(input, dims, rank));
+    if (rank != 4) {
+        return make_error(ORT_INVALID_ARGUMENT, node_label(kernel.node_name) + ": input has rank " +
+                                                    std::to_string(rank) +
+                                                    "; SimAM takes rank-4 NCHW tensors");
+    }
+    OrtValue* output = nullptr;
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelContext_GetOutput(context, 0, dims, 4, &output));
+    if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0 || dims[3] == 0) return nullptr;  // empty: nothing to do
+    void* x = nullptr;
+    void* y = nullptr;
+    // The C API has no const getter in every release; the input is only read.
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorMutableData(const_cast<OrtValue*>(input), &x));
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorMutableData(output, &y));
+    return kernel.on_cuda ? run_cuda(kernel, context, x, y, dims) : run_cpu(kernel, x, y, dims);
+}
+
+// ---- schema callbacks ---------------------------------------------------------------------------
+const char* ORT_API_CALL op_name(const OrtCustomOp*) { return kOpType; }
+const char* ORT_API_CALL op_provider(const OrtCustomOp* op) { return as_op(op).on_cuda ? kCudaProvider : nullptr; }
+ONNXTensorElementDataType ORT_API_CALL op_type(const OrtCustomOp* op, size_t) { return as_op(op).element_type; }
+size_t ORT_API_CALL one(const OrtCustomOp*) { return 1; }
+OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp*, size_t) {
+    return INPUT_OUTPUT_REQUIRED;
+}
+OrtMemType ORT_API_CALL default_memory(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
+int ORT_API_CALL min_arity(const OrtCustomOp*) { return 1; }
+int ORT_API_CALL homogeneous(const OrtCustomOp*) { return 1; }
+int ORT_API_CALL start_version(const OrtCustomOp*) { return 1; }
+int ORT_API_CALL end_version(const OrtCustomOp*) { return INT_MAX; }
+
+// Y may reuse X's buffer (every kernel reads a plane fully before writing it).
+size_t ORT_API_CALL may_inplace(int** input_index, int** output_index) {
+    *input_index = static_cast<int*>(std::malloc(sizeof(int)));
+    *output_index = static_cast<int*>(std::malloc(sizeof(int)));
+    if (*input_index == nullptr || *output_index == nullptr) {
+        std::free(*input_index);
+        std::free(*output_index);
+        *input_index = *output_index = nullptr;
+        return 0;
+    }
+    **input_index = 0;
+    **output_index = 0;
+    return 1;
+}
+void ORT_API_CALL release_inplace(int* input_index, int* output_index) {
+    std::free(input_index);
+    std::free(output_index);
+}
+
+SimamOp make_op(ONNXTensorElementDataType element_type, simam_dtype dtype, bool on_cuda) {
+    SimamOp op{};  // every callback this file does not set stays null
+    op.version = ORT_API_VERSION;
+    op.GetName = op_name;
+    op.GetExecutionProviderType = op_provider;
+    op.GetInputType = op_type;
+    op.GetInputTypeCount = one;
+    op.GetOutputType = op_type;
+    op.GetOutputTypeCount = one;
+    op.KernelDestroy = destroy_kernel;
+    op.GetInputCharacteristic = required;
+    op.GetOutputCharacteristic = required;
+    op.GetInputMemoryType = default_memory;
+    op.GetVariadicInputMinArity = min_arity;
+    op.GetVariadicInputHomogeneity = homogeneous;
+    op.GetVariadicOutputMinArity = min_arity;
+    op.GetVariadicOutputHomogeneity = homogeneous;
+    op.CreateKernelV2 = create_kernel;
+    op.KernelComputeV2 = compute;
+    op.GetStartVersion = start_version;
+    op.GetEndVersion = end_version;
+    op.GetMayInplace = may_inplace;
+    op.ReleaseMayInplace = release_inplace;
+    op.element_type = element_type;
+    op.dtype = dtype;
+    op.on_cuda = on_cuda;
+    return op;
+}
+
+SimamOp g_ops[] = {
+    make_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, SIMAM_FLOAT32, false),
+    make_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, SIMAM_FLOAT16, false),
+    make_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, SIMAM_BFLOAT16, false),
+#ifdef SIMAM_HAVE_CUDA
+    make_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, SIMAM_FLOAT32, true),
+    make_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, SIMAM_FLOAT16, true),
+    make_op(ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, SIMAM_BFLOAT16, true),
+#endif
+};
+
+// ---- registration -------------------------------------------------------------------------------
+// The runtime is older than the headers: GetApi(ORT_API_VERSION) is null there, while version 1
+// (which has CreateStatus) exists in every release, so the refusal can still be a proper error.
+OrtStatus* refuse_old_runtime(const OrtApiBase* api_base) {
+    const OrtApi* oldest = api_base->GetApi(1);
+    if (oldest == nullptr) return nullptr;  // not a runtime we can even report to
+    const char* version = api_base->GetVersionString ? api_base->GetVersionString() : "unknown";
+    char message[400];
+    std::snprintf(message, sizeof message,
+                  "libsimam_ort_ops was built against ONNX Runtime API version %d (ONNX Runtime 1.%d) "
+                  "and needs ONNX Runtime >= 1.%d; this process runs ONNX Runtime %s. Upgrade it "
+                  "(pip install 'onnxruntime>=1.%d') or rebuild the library with that release's headers "
+                  "(-DONNXRUNTIME_ROOT=.../include).",
+                  ORT_API_VERSION, ORT_API_VERSION, ORT_API_VERSION, version, ORT_API_VERSION);
+    return oldest->CreateStatus(ORT_FAIL, message);
+}
+
+// One domain for the whole process, shared by every session that registers the library: the
+// domain must outlive all of them, and nothing tells us when the last one is gone.
+std::mutex g_domain_mutex;
+OrtCustomOpDomain* g_domain = nullptr;
+
+OrtStatus* shared_domain(OrtCustomOpDomain** out) {
+    std::lock_guard<std::mutex> lock(g_domain_mutex);
+    if (g_domain == nullptr) {
+        OrtCustomOpDomain* domain = nullptr;
+        SIMAM_ORT_RETURN_IF_ERROR(g_api->CreateCustomOpDomain(kDomain, &domain));
+        for (SimamOp& op : g_ops) {
+            OrtStatus* status = g_api->CustomOpDomain_Add(domain, &op);
+            if (status != nullptr) {
+                g_api->ReleaseCustomOpDomain(domain);
+                return status;
+            }
+        }
+        g_domain = domain;
+    }
+    *out = g_domain;
+    return nullptr;
+}
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL
+RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
+    if (api_base == nullptr) return nullptr;
+    const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+    if (api == nullptr) return refuse_old_runtime(api_base);
+    g_api = api;
+    OrtCustomOpDomain* domain = nullptr;
+    SIMAM_ORT_RETURN_IF_ERROR(shared_domain(&domain));
+    return api->AddCustomOpDomain(options, domain);
+}
