@@ -14,6 +14,7 @@ Examples:
   trtexec --onnx=r20-plugin.onnx --dynamicPlugins=$(simam-deploy libs --tensorrt)
   tritonserver --model-repository=models --backend-config=tensorrt,plugins=$(simam-deploy libs --tensorrt)
   simam-deploy libs --json -
+  ort.SessionOptions().register_custom_ops_library("$(simam-deploy libs --onnxruntime)")
 \b
 Prints one line per library: KIND PATH. With a kind option, only that path (nothing else, for $(...)).
 Exit codes: 0 ok, 2 a library asked for is not built (the message says how to build it)."""
@@ -38,7 +39,7 @@ def _kind_options(command: click.Command) -> click.Command:
     "--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), help="Write the list as JSON."
 )
 def libs(kinds: tuple[str, ...], json_path: str | None) -> None:
-    """Print the paths of simam-deploy's native libraries (the TensorRT plugin, ...)."""
+    """Print the paths of simam-deploy's native libraries (TensorRT plugin, ONNX Runtime op library)."""
     statuses = library_status(list(kinds) or None)
     if json_path is not None:
         write_json(

@@ -19,9 +19,16 @@ def _tensorrt_plugin() -> Path:
     return find_plugin_library().resolve()
 
 
+def _onnxruntime_ops() -> Path:
+    from simam_deploy.ort import library_path
+
+    return library_path().resolve()
+
+
 # kind -> finder. Order is the order `simam-deploy libs` prints.
 LIBRARIES: dict[str, Callable[[], Path]] = {
     "tensorrt": _tensorrt_plugin,
+    "onnxruntime": _onnxruntime_ops,
 }
 
 
