@@ -219,6 +219,7 @@ def _bench_exported_onnx(bench: TargetBenchmark, model: torch.nn.Module, shape) 
 # ---- file targets -----------------------------------------------------------------------------
 def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray]:
     from simam_deploy.export import parse_shape
+    from simam_deploy.parity import check_feed
 
     forced = parse_shape(input_shape) if input_shape is not None else None
     spec = runner.input_spec()
@@ -241,6 +242,7 @@ def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray
             if batch is not None:
                 shape = (batch, *shape[1:])
         inputs[name] = rng.standard_normal(shape).astype(np_dtype)
+    check_feed(spec, inputs, "--input-shape/--batch")  # the file's fixed axes, named, before ORT sees it
     return inputs
 
 
