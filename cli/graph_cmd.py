@@ -76,7 +76,10 @@ def fuse(source: Path, output: Path | None, json_path: str | None, atol: float, 
     _print_fuse_report(report, source, console)
     written = bool(report.fused or always_write) and output is not None and not dry_run
     payload = envelope(
-        "fuse", report.to_dict(), inputs={"onnx": source}, outputs={"onnx": output if written else None}
+        "fuse",
+        report.to_dict(),
+        inputs={"onnx": source},
+        outputs={"onnx": output if written else None, "json": json_path},
     )
     if not report.fused:
         console.print(f"no SimAM subgraph found in {source}" + ("" if always_write else "; nothing written"))
@@ -115,5 +118,10 @@ def unfuse(source: Path, output: Path, always_write: bool, json_path: str | None
     payload = {"simam_nodes_expanded": count if written else 0, "written": written}
     write_json(
         json_path,
-        envelope("unfuse", payload, inputs={"onnx": source}, outputs={"onnx": output if written else None}),
+        envelope(
+            "unfuse",
+            payload,
+            inputs={"onnx": source},
+            outputs={"onnx": output if written else None, "json": json_path},
+        ),
     )

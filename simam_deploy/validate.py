@@ -53,7 +53,8 @@ def resolve_input_shape(
             dims.append(0)
     if unknown:
         raise InputError(
-            f"the model's input ({describe_dims(spec_shape)}) has dynamic axis {' and '.join(unknown)} and "
+            f"the model's input ({describe_dims(spec_shape)}) has dynamic "
+            f"{'axes' if len(unknown) > 1 else 'axis'} {' and '.join(unknown)} and "
             f"{reference} is not a zoo model, so the size to test is unknown",
             "give the shape to test with --input-shape NxCxHxW",
         )

@@ -85,27 +85,25 @@ def save_json(path: str | Path, payload: dict) -> Path:
     return out
 
 
-def _bar_plot(
-    path: str | Path,
+def bar_figure(
     groups: list[str],
     series: dict[str, list[float]],
     ylabel: str,
     title: str,
     spread: dict[str, list[tuple[float, float]]] | None = None,
-) -> Path:
+):
     """Grouped bars with their value printed on top and, where given, a (low, high) spread whisker."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = check_output_path(path)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2), 4.4))
     width = 0.8 / max(1, len(series))
     for i, (name, values) in enumerate(series.items()):
         yerr = None
-        if spread and name in spread:
-            lows, highs = zip(*spread[name], strict=True) if spread[name] else ((), ())
+        if spread and spread.get(name):
+            lows, highs = zip(*spread[name], strict=True)
             yerr = [
                 [max(0.0, v - lo) for v, lo in zip(values, lows, strict=True)],
                 [max(0.0, hi - v) for v, hi in zip(values, highs, strict=True)],
@@ -122,12 +120,51 @@ def _bar_plot(
     ax.margins(y=0.15)  # room for the value labels
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def _bar_plot(
+    path: str | Path,
+    groups: list[str],
+    series: dict[str, list[float]],
+    ylabel: str,
+    title: str,
+    spread: dict[str, list[tuple[float, float]]] | None = None,
+) -> Path:
+    import matplotlib.pyplot as plt
+
+    out = check_output_path(path)
+    fig = bar_figure(groups, series, ylabel, title, spread)
     try:
         with atomic_output(out, suffix=".png") as tmp:
             fig.savefig(tmp, format="png", dpi=120)
     finally:
         plt.close(fig)
     return out
+
+
+def kernel_plot_data(bench: KernelBenchmark) -> tuple[list[str], dict, dict]:
+    """(groups, series of GB/s, p10-p90 spread) of the kernel plot."""
+    cases = list(dict.fromkeys((_shape(r.shape), r.dtype) for r in bench.rows))
+    impls = list(dict.fromkeys(r.impl for r in bench.rows))
+    rows = {(_shape(r.shape), r.dtype, r.impl): r for r in bench.rows}
+    series: dict[str, list[float]] = {}
+    spread: dict[str, list[tuple[float, float]]] = {}
+    for impl in impls:
+        found = [rows.get((s, d, impl)) for s, d in cases]
+        series[impl] = [r.gb_per_s if r else 0.0 for r in found]
+        spread[impl] = [_bandwidth_spread(r) for r in found]
+    if bench.copies:
+        copies = {(_shape(c.shape), c.dtype): c.gb_per_s for c in bench.copies}
+        series["d2d copy"] = [copies.get(case, 0.0) for case in cases]
+    return [f"{s}\n{d}" for s, d in cases], series, spread
+
+
+def target_plot_data(bench: TargetBenchmark) -> tuple[list[str], dict, dict]:
+    """(backends, series of median ms, p10-p90 spread) of the target plot."""
+    series = {"p50 ms": [r.stats.p50_ms for r in bench.results]}
+    spread = {"p50 ms": [(r.stats.p10_ms, r.stats.p90_ms) for r in bench.results]}
+    return [r.backend for r in bench.results], series, spread
 
 
 def _batches(shapes) -> str:
@@ -159,22 +196,9 @@ def dtype_label(dtype: str) -> str:
 def plot_kernel(bench: KernelBenchmark, path: str | Path) -> Path:
     """Bars of effective bandwidth (GB/s) per case and implementation (plus the copy on GPU);
     whiskers from the p90 time (lower bandwidth) to the p10 time (higher bandwidth)."""
-    cases = list(dict.fromkeys((_shape(r.shape), r.dtype) for r in bench.rows))
-    impls = list(dict.fromkeys(r.impl for r in bench.rows))
-    rows = {(_shape(r.shape), r.dtype, r.impl): r for r in bench.rows}
-    series: dict[str, list[float]] = {}
-    spread: dict[str, list[tuple[float, float]]] = {}
-    for impl in impls:
-        found = [rows.get((s, d, impl)) for s, d in cases]
-        series[impl] = [r.gb_per_s if r else 0.0 for r in found]
-        spread[impl] = [_bandwidth_spread(r) for r in found]
-    if bench.copies:
-        copies = {(_shape(c.shape), c.dtype): c.gb_per_s for c in bench.copies}
-        series["d2d copy"] = [copies.get(case, 0.0) for case in cases]
-    groups = [f"{s}\n{d}" for s, d in cases]
-    return _bar_plot(
-        path, groups, series, "effective GB/s (read x + write y)", kernel_plot_title(bench), spread
-    )
+    groups, series, spread = kernel_plot_data(bench)
+    ylabel = "effective GB/s (read x + write y)"
+    return _bar_plot(path, groups, series, ylabel, kernel_plot_title(bench), spread)
 
 
 def _bandwidth_spread(row) -> tuple[float, float]:
@@ -186,8 +210,5 @@ def _bandwidth_spread(row) -> tuple[float, float]:
 
 def plot_targets(bench: TargetBenchmark, path: str | Path) -> Path:
     """Bars of median latency per backend, whiskers from p10 to p90."""
-    series = {"p50 ms": [r.stats.p50_ms for r in bench.results]}
-    spread = {"p50 ms": [(r.stats.p10_ms, r.stats.p90_ms) for r in bench.results]}
-    return _bar_plot(
-        path, [r.backend for r in bench.results], series, "latency (ms)", target_plot_title(bench), spread
-    )
+    groups, series, spread = target_plot_data(bench)
+    return _bar_plot(path, groups, series, "latency (ms)", target_plot_title(bench), spread)
