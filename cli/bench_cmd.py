@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import click
 
-from simam_deploy.cli.common import console, err_console
+from simam_deploy.cli.common import (
+    check_outputs,
+    dtype_name,
+    envelope,
+    err_console,
+    human_console,
+    write_json,
+)
 
 EPILOG = """\b
 Two modes:
@@ -25,6 +32,7 @@ Examples:
   simam-deploy bench r20.onnx --input-shape 64x3x32x32
   simam-deploy bench r50.engine --cuda-graph --iters 500
   simam-deploy bench r20.engine --reference cifar-resnet20 --compare tensorrt,eager,fused,onnxruntime
+  simam-deploy bench cifar-resnet20 --json - | jq .results    # schema simam-deploy/bench/v1
 
 \b
 Defaults: --warmup 20 / --iters 200 on cuda, 3 / 15 on cpu (kernel mode) and 5 / 50 (targets).
@@ -69,8 +77,13 @@ Exit codes: 0 ok, 2 usage or input error.
 @click.option(
     "--cuda-graph", is_flag=True, help="Replay a CUDA graph (TensorRT engines whose runner supports it)."
 )
-@click.option("--json", "json_path", metavar="FILE", help="Write the results as JSON.")
-@click.option("--plot", "plot_path", metavar="FILE.png", help="Write a bar plot (matplotlib).")
+@click.option("--json", "json_path", metavar="FILE", help="Write the results as JSON ('-' = stdout).")
+@click.option(
+    "--plot",
+    "plot_path",
+    metavar="FILE.png",
+    help="Write a bar plot (matplotlib): medians, p10-p90 whiskers.",
+)
 def bench(
     target, kernel, shapes, dtypes, device, warmup, iters, compare, batch, input_shape, checkpoint,
     reference, cuda_graph, json_path, plot_path,
@@ -85,9 +98,10 @@ def bench(
         raise InputError(
             "give either --kernel or a TARGET (not both, not neither)", "see simam-deploy bench --help"
         )
+    _check_arguments(target, checkpoint, reference, json_path, plot_path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     on_gpu = device == "cuda"
-    progress = None if json_path == "-" else (lambda msg: err_console.print(f"[dim]{msg}[/dim]"))
+    progress = lambda msg: err_console.print(f"[dim]{msg}[/dim]")  # noqa: E731  (stderr: never mixes with JSON)
     compared = [c.strip() for c in compare.split(",") if c.strip()] if compare else None
     if kernel:
         from simam_deploy.bench.kernel import (
@@ -128,13 +142,35 @@ def bench(
             progress=progress,
         )
         table, plot = report.targets_table(result), report.plot_targets
-    if json_path == "-":
-        click.echo(report.to_json_text(result.to_dict()), nl=False)
-    else:
-        console.print(table)
-        for note in result.notes:
-            console.print(f"note: {note}")
-        if json_path:
-            report.save_json(json_path, result.to_dict())
+    payload = result.to_dict()
+    payload["mode"] = "kernel" if kernel else "target"
+    if "dtype" in payload:
+        payload["dtype"] = dtype_name(payload["dtype"])
+    inputs = {"target": target, "checkpoint": checkpoint, "reference": reference}
+    write_json(
+        json_path, envelope("bench", payload, inputs=inputs, outputs={"json": json_path, "plot": plot_path})
+    )
+    out = human_console(json_path)
+    out.print(table)
+    for note in result.notes:
+        out.print(f"note: {note}")
     if plot_path:
         plot(result, plot_path)
+
+
+def _check_arguments(target, checkpoint, reference, json_path, plot_path) -> None:
+    """Blame the right thing first (an unknown model, a missing file), and check every output path
+    against the inputs and each other, before minutes of timing."""
+    from simam_deploy.bench.targets import target_kind
+    from simam_deploy.errors import InputError
+    from simam_deploy.zoo import check_model_spec
+
+    if target and target_kind(target) == "model":
+        check_model_spec(target)
+    if reference:
+        check_model_spec(reference)
+    if plot_path == "-":
+        raise InputError("--plot - is not supported: a PNG is binary", "give a file name: --plot bench.png")
+    file_target = target if target and target_kind(target) != "model" else None
+    model_files = [m.rpartition(":")[0] for m in (target, reference) if m and ":" in m]
+    check_outputs({"--json": json_path, "--plot": plot_path}, [file_target, checkpoint, *model_files])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from simam_deploy.cli.common import console, write_json
+from simam_deploy.cli.common import check_outputs, envelope, human_console, write_json
 
 EPILOG = """\b
 Examples:
@@ -84,6 +84,11 @@ def build(
     """Build a TensorRT engine from ONNX_FILE; its SimAM nodes run as the SimAM plugin."""
     from simam_deploy.tensorrt import build_engine
 
+    # The timing cache is read and rewritten: an output that must not collide with -o, --json or an input.
+    check_outputs(
+        {"-o": output, "--json": json_path, "--timing-cache": timing_cache}, [onnx_file, plugin_lib]
+    )
+    console = human_console(json_path)
     report = build_engine(
         onnx_file,
         output,
@@ -108,4 +113,12 @@ def build(
         f"  {report.simam_plugin_layers}/{report.simam_nodes} SimAM nodes -> SimAM plugin layers "
         f"({report.layers} layers), plugin {report.plugin_library}{embedded}"
     )
-    write_json(json_path, report.to_dict())
+    write_json(
+        json_path,
+        envelope(
+            "build",
+            report.to_dict(),
+            inputs={"onnx": onnx_file, "plugin_lib": plugin_lib},
+            outputs={"engine": output, "json": json_path, "timing_cache": timing_cache},
+        ),
+    )

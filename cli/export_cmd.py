@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from simam_deploy.cli.common import console, write_json
+from simam_deploy.cli.common import check_outputs, envelope, human_console, write_json
 from simam_deploy.export import DEFAULT_OPSET, DYNAMIC_CHOICES, MAX_OPSET, MIN_OPSET, MODES, export_onnx
 from simam_deploy.zoo import build_model, default_input_shape
 
@@ -58,6 +58,11 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
     named after the module they come from (/layer1/0/conv2/simam/Sigmoid) so a viewer shows
     where each SimAM sits.
     """
+    model_file = model.rpartition(":")[0] if ":" in model else None
+    check_outputs({"-o": output, "--json": json_path}, [checkpoint, model_file])
+    if output == "-":
+        raise click.UsageError("-o - is not supported: ONNX is binary; give a file name", param_hint="-o")
+    console = human_console(json_path)
     net, ckpt_report = build_model(model, checkpoint)
     shape = input_shape or default_input_shape(model)
     if shape is None:
@@ -74,11 +79,14 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
             input_shape=shape,
             dynamic=dynamic,
             exporter=exporter,
-            inputs_to_protect=(checkpoint,) if checkpoint else (),
+            inputs_to_protect=tuple(p for p in (checkpoint, model_file) if p),
         )
-    if json_path == "-":
-        write_json("-", report.to_dict())
-        return
+    payload = envelope(
+        "export",
+        report.to_dict(),
+        inputs={"model": model, "checkpoint": checkpoint},
+        outputs={"onnx": output, "json": json_path},
+    )
     table = Table(show_header=True, title=f"{len(report.simam_modules)} SimAM modules found")
     for col in ("module", "e_lambda", "variance", "input"):
         table.add_column(col)
@@ -92,4 +100,4 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
         f"{extra}; {report.exporter} exporter, opset {report.opset}, dynamic {report.dynamic}) "
         f"in {report.seconds:.1f} s"
     )
-    write_json(json_path, report.to_dict())
+    write_json(json_path, payload)

@@ -6,13 +6,26 @@ dependency is missing (TensorRT) cannot break the others.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
+import traceback
 
 import click
 
 from simam_deploy import __version__
-from simam_deploy.errors import SimamDeployError
+from simam_deploy.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    SimamDeployError,
+    Terminated,
+)
+from simam_deploy.fileio import cleanup_temporaries
 
 # name -> "module:attribute" under simam_deploy.cli
 COMMANDS: dict[str, str] = {
@@ -68,8 +81,11 @@ Typical path:
   simam-deploy validate r20.onnx --reference cifar-resnet20
   simam-deploy fuse r20.onnx -o r20-plugin.onnx
   simam-deploy build r20-plugin.onnx -o r20.engine --fp16
-  simam-deploy bench r20.engine --compare torch,onnxruntime
-Exit codes: 0 ok, 1 a check failed (parity), 2 usage or input error.""",
+  simam-deploy bench r20.engine --reference cifar-resnet20 --compare tensorrt,eager,onnxruntime
+\b
+Exit codes: 0 ok, 1 a check failed (parity), 2 usage or input error (also an output that cannot be
+written), 3 internal error (a bug: traceback printed), 130 Ctrl-C, 143 SIGTERM.
+`--json -` writes the report to stdout. Details: docs/cli-contract.md.""",
 )
 @click.version_option(__version__, prog_name="simam-deploy")
 def cli() -> None:
@@ -77,22 +93,66 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the command line and exit with the documented code (see docs/cli-contract.md)."""
+    previous = _install_sigterm_handler()
+    try:
+        code = _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    sys.exit(code)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _install_sigterm_handler():
+    """SIGTERM unwinds like Ctrl-C, so atomic writes remove their temporary files."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _run(argv: list[str] | None) -> int:
+    """The one top-level handler: known error classes become a message and an exit code; anything
+    else is a bug and is shown as one (traceback, exit 3), never dressed up as a user error."""
     try:
         rv = cli.main(args=argv, prog_name="simam-deploy", standalone_mode=False)
-        sys.exit(rv if isinstance(rv, int) else 0)
-    except click.exceptions.Abort:
+        return rv if isinstance(rv, int) else 0
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        cleanup_temporaries()
         click.echo("aborted", err=True)
-        sys.exit(130)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        cleanup_temporaries()
+        click.echo("terminated (SIGTERM); no partial output left behind", err=True)
+        return EXIT_TERMINATED
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return EXIT_USAGE
     except SimamDeployError as exc:
         click.secho(f"error: {exc.message}", fg="red", err=True)
         if exc.hint:
             click.echo(f"  fix: {exc.hint}", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    except BrokenPipeError:
+        # `simam-deploy ... --json - | head`: the reader left; not an error of ours.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception:
+        traceback.print_exc()
+        click.echo(
+            "internal error: this is a bug in simam-deploy, not a problem with your input; "
+            "please report it with the traceback above",
+            err=True,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

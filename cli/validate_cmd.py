@@ -3,14 +3,18 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from simam_deploy.cli.common import console, write_json
+from simam_deploy.cli.common import check_outputs, envelope, human_console, progress, write_json
+from simam_deploy.errors import InputError
 from simam_deploy.export import parse_shape
 from simam_deploy.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, RunResult
 
 EPILOG = f"""\b
 Defaults fit FP32 (atol {DEFAULT_ATOL:g}, rtol {DEFAULT_RTOL:g}: an element passes when
-|target - reference| <= atol + rtol*|reference|). For FP16 engines use e.g. --atol 1e-2 --rtol 1e-2.
-Exit codes: 0 parity holds, 1 mismatch, 2 usage or input error.
+|target - reference| <= atol + rtol*|reference|; the verdict prints how much of that margin the
+worst element uses). For FP16 engines use e.g. --atol 1e-2 --rtol 1e-2.
+NaN or Inf in either side's outputs fails the check (with the count and where) unless
+--allow-nonfinite; top-1 agreement counts only rows that are finite on both sides.
+Exit codes: 0 parity holds, 1 mismatch (or NaN/Inf), 2 usage or input error.
 
 \b
 Examples:
@@ -41,20 +45,26 @@ Examples:
     "--input-shape", metavar="NxCxHxW", help="Shape for random inputs [default: from the file / zoo]."
 )
 @click.option("--plugin-lib", metavar="PATH", help="TensorRT plugin library (engines only).")
+@click.option(
+    "--allow-nonfinite",
+    is_flag=True,
+    help="Expect NaN/Inf: they pass when both sides have them in the same places.",
+)
 @click.option("--json", "json_path", metavar="FILE", help="Write the report as JSON ('-' = stdout).")
 def validate(
-    target, reference, checkpoint, atol, rtol, inputs, seeds, input_shape, plugin_lib, json_path
-) -> None:
+    target, reference, checkpoint, atol, rtol, inputs, seeds, input_shape, plugin_lib, allow_nonfinite,
+    json_path,
+) -> None:  # fmt: skip
     """Run TARGET (.onnx in ONNX Runtime, .engine in TensorRT) and the PyTorch reference on the same
     inputs and report, per output: max abs / max rel / mean error, the fraction outside tolerance,
     NaN/Inf counts and top-1 agreement for classifiers."""
     from simam_deploy.validate import validate as run_validate
 
-    try:
-        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
-    except ValueError:
-        raise click.BadParameter("seeds must be integers, e.g. 0,1,2", param_hint="--seeds") from None
-    quiet = json_path == "-"
+    seed_list = _parse_seeds(seeds)
+    npz = None if inputs == "random" else inputs
+    check_outputs({"--json": json_path}, [target, checkpoint, npz, plugin_lib])
+    shape = parse_shape(input_shape) if input_shape else None
+    out = human_console(json_path)
     table = _make_table()
 
     def on_run(run: RunResult) -> None:
@@ -67,8 +77,8 @@ def validate(
                 f"{s.max_rel:.3g}",
                 f"{s.mean_abs:.3g}",
                 f"{s.frac_outside:.2%}",
-                "-" if s.top1_agreement is None else f"{s.top1_agreement:.0%}",
-                f"{s.nan_target}/{s.inf_target}",
+                "-" if s.top1_agreement is None else f"{s.top1_agreement:.0%} of {s.top1_rows}",
+                f"{s.nan_target}/{s.inf_target} | {s.nan_reference}/{s.inf_reference}",
                 "[green]ok[/green]" if s.passed else "[red]FAIL[/red]",
             )
 
@@ -78,17 +88,39 @@ def validate(
         checkpoint=checkpoint,
         atol=atol,
         rtol=rtol,
-        inputs=None if inputs == "random" else inputs,
+        inputs=npz,
         seeds=seed_list,
-        input_shape=parse_shape(input_shape) if input_shape else None,
+        input_shape=shape,
         plugin_lib=plugin_lib,
         on_run=on_run,
+        allow_nonfinite=allow_nonfinite,
+        on_start=lambda i, n, what: progress(f"run {i + 1}/{n}: {what}"),
     )
-    write_json(json_path, report.to_dict())
-    if not quiet:
-        console.print(table)
-        _print_verdict(report)
+    write_json(
+        json_path,
+        envelope(
+            "validate",
+            report.to_dict(),
+            inputs={"target": target, "reference": reference, "checkpoint": checkpoint, "inputs": npz},
+            outputs={"json": json_path},
+        ),
+    )
+    out.print(table)
+    _print_nonfinite(out, report)
+    _print_verdict(out, report)
     raise SystemExit(0 if report.passed else 1)
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise InputError(f"--seeds {text!r}: seeds must be integers", "e.g. --seeds 0,1,2") from None
+    if not seeds:
+        raise InputError("--seeds is empty", "give at least one seed, e.g. --seeds 0,1,2")
+    if any(s < 0 for s in seeds):
+        raise InputError(f"--seeds {text!r}: seeds must be >= 0", "e.g. --seeds 0,1,2")
+    return seeds
 
 
 def _make_table() -> Table:
@@ -102,19 +134,31 @@ def _make_table() -> Table:
         "mean abs",
         "outside tol",
         "top-1",
-        "NaN/Inf",
+        "NaN/Inf target | ref",
         "",
     ):
         table.add_column(col)
     return table
 
 
-def _print_verdict(report: ParityReport) -> None:
+def _print_nonfinite(out, report: ParityReport) -> None:
+    for run in report.runs:
+        for name, s in run.outputs.items():
+            for where in s.nonfinite_where:
+                label = "file" if run.seed is None else f"seed {run.seed}"
+                out.print(f"[yellow]non-finite[/yellow] {label}, output {name}: {where}")
+    if report.worst()["nonfinite"] and not report.allow_nonfinite:
+        out.print("NaN/Inf fail the check; pass --allow-nonfinite if you expect them (same places)")
+
+
+def _print_verdict(out, report: ParityReport) -> None:
     worst = report.worst()
     verdict = "[green]PASS[/green]" if report.passed else "[red]FAIL[/red]"
-    console.print(
+    used = worst["tolerance_used"]
+    out.print(
         f"{verdict} {report.target} ({report.target_backend}) vs {report.reference}: "
-        f"{len(report.runs)} runs, "
-        f"max abs {worst['max_abs']:.3g}, max rel {worst['max_rel']:.3g} "
-        f"(atol {report.atol:g}, rtol {report.rtol:g})"
+        f"{len(report.runs)} run(s); the worst element uses {used:.1%} of its allowed error "
+        f"|t-r| <= atol + rtol*|r| (atol {report.atol:g}, rtol {report.rtol:g}; pass <= 100%); "
+        f"max abs {worst['max_abs']:.3g}, max rel {worst['max_rel']:.3g}"
+        + (f", {worst['nonfinite']} NaN/Inf" if worst["nonfinite"] else "")
     )

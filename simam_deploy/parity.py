@@ -3,8 +3,14 @@ inputs and compare every output.
 
 Metrics per output: max |a-b|, max relative error |a-b|/|b| over elements with |b| > 1e-6, mean
 |a-b|, the fraction of elements outside ``|a-b| <= atol + rtol*|b|`` (numpy.isclose), NaN/Inf
-counts on each side, and top-1 agreement for classifier outputs (2-D [N, classes]).
-A run passes when no element is outside tolerance and NaN/Inf appear in the same places.
+counts on each side, and top-1 agreement for classifier outputs (2-D [N, classes]) over the rows
+that are finite on both sides.
+
+NaN policy: a NaN or Inf anywhere in the target's or the reference's outputs fails the run, with
+the count and the first positions, unless ``allow_nonfinite`` says the user expects them; then they
+must appear in the same places (and Infs with the same sign) on both sides.
+A run passes when, in addition, every finite element satisfies ``|t-r| <= atol + rtol*|r|``;
+``tolerance_used`` is the largest ``|t-r| / (atol + rtol*|r|)``: at most 1 means pass.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ class OutputStats:
     inf_reference: int
     top1_agreement: float | None
     passed: bool
+    tolerance_used: float = 0.0
+    top1_rows: int = 0
+    nonfinite_where: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -59,6 +68,7 @@ class ParityReport:
     rtol: float
     runs: list[RunResult] = field(default_factory=list)
     target_backend: str = ""
+    allow_nonfinite: bool = False
 
     @property
     def passed(self) -> bool:
@@ -68,6 +78,8 @@ class ParityReport:
         stats = [o for r in self.runs for o in r.outputs.values()]
         top1 = [o.top1_agreement for o in stats if o.top1_agreement is not None]
         return {
+            "tolerance_used": max((o.tolerance_used for o in stats), default=0.0),
+            "nonfinite": sum(o.nan_target + o.inf_target + o.nan_reference + o.inf_reference for o in stats),
             "max_abs": max((o.max_abs for o in stats), default=0.0),
             "max_rel": max((o.max_rel for o in stats), default=0.0),
             "frac_outside": max((o.frac_outside for o in stats), default=0.0),
@@ -81,8 +93,8 @@ class ParityReport:
             "target": self.target,
             "target_backend": self.target_backend,
             "reference": self.reference,
-            "tolerance": {"atol": self.atol, "rtol": self.rtol},
-            "summary": self.worst(),
+            "tolerance": {"atol": self.atol, "rtol": self.rtol, "allow_nonfinite": self.allow_nonfinite},
+            "summary": _finite(self.worst()),
             "runs": [
                 {
                     "seed": r.seed,
@@ -100,7 +112,51 @@ def _finite(d: dict) -> dict:
     return {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def compare_arrays(target: np.ndarray, reference: np.ndarray, atol: float, rtol: float) -> OutputStats:
+def _where(mask: np.ndarray, label: str, limit: int = 3) -> str:
+    """'5 NaN in target at [0, 3], [0, 7], ...': count and the first positions."""
+    idx = np.argwhere(mask)[:limit]
+    shown = ", ".join(str(list(map(int, i))) for i in idx)
+    more = ", ..." if mask.sum() > limit else ""
+    return f"{int(mask.sum())} {label} at {shown}{more}"
+
+
+def _nonfinite_where(nan_a, inf_a, nan_b, inf_b) -> list[str]:
+    parts = []
+    for mask, label in (
+        (nan_a, "NaN in target"),
+        (inf_a, "Inf in target"),
+        (nan_b, "NaN in reference"),
+        (inf_b, "Inf in reference"),
+    ):
+        if mask.any():
+            parts.append(_where(mask, label))
+    return parts
+
+
+def _top1(a: np.ndarray, b: np.ndarray) -> tuple[float | None, int]:
+    """Top-1 agreement over the rows finite on both sides (a NaN row has no argmax)."""
+    if a.ndim != 2 or a.shape[1] < 2:
+        return None, 0
+    rows = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    if not rows.any():
+        return None, 0
+    agree = np.argmax(a[rows], 1) == np.argmax(b[rows], 1)
+    return float(np.mean(agree)), int(rows.sum())
+
+
+def tolerance_used(diff: np.ndarray, ref_abs: np.ndarray, atol: float, rtol: float) -> float:
+    """max |t-r| / (atol + rtol*|r|) over finite elements: <= 1 is inside the combined rule."""
+    if diff.size == 0:
+        return 0.0
+    allowed = atol + rtol * ref_abs
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(allowed > 0, diff / np.where(allowed > 0, allowed, 1), np.where(diff > 0, np.inf, 0))
+    return float(ratio.max())
+
+
+def compare_arrays(
+    target: np.ndarray, reference: np.ndarray, atol: float, rtol: float, allow_nonfinite: bool = False
+) -> OutputStats:
     if target.shape != reference.shape:
         raise InputError(f"output shapes differ: target {target.shape} vs reference {reference.shape}")
     a = target.astype(np.float64)
@@ -111,13 +167,12 @@ def compare_arrays(target: np.ndarray, reference: np.ndarray, atol: float, rtol:
         np.array_equal(nan_a, nan_b) and np.array_equal(inf_a, inf_b) and np.array_equal(a[inf_a], b[inf_b])
     )
     finite = np.isfinite(a) & np.isfinite(b)
-    diff = np.abs(a - b)[finite]
+    diff = np.abs(a[finite] - b[finite])
     ref_abs = np.abs(b)[finite]
     outside = ~np.isclose(a, b, atol=atol, rtol=rtol, equal_nan=True)
     rel_mask = ref_abs > 1e-6
-    top1 = None
-    if a.ndim == 2 and a.shape[1] > 1:
-        top1 = float(np.mean(np.argmax(np.nan_to_num(a), 1) == np.argmax(np.nan_to_num(b), 1)))
+    top1, top1_rows = _top1(a, b)
+    where = _nonfinite_where(nan_a, inf_a, nan_b, inf_b)
     stats = OutputStats(
         max_abs=float(diff.max()) if diff.size else 0.0,
         max_rel=float((diff[rel_mask] / ref_abs[rel_mask]).max()) if rel_mask.any() else 0.0,
@@ -130,9 +185,61 @@ def compare_arrays(target: np.ndarray, reference: np.ndarray, atol: float, rtol:
         inf_reference=int(inf_b.sum()),
         top1_agreement=top1,
         passed=False,
+        tolerance_used=tolerance_used(diff, ref_abs, atol, rtol),
+        top1_rows=top1_rows,
+        nonfinite_where=where,
     )
-    stats.passed = bool(special_match and not outside.any())
+    nonfinite_ok = not where or (allow_nonfinite and special_match)
+    stats.passed = bool(nonfinite_ok and special_match and not outside.any())
     return stats
+
+
+def check_feed(
+    spec: list[tuple[str, tuple[int | str | None, ...], np.dtype]],
+    feed: dict[str, np.ndarray],
+    source: str,
+) -> None:
+    """Refuse inputs the model cannot take (rank, fixed dims, dtype) with the axis named, before any run."""
+    for name, dims, dtype in spec:
+        if name not in feed:
+            continue
+        arr = feed[name]
+        if arr.ndim != len(dims):
+            raise InputError(
+                f"{source}: input '{name}' has rank {arr.ndim} (shape {_fmt(arr.shape)}); the model wants "
+                f"rank {len(dims)} ({describe_dims(dims)})",
+                "give an array of the model's shape, e.g. NxCxHxW",
+            )
+        for axis, (want, got) in enumerate(zip(dims, arr.shape, strict=True)):
+            if isinstance(want, int) and want > 0 and want != got:
+                raise InputError(
+                    f"{source}: input '{name}' axis {axis_name(axis, len(dims))} is {got}, but the model "
+                    f"fixes it to {want} (model input {describe_dims(dims)})",
+                    f"use size {want} on that axis, or export the model with that axis dynamic",
+                )
+        if np.dtype(arr.dtype) != np.dtype(dtype):
+            raise InputError(
+                f"{source}: input '{name}' is {arr.dtype}; the model wants {np.dtype(dtype).name}",
+                f"convert it, e.g. numpy.savez(f, {name}=x.astype(numpy.{np.dtype(dtype).name}))",
+            )
+
+
+def axis_name(axis: int, rank: int) -> str:
+    """'1 (C)': NCHW letters for rank-4 inputs, the index otherwise."""
+    letters = "NCHW" if rank == 4 else ""
+    return f"{axis} ({letters[axis]})" if letters else str(axis)
+
+
+def describe_dims(dims: tuple[int | str | None, ...]) -> str:
+    """'N(dynamic)x3x32x32': fixed sizes as numbers, dynamic axes by letter, never a symbol like s77."""
+    letters = "NCHW" if len(dims) == 4 else "?" * len(dims)
+    return "x".join(
+        str(d) if isinstance(d, int) and d > 0 else f"{letters[i]}(dynamic)" for i, d in enumerate(dims)
+    )
+
+
+def _fmt(shape) -> str:
+    return "x".join(map(str, shape))
 
 
 def load_inputs_npz(path: str | Path, input_names: list[str]) -> dict[str, np.ndarray]:
@@ -184,11 +291,17 @@ def check_parity(
     target_label: str = "",
     reference_label: str = "",
     on_run: Callable[[RunResult], None] | None = None,
+    allow_nonfinite: bool = False,
+    on_start: Callable[[int, int, str], None] | None = None,
 ) -> ParityReport:
-    """Run both sides on the same inputs and compare every output by position."""
+    """Run both sides on the same inputs and compare every output by position.
+
+    ``on_start(i, n, description)`` is called before each of the ``n`` runs (progress)."""
     if atol < 0 or rtol < 0 or not (math.isfinite(atol) and math.isfinite(rtol)):
         raise InputError("--atol and --rtol must be finite and >= 0")
-    report = ParityReport(target_label, reference_label, atol, rtol, target_backend=target.name)
+    report = ParityReport(
+        target_label, reference_label, atol, rtol, target_backend=target.name, allow_nonfinite=allow_nonfinite
+    )
     spec = target.input_spec()
     cases: list[tuple[int | None, dict[str, np.ndarray]]] = []
     if inputs is not None:
@@ -199,13 +312,17 @@ def check_parity(
                 rng = np.random.default_rng(seed)
                 feed = {name: rng.standard_normal(shape).astype(dtype) for name, _, dtype in spec}
                 cases.append((seed, feed))
-    for seed, feed in cases:
+    for i, (seed, feed) in enumerate(cases):
+        check_feed(spec, feed, "inputs file" if seed is None else f"seed {seed}")
+        if on_start:
+            shape_text = ", ".join(_fmt(v.shape) for v in feed.values())
+            on_start(i, len(cases), f"{'file' if seed is None else f'seed {seed}'}, input {shape_text}")
         names = zip(reference.input_names, spec, strict=False)
         ref_feed = {ref_name: feed[name] for ref_name, (name, _, _) in names}
         got = target.infer(feed)
         want = reference.infer(ref_feed)
         outputs = {
-            t_name: compare_arrays(got[t_name], want[r_name], atol, rtol)
+            t_name: compare_arrays(got[t_name], want[r_name], atol, rtol, allow_nonfinite)
             for t_name, r_name in zip(target.output_names, reference.output_names, strict=False)
         }
         result = RunResult(seed, {k: list(v.shape) for k, v in feed.items()}, outputs)

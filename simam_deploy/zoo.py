@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,35 +74,65 @@ def build_model(
     return model.eval(), report
 
 
+def check_model_spec(spec: str) -> None:
+    """Refuse an unknown model name before any other check (so the error blames the name)."""
+    if spec in ZOO or ":" in spec:
+        return
+    raise InputError(
+        f"unknown model '{spec}'",
+        f"known models: {', '.join(ZOO)}; or give your own as package.module:callable "
+        "or path/to/file.py:callable",
+    )
+
+
 def _instantiate(spec: str) -> nn.Module:
     entry = ZOO.get(spec)
     if entry is not None:
         return entry.builder()
-    if ":" not in spec:
-        raise InputError(
-            f"unknown model '{spec}'",
-            f"known models: {', '.join(ZOO)}; or give your own as package.module:callable "
-            "or path/to/file.py:callable",
-        )
+    check_model_spec(spec)
     target, _, attr = spec.rpartition(":")
     factory = getattr(_import_target(target), attr, None)
     if factory is None or not callable(factory):
         raise InputError(f"'{attr}' is not a callable in {target}", "check the name after the ':'")
-    model = factory()
+    _check_no_required_arguments(spec, factory)
+    try:
+        model = factory()
+    except Exception as exc:  # the user's code failed: report it as theirs, with its own message
+        raise InputError(
+            f"the model factory {spec} raised {type(exc).__name__}: {_first_line(exc)}",
+            "fix the factory so that calling it with no arguments returns an nn.Module",
+        ) from exc
     if not isinstance(model, nn.Module):
         raise InputError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def _check_no_required_arguments(spec: str, factory) -> None:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # builtins without a signature: just try the call
+        return
+    required = [
+        name
+        for name, p in signature.parameters.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if required:
+        raise InputError(
+            f"the model factory {spec} needs arguments ({', '.join(required)}); it is called with none",
+            "wrap it: def build(): return your_factory(...) and pass file.py:build",
+        )
+
+
 def _import_target(target: str):
     if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            raise InputError(f"model file {path} does not exist")
-        mod_spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
-        return module
+        return _import_file(Path(target))
     try:
         return importlib.import_module(target)
     except ImportError as exc:
@@ -108,6 +140,27 @@ def _import_target(target: str):
             f"cannot import module '{target}': {exc}",
             "make sure it is importable (installed, or its folder on PYTHONPATH)",
         ) from exc
+
+
+def _import_file(path: Path):
+    """Import ``path`` as a module with its folder on sys.path, so it can import its siblings."""
+    if not path.is_file():
+        raise InputError(f"model file {path} does not exist")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+    if mod_spec is None or mod_spec.loader is None:
+        raise InputError(f"cannot load {path} as a Python module", "give a .py file")
+    module = importlib.util.module_from_spec(mod_spec)
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file failed to import: its error, with where it happened
+        raise InputError(
+            f"importing {path} failed: {type(exc).__name__}: {_first_line(exc)}",
+            "run `python " + str(path) + "` to see the full error",
+        ) from exc
+    return module
 
 
 def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], CheckpointReport]:

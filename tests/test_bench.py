@@ -182,7 +182,7 @@ def test_cli_json_to_stdout_is_parseable(capsys):
         (["bench", "--kernel", "--shape", "1x2x4x4", "--device", "cpu", "--iters", "0"], "timed iterations"),
         (["bench", "cifar-resnet20", "--device", "cpu", "--compare", "eager,warp"], "unknown backend"),
         (["bench", "cifar-resnet20", "--device", "cpu", "--dtype", "fp16", "--dtype", "fp32"], "one --dtype"),
-        (["bench", "no-such-model", "--device", "cpu"], "no default input shape"),
+        (["bench", "no-such-model", "--device", "cpu"], "unknown model 'no-such-model'"),
     ],
 )
 def test_cli_bad_usage_exits_2_with_a_fix(args, words, capsys):

@@ -36,7 +36,7 @@ def test_help_lists_commands_and_exit_codes(capsys):
 
 
 def test_models_json(capsys):
-    code, out = run_cli(["models", "--json", "-"], capsys)
+    code, out, _ = cli_runner.run_cli(["models", "--json", "-"], capsys)  # stdout holds only the JSON
     assert code == 0
     names = [m["name"] for m in json.loads(out)["models"]]
     assert names == ["cifar-resnet20", "cifar-resnet56", "resnet18", "resnet50", "mobilenetv2"]
@@ -60,7 +60,7 @@ def test_validate_against_wrong_weights_exits_1(r20_onnx, capsys):
     ref = "tests.helpers_models:r20_other_lambda"
     code, out = run_cli(["validate", str(r20_onnx), "--reference", ref, "--json", "-"], capsys)
     assert code == 2 and "--input-shape" in out  # dynamic H/W and not a zoo model: say which shape to use
-    code, out = run_cli(
+    code, out, _ = cli_runner.run_cli(
         ["validate", str(r20_onnx), "--reference", ref, "--input-shape", "2x3x32x32", "--json", "-"], capsys
     )
     assert code == 1

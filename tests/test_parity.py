@@ -26,14 +26,15 @@ def test_nan_must_match_positions():
     got[0, 1, 0, 0] = np.nan
     s = compare_arrays(got, ref, 1e-4, 1e-3)
     assert not s.passed and s.nan_target == 1 and s.nan_reference == 0
-    both = compare_arrays(got, got.copy(), 1e-4, 1e-3)
+    assert not compare_arrays(got, got.copy(), 1e-4, 1e-3).passed  # NaN fails unless allowed
+    both = compare_arrays(got, got.copy(), 1e-4, 1e-3, allow_nonfinite=True)
     assert both.passed and both.nan_target == both.nan_reference == 1
 
 
 def test_inf_sign_matters():
     ref = np.array([[np.inf, 1.0]], np.float32)
-    assert compare_arrays(ref.copy(), ref, 0, 0).passed
-    assert not compare_arrays(np.array([[-np.inf, 1.0]], np.float32), ref, 0, 0).passed
+    assert compare_arrays(ref.copy(), ref, 0, 0, allow_nonfinite=True).passed
+    assert not compare_arrays(np.array([[-np.inf, 1.0]], np.float32), ref, 0, 0, allow_nonfinite=True).passed
 
 
 def test_shape_mismatch_is_an_input_error():

@@ -47,6 +47,7 @@ class KernelRow:
     speedup_vs_eager: float | None = None
     fraction_of_copy: float | None = None  # GPU only: copy time / this time
     max_abs_diff_vs_fused: float | None = None
+    p10_ms: float | None = None  # the plot's spread: p10 to p90
 
 
 @dataclass
@@ -224,6 +225,7 @@ def _run_case(
             gb_per_s=bytes_moved / stats.p50_ms / 1e6,
             fraction_of_copy=(copy_ms / stats.p50_ms) if copy_ms else None,
             max_abs_diff_vs_fused=diff,
+            p10_ms=stats.p10_ms,
         )
         case_rows.append(row)
         if progress:

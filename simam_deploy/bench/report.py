@@ -85,48 +85,130 @@ def save_json(path: str | Path, payload: dict) -> Path:
     return out
 
 
-def _bar_plot(
-    path: str | Path, groups: list[str], series: dict[str, list[float]], ylabel: str, title: str
-) -> Path:
+def bar_figure(
+    groups: list[str],
+    series: dict[str, list[float]],
+    ylabel: str,
+    title: str,
+    spread: dict[str, list[tuple[float, float]]] | None = None,
+):
+    """Grouped bars with their value printed on top and, where given, a (low, high) spread whisker."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = check_output_path(path)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2), 4.0))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2), 4.4))
     width = 0.8 / max(1, len(series))
     for i, (name, values) in enumerate(series.items()):
-        ax.bar([g + i * width for g in range(len(groups))], values, width, label=name)
+        yerr = None
+        if spread and spread.get(name):
+            lows, highs = zip(*spread[name], strict=True)
+            yerr = [
+                [max(0.0, v - lo) for v, lo in zip(values, lows, strict=True)],
+                [max(0.0, hi - v) for v, hi in zip(values, highs, strict=True)],
+            ]
+        bars = ax.bar(
+            [g + i * width for g in range(len(groups))], values, width, label=name, yerr=yerr, capsize=3
+        )
+        ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
     ax.set_xticks(
         [g + width * (len(series) - 1) / 2 for g in range(len(groups))], groups, rotation=20, ha="right"
     )
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend()
+    ax.set_title(title, fontsize=9)
+    ax.margins(y=0.15)  # room for the value labels
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_output(out, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def _bar_plot(
+    path: str | Path,
+    groups: list[str],
+    series: dict[str, list[float]],
+    ylabel: str,
+    title: str,
+    spread: dict[str, list[tuple[float, float]]] | None = None,
+) -> Path:
+    import matplotlib.pyplot as plt
+
+    out = check_output_path(path)
+    fig = bar_figure(groups, series, ylabel, title, spread)
+    try:
+        with atomic_output(out, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
     return out
 
 
-def plot_kernel(bench: KernelBenchmark, path: str | Path) -> Path:
-    """Bars of effective bandwidth (GB/s) per case and implementation (plus the copy on GPU)."""
+def kernel_plot_data(bench: KernelBenchmark) -> tuple[list[str], dict, dict]:
+    """(groups, series of GB/s, p10-p90 spread) of the kernel plot."""
     cases = list(dict.fromkeys((_shape(r.shape), r.dtype) for r in bench.rows))
     impls = list(dict.fromkeys(r.impl for r in bench.rows))
-    lookup = {(_shape(r.shape), r.dtype, r.impl): r.gb_per_s for r in bench.rows}
-    series = {impl: [lookup.get((s, d, impl), 0.0) for s, d in cases] for impl in impls}
+    rows = {(_shape(r.shape), r.dtype, r.impl): r for r in bench.rows}
+    series: dict[str, list[float]] = {}
+    spread: dict[str, list[tuple[float, float]]] = {}
+    for impl in impls:
+        found = [rows.get((s, d, impl)) for s, d in cases]
+        series[impl] = [r.gb_per_s if r else 0.0 for r in found]
+        spread[impl] = [_bandwidth_spread(r) for r in found]
     if bench.copies:
         copies = {(_shape(c.shape), c.dtype): c.gb_per_s for c in bench.copies}
         series["d2d copy"] = [copies.get(case, 0.0) for case in cases]
-    groups = [f"{s}\n{d}" for s, d in cases]
-    return _bar_plot(
-        path, groups, series, "effective GB/s (read x + write y)", f"SimAM on {bench.device_name}"
+    return [f"{s}\n{d}" for s, d in cases], series, spread
+
+
+def target_plot_data(bench: TargetBenchmark) -> tuple[list[str], dict, dict]:
+    """(backends, series of median ms, p10-p90 spread) of the target plot."""
+    series = {"p50 ms": [r.stats.p50_ms for r in bench.results]}
+    spread = {"p50 ms": [(r.stats.p10_ms, r.stats.p90_ms) for r in bench.results]}
+    return [r.backend for r in bench.results], series, spread
+
+
+def _batches(shapes) -> str:
+    return ",".join(str(b) for b in dict.fromkeys(int(s[0]) for s in shapes)) or "-"
+
+
+def kernel_plot_title(bench: KernelBenchmark) -> str:
+    dtypes = ",".join(dict.fromkeys(r.dtype for r in bench.rows))
+    batch = _batches(r.shape for r in bench.rows)
+    return (
+        f"SimAM kernel on {bench.device_name} ({bench.device}), batch {batch}, "
+        f"{dtypes}\nbars: median of {bench.iters}; whiskers: p10-p90"
     )
 
 
+def target_plot_title(bench: TargetBenchmark) -> str:
+    batch = bench.input_shape[0] if bench.input_shape else "-"
+    return (
+        f"{bench.target} on {bench.device_name} ({bench.device}), batch {batch}, {dtype_label(bench.dtype)}"
+        f"\nbars: median of {bench.iters}; whiskers: p10-p90"
+    )
+
+
+def dtype_label(dtype: str) -> str:
+    """One spelling of dtypes: fp32/fp16/bf16 (numpy names as a file target records them are mapped)."""
+    return {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}.get(dtype, dtype)
+
+
+def plot_kernel(bench: KernelBenchmark, path: str | Path) -> Path:
+    """Bars of effective bandwidth (GB/s) per case and implementation (plus the copy on GPU);
+    whiskers from the p90 time (lower bandwidth) to the p10 time (higher bandwidth)."""
+    groups, series, spread = kernel_plot_data(bench)
+    ylabel = "effective GB/s (read x + write y)"
+    return _bar_plot(path, groups, series, ylabel, kernel_plot_title(bench), spread)
+
+
+def _bandwidth_spread(row) -> tuple[float, float]:
+    if row is None:
+        return (0.0, 0.0)
+    p10 = row.p10_ms if row.p10_ms else row.median_ms
+    return (row.bytes_moved / row.p90_ms / 1e6, row.bytes_moved / p10 / 1e6)
+
+
 def plot_targets(bench: TargetBenchmark, path: str | Path) -> Path:
-    """Bars of median latency per backend."""
-    series = {"p50 ms": [r.stats.p50_ms for r in bench.results]}
-    return _bar_plot(path, [r.backend for r in bench.results], series, "median latency (ms)", bench.target)
+    """Bars of median latency per backend, whiskers from p10 to p90."""
+    groups, series, spread = target_plot_data(bench)
+    return _bar_plot(path, groups, series, "latency (ms)", target_plot_title(bench), spread)

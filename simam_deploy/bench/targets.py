@@ -260,6 +260,7 @@ def _time_onnx_pair(bench: TargetBenchmark, runners, inputs: dict[str, np.ndarra
 # ---- file targets -----------------------------------------------------------------------------
 def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray]:
     from simam_deploy.export import parse_shape
+    from simam_deploy.parity import check_feed
 
     forced = parse_shape(input_shape) if input_shape is not None else None
     spec = runner.input_spec()
@@ -282,6 +283,7 @@ def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray
             if batch is not None:
                 shape = (batch, *shape[1:])
         inputs[name] = rng.standard_normal(shape).astype(np_dtype)
+    check_feed(spec, inputs, "--input-shape/--batch")  # the file's fixed axes, named, before ORT sees it
     return inputs
 
 

@@ -18,6 +18,7 @@ class LatencyStats:
 
     iters: int
     mean_ms: float
+    p10_ms: float
     p50_ms: float
     p90_ms: float
     p99_ms: float
@@ -45,6 +46,7 @@ def summarize(times_ms: list[float]) -> LatencyStats:
     return LatencyStats(
         iters=len(values),
         mean_ms=statistics.fmean(values),
+        p10_ms=percentile(values, 10),
         p50_ms=percentile(values, 50),
         p90_ms=percentile(values, 90),
         p99_ms=percentile(values, 99),
