@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from simam_deploy.errors import InputError
-from simam_deploy.fileio import check_output_path, write_text_atomic
+from simam_deploy.fileio import check_output_path
+from simam_deploy.onnx_utils import EXTERNAL_DATA_CHOICES
 
 
 def _console():
@@ -40,65 +39,133 @@ def _print_fuse_report(report, source: Path) -> None:
         console.print(table)
     if report.existing_simam_nodes:
         console.print(f"{report.existing_simam_nodes} SimAM node(s) were already in the file")
+    for note in report.notes:
+        console.print(f"note: {note}")
 
 
-@click.command(help="Replace SimAM subgraphs in IN.onnx by single SimAM nodes (domain com.simam_deploy).")
+FUSE_EPILOG = """\b
+Examples:
+  simam-deploy fuse model.onnx -o model-fused.onnx
+  simam-deploy fuse yolo.onnx -o yolo-fused.onnx --expect 9 --json report.json
+  simam-deploy fuse big.onnx -o big-fused.onnx --external-data always   # weights in big-fused.onnx.data
+  simam-deploy fuse model.onnx --dry-run                                # report only
+"""
+
+UNFUSE_EPILOG = """\b
+Examples:
+  simam-deploy unfuse model-fused.onnx -o model-plain.onnx
+  simam-deploy unfuse r50-plugin.onnx -o r50.onnx --expect 16
+"""
+
+
+def _json_option():
+    return click.option(
+        "--json", "json_path", metavar="FILE", help="Write the report as JSON ('-' = stdout)."
+    )
+
+
+def _external_data_option():
+    return click.option(
+        "--external-data", type=click.Choice(EXTERNAL_DATA_CHOICES), default="auto", show_default=True,
+        help="Weights in OUT.onnx.data: auto = when the input had external data or the model passes 2 GB.",
+    )  # fmt: skip
+
+
+def _expect_option(what: str):
+    return click.option("--expect", type=int, metavar="N", help=f"Exit 1 unless exactly N {what}.")
+
+
+def _written(files) -> str:
+    return " + ".join(str(f) for f in files)
+
+
+def _emit_json(json_path: str | None, payload: dict) -> None:
+    from simam_deploy.cli.common import write_json
+
+    write_json(json_path, payload)
+
+
+@click.command(
+    help="Replace SimAM subgraphs in IN.onnx by single SimAM nodes (domain com.simam_deploy). "
+    "OUT is always written (unchanged when nothing matched) and carries SimAM as a model-local ONNX "
+    "function, so runtimes without the SimAM op still run it.",
+    epilog=FUSE_EPILOG,
+)
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Fused ONNX file to write."
 )
-@click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report as JSON."
-)
+@_json_option()
 @click.option("--atol", type=float, default=1e-4, show_default=True,
               help="Tolerance of the numeric check of each match (relative to 1+|y|).")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Report what would be fused; write no model.")
-@click.option("--always-write", is_flag=True, help="Write OUT even when nothing was fused (a copy).")
-def fuse(source: Path, output: Path | None, json_path: Path | None, atol: float, dry_run: bool,
-         always_write: bool) -> None:  # fmt: skip
-    from simam_deploy.graph.fuse import fuse_simam
-    from simam_deploy.graph.io import load_model, save_model
+@_expect_option("SimAM subgraphs are fused")
+@_external_data_option()
+@click.option("--no-function", is_flag=True, help="Leave out the model-local SimAM function.")
+@click.option(
+    "--always-write", is_flag=True, hidden=True, help="Kept for old scripts: OUT is always written."
+)
+def fuse(source: Path, output: Path | None, json_path: str | None, atol: float, dry_run: bool,
+         expect: int | None, external_data: str, no_function: bool, always_write: bool) -> None:  # fmt: skip
+    from simam_deploy.graph.pipeline import FUSE_SCHEMA, check_expected, fuse_file
 
-    if output is None and not dry_run:
-        raise InputError("no output file given", "add -o OUT.onnx, or --dry-run to only report")
-    if not atol > 0:
-        raise InputError(f"--atol must be > 0, got {atol}", "e.g. --atol 1e-4")
-    if output is not None:
-        check_output_path(output, [source])
-    if json_path is not None:
+    if json_path not in (None, "-"):
         check_output_path(json_path, [source, *([output] if output else [])])
-    model = load_model(source)
-    fused, report = fuse_simam(model, atol=atol, dry_run=dry_run)
+    if expect is not None and expect < 0:
+        raise click.BadParameter(f"must be >= 0, got {expect}", param_hint="--expect")
+    report, written = fuse_file(
+        source, output, atol=atol, dry_run=dry_run, function=not no_function, external_data=external_data
+    )
     _print_fuse_report(report, source)
-    if json_path is not None:
-        write_text_atomic(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
-    if not report.fused:
-        click.echo(f"no SimAM subgraph found in {source}" + ("" if always_write else "; nothing written"))
-        if not always_write or output is None or dry_run:
-            return
+    payload = {"schema": FUSE_SCHEMA, "source": str(source), "expect": expect, **report.to_dict(),
+               "files": [str(f) for f in written]}  # fmt: skip
+    _emit_json(json_path, payload)
     if dry_run:
         click.echo(f"dry run: {len(report.fused)} subgraph(s) would be fused; nothing written")
-        return
-    save_model(fused, output)
-    click.echo(f"fused {len(report.fused)} SimAM subgraph(s) in {report.seconds:.2f}s -> {output}")
+    elif report.fused:
+        click.echo(
+            f"fused {len(report.fused)} SimAM subgraph(s) in {report.seconds:.2f}s -> {_written(written)}"
+        )
+    else:
+        click.echo(f"no SimAM subgraph found in {source}; wrote the model unchanged -> {_written(written)}")
+    check_expected(len(report.fused), expect, "fused {} SimAM subgraph(s)")
 
 
-@click.command(help="Expand every SimAM node of IN.onnx into standard ONNX ops (for the file's opset).")
+@click.command(
+    help="Expand every SimAM node of IN.onnx into standard ONNX ops (for the file's opset) and drop the "
+    "local SimAM function. OUT is always written (unchanged when the file has no SimAM node).",
+    epilog=UNFUSE_EPILOG,
+)
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="ONNX file to write.")  # fmt: skip
-@click.option("--always-write", is_flag=True, help="Write OUT even when the file has no SimAM node (a copy).")
-def unfuse(source: Path, output: Path, always_write: bool) -> None:
-    from simam_deploy.graph.contract import validate_simam_nodes
-    from simam_deploy.graph.io import load_model, save_model
-    from simam_deploy.graph.unfuse import unfuse_simam
+@_json_option()
+@_expect_option("SimAM nodes are expanded")
+@_external_data_option()
+@click.option(
+    "--always-write", is_flag=True, hidden=True, help="Kept for old scripts: OUT is always written."
+)
+def unfuse(source: Path, output: Path, json_path: str | None, expect: int | None, external_data: str,
+           always_write: bool) -> None:  # fmt: skip
+    from simam_deploy.graph.pipeline import UNFUSE_SCHEMA, check_expected, unfuse_file
 
-    check_output_path(output, [source])
-    model = load_model(source)
-    count = len(validate_simam_nodes(model))
-    if count == 0:
-        click.echo(f"no SimAM node in {source}" + ("" if always_write else "; nothing written"))
-        if not always_write:
-            return
-    save_model(unfuse_simam(model), output)
-    click.echo(f"expanded {count} SimAM node(s) into standard ops -> {output}")
+    if json_path not in (None, "-"):
+        check_output_path(json_path, [source, output])
+    if expect is not None and expect < 0:
+        raise click.BadParameter(f"must be >= 0, got {expect}", param_hint="--expect")
+    report, written = unfuse_file(source, output, external_data=external_data)
+    _emit_json(
+        json_path,
+        {
+            "schema": UNFUSE_SCHEMA,
+            "source": str(source),
+            **report.to_dict(),
+            "files": [str(f) for f in written],
+        },
+    )
+    count = len(report.expanded)
+    if count:
+        click.echo(f"expanded {count} SimAM node(s) into standard ops -> {_written(written)}")
+    else:
+        click.echo(f"no SimAM node in {source}; wrote the model unchanged -> {_written(written)}")
+    check_expected(count, expect, "expanded {} SimAM node(s)")

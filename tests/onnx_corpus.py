@@ -235,6 +235,59 @@ def se_block(b: Builder) -> str:
     return b.op("Mul", "x", b.op("Sigmoid", b.op("Conv", pooled, w)))
 
 
+def torch_var(b: Builder, lam: float = 1e-4, *, restore: str = "reshape", keepdims: int = 0,
+              root: str = "", unbiased: bool = True) -> str:  # fmt: skip
+    """torch.var / torch.std**2 as the dynamo exporter writes them: a second Mul(dev, dev), a
+    keepdims=0 mean times H*W/(H*W-1), then Reshape (static) or Reshape+Expand back to (N, C, 1, 1)."""
+    x = "x"
+    dev = b.op("Sub", x, b.reduce("ReduceMean", x))
+    d = b.op("Pow", dev, b.const(2.0))
+    hw = b.hw[0] * b.hw[1]
+    var = b.op("Mul", b.reduce("ReduceMean", b.op("Mul", dev, dev), keepdims=keepdims), b.const(float(hw)))
+    var = b.op("Div", var, b.const(float(hw - int(unbiased))))
+    if restore == "reshape":
+        var = b.op("Reshape", var, b.const([1, 4, 1, 1], np.int64))
+    elif restore == "reshape-expand":
+        var = b.op(
+            "Expand", b.op("Reshape", var, b.const([1, 4, 1, 1], np.int64)), b.const([1, 4, 1, 1], np.int64)
+        )
+    elif restore == "unsqueeze":
+        if b.opset >= 13:
+            var = b.op("Unsqueeze", var, b.const([2, 3], np.int64))
+        else:
+            var = b.op("Unsqueeze", var, axes=[2, 3])
+    elif restore == "wrong-reshape":
+        var = b.op("Reshape", var, b.const([4, 1, 1, 1], np.int64))  # valid, but N and C swapped
+    if root == "sqrt-pow":
+        var = b.op("Pow", b.op("Sqrt", var), b.const(2.0))
+    elif root == "sqrt-mul":
+        var = b.op("Mul", *(2 * [b.op("Sqrt", var)]))
+    elif root == "sqrt":  # the standard deviation itself: not SimAM
+        var = b.op("Sqrt", var)
+    den = b.op("Mul", b.op("Add", var, b.const(lam)), b.const(4.0))
+    return b.op("Mul", x, b.op("Sigmoid", b.op("Add", b.op("Div", d, den), b.const(0.5))))
+
+
+def mean_form_scaled(b: Builder, lam: float, factor: float = 4.0, inner: bool = False) -> str:
+    """d / (factor * mean(d) + lam) or d / (factor * (mean(d) + lam)) + 0.5."""
+    x = "x"
+    d = b.op("Pow", b.op("Sub", x, b.reduce("ReduceMean", x)), b.const(2.0))
+    m = b.reduce("ReduceMean", d)
+    if inner:
+        den = b.op("Mul", b.op("Add", m, b.const(lam)), b.const(factor))
+    else:
+        den = b.op("Add", b.op("Mul", b.const(factor), m), b.const(lam))
+    return b.op("Mul", x, b.op("Sigmoid", b.op("Add", b.op("Div", d, den), b.const(0.5))))
+
+
+def simam_then_silu(b: Builder) -> str:
+    """A SimAM, then conv + SiLU (x * sigmoid(x)), as in YOLO necks: the SiLU is no candidate."""
+    y = paper(b)
+    w = b.const(np.random.default_rng(0).standard_normal((4, 4, 1, 1)))
+    c = b.op("Conv", y, w)
+    return b.op("Mul", c, b.op("Sigmoid", c))
+
+
 HandVariant = tuple[str, Callable[[Builder], str], list[tuple[float, bool]], str | None, bool]
 
 HAND_VARIANTS: list[HandVariant] = [
@@ -256,6 +309,27 @@ HAND_VARIANTS: list[HandVariant] = [
         True,
     ),
     ("folded-constants", lambda b: folded(b, 1e-4), [(1e-4, True)], None, True),
+    ("torch-var-reshape", lambda b: torch_var(b), [(1e-4, True)], None, False),
+    (
+        "torch-var-reshape-expand",
+        lambda b: torch_var(b, 0.1, restore="reshape-expand"),
+        [(0.1, True)],
+        None,
+        False,
+    ),
+    (
+        "torch-var-unsqueeze-biased",
+        lambda b: torch_var(b, restore="unsqueeze", unbiased=False),
+        [(1e-4, False)],
+        None,
+        False,
+    ),
+    ("torch-var-keepdims", lambda b: torch_var(b, restore="", keepdims=1), [(1e-4, True)], None, False),
+    ("torch-std-pow2", lambda b: torch_var(b, root="sqrt-pow"), [(1e-4, True)], None, False),
+    ("torch-std-mul", lambda b: torch_var(b, 0.1, root="sqrt-mul"), [(0.1, True)], None, False),
+    ("mean-form-outer", lambda b: mean_form_scaled(b, 0.1), [(0.025, False)], None, False),
+    ("mean-form-inner", lambda b: mean_form_scaled(b, 0.1, inner=True), [(0.1, False)], None, False),
+    ("simam-then-silu", simam_then_silu, [(1e-4, True)], None, False),
     # near misses: must stay unfused
     ("offset-0.4", lambda b: paper(b, offset=0.4), [], "offset is 0.4", False),
     ("factor-3", lambda b: paper(b, four=3.0), [], "variance divisor", False),
@@ -266,10 +340,19 @@ HAND_VARIANTS: list[HandVariant] = [
     ("negative-lambda", lambda b: paper(b, -1e-4), [], "lambda", False),
     ("baked-n-dynamic-hw", lambda b: paper(b), [], "variance divisor", True),
     ("se-gap-gate", se_block, [], None, False),
+    (
+        "var-wrong-reshape",
+        lambda b: torch_var(b, restore="wrong-reshape"),
+        [],
+        "one value per channel",
+        False,
+    ),
+    ("std-not-squared", lambda b: torch_var(b, root="sqrt"), [], "Sqrt", False),
+    ("mean-form-factor-2", lambda b: mean_form_scaled(b, 0.1, factor=2.0), [], "variance divisor", False),
 ]
 
 
-def hand_entries(opsets=(13, 17, 18, 21)) -> list[Entry]:
+def hand_entries(opsets=(11, 12, 13, 17, 18, 21)) -> list[Entry]:
     entries = []
     for opset in opsets:
         for name, body, expect, reject, dynamic in HAND_VARIANTS:
@@ -282,6 +365,10 @@ def hand_entries(opsets=(13, 17, 18, 21)) -> list[Entry]:
         out = paper(b, 0.1, dynamic_n=dynamic)
         shapes = [(1, 4, 6, 5), (1, 4, 7, 9)] if dynamic else [(1, 4, 6, 5)]
         entries.append(Entry(name, b.model(out), [(0.1, True)], None, shapes, float16=True))
+    # [N, C] variance broadcast against [N, C, H, W] (valid only because H = W = C = 4): not per channel
+    b = Builder(18, hw=(4, 4))
+    entries.append(Entry("hand-var-keepdims0-unrestored-op18", b.model(torch_var(b, restore="")), [],
+                         "keepdims=0", [(1, 4, 4, 4)]))  # fmt: skip
     b = Builder(18)
     entries.append(Entry("hand-attention-map-returned-op18", b.model(*returned_map(b)), [],
                          "not multiplied", [(1, 4, 6, 5)]))  # fmt: skip

@@ -17,6 +17,7 @@ import onnx
 
 from simam_deploy.errors import MissingDependencyError
 from simam_deploy.graph import contract
+from simam_deploy.graph.function import remove_simam_function
 from simam_deploy.onnx_utils import cap_ir_version
 
 CONTRIB_DOMAIN = "ai.onnx.contrib"
@@ -76,6 +77,8 @@ def retarget_for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
     found = contract.validate_simam_nodes(model)
     types = contract.inferred_types(model)
     out = copy.deepcopy(model)
+    # the local SimAM function (standard-op fallback) must not compete with the registered kernel
+    remove_simam_function(out)
     by_output = {node.output[0]: attrs for node, attrs in found}
     for node in out.graph.node:
         if not contract.is_simam_node(node):
