@@ -178,8 +178,9 @@ def _onnxruntime():
 
 def _fused_name(match: Match, taken: set[str], ordinal: int) -> str:
     # TorchScript/lead-style names share the module path: /layer1/0/simam/Sigmoid -> /layer1/0/simam/SimAM
-    folders = {name.rsplit("/", 1)[0] for name in match.interior if "/" in name}
-    base = f"{folders.pop()}/SimAM" if len(folders) == 1 else f"SimAM_{ordinal}"
+    # (a user's class may nest its sigmoid: /att/ReduceMean, /att/activation/Sigmoid -> /att/SimAM)
+    folder = _common_folder([name for name in match.interior])
+    base = f"{folder}/SimAM" if folder else f"SimAM_{ordinal}"
     name, k = base, 1
     while name in taken:
         name, k = f"{base}_{k}", k + 1
@@ -194,6 +195,19 @@ def _output_name(node_name: str, current: str, taken: set[str], graph_outputs: s
         return current
     wanted = node_name.rsplit("/", 1)[0] + "/output"
     return current if wanted in taken else wanted
+
+
+def _common_folder(names: list[str]) -> str:
+    """The longest common '/a/b' folder of module-path node names ('' when any name has none)."""
+    if not names or not all(n.startswith("/") and n.count("/") >= 2 for n in names):
+        return ""
+    split = [n.split("/")[1:-1] for n in names]
+    common: list[str] = []
+    for parts in zip(*split, strict=False):
+        if len(set(parts)) != 1:
+            break
+        common.append(parts[0])
+    return "/" + "/".join(common) if common else ""
 
 
 def _replace(model: onnx.ModelProto, matches: list[tuple[Match, str]]) -> onnx.ModelProto:
