@@ -216,7 +216,7 @@ def infer_shapes(model: onnx.ModelProto, *, data_prop: bool = False) -> onnx.Mod
     for tensor in large:
         tensor.ClearField("raw_data")
         tensor.data_location = onnx.TensorProto.EXTERNAL
-        onnx.external_data_helper.set_external_data(tensor, location="__weights_not_loaded__")
+        tensor.external_data.add(key="location", value="__weights_not_loaded__")
     inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=data_prop)
     by_name = {t.name: t for t in model.graph.initializer}
     del inferred.graph.initializer[:]
