@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from torch import nn
 
 from simam_deploy.nn import SimAM
 
@@ -55,8 +56,10 @@ class TwoSimamNet(torch.nn.Module):
 TORCH_EXPECT = [(1e-4, True), (0.1, False)]
 
 
-def torch_export(exporter: str, opset: int, dynamic: bool) -> onnx.ModelProto:
-    model = TwoSimamNet().eval()
+def torch_export(
+    exporter: str, opset: int, dynamic: bool, net: torch.nn.Module | None = None
+) -> onnx.ModelProto:
+    model = net if net is not None else TwoSimamNet().eval()
     example = torch.randn(1, 3, 8, 8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -103,6 +106,114 @@ def slim(model: onnx.ModelProto) -> onnx.ModelProto:
     import onnxslim
 
     return onnxslim.slim(onnx.ModelProto.FromString(model.SerializeToString()))
+
+
+# -- users' SimAM classes (as public code writes them; none is ours) ----------------------------
+
+
+class simam_module(nn.Module):
+    """The paper's formula, as in the authors' repository."""
+
+    def __init__(self, channels=None, e_lambda=1e-4):
+        super().__init__()
+        self.activaton = nn.Sigmoid()
+        self.e_lambda = e_lambda
+
+    def forward(self, x):
+        b, c, h, w = x.size()  # noqa: RUF059
+        n = w * h - 1
+        x_minus_mu_square = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
+        y = (
+            x_minus_mu_square / (4 * (x_minus_mu_square.sum(dim=[2, 3], keepdim=True) / n + self.e_lambda))
+            + 0.5
+        )
+        return x * self.activaton(y)
+
+
+class VarSimAM(nn.Module):
+    """The energy with torch.var (unbiased or not)."""
+
+    def __init__(self, e_lambda=1e-4, unbiased=True):
+        super().__init__()
+        self.e_lambda, self.unbiased = e_lambda, unbiased
+
+    def forward(self, x):
+        d = (x - x.mean(dim=(2, 3), keepdim=True)) ** 2
+        v = torch.var(x, dim=(2, 3), keepdim=True, unbiased=self.unbiased)
+        return x * torch.sigmoid(d / (4 * (v + self.e_lambda)) + 0.5)
+
+
+class StdSimAM(nn.Module):
+    """The variance as std ** 2."""
+
+    def __init__(self, e_lambda=0.1):
+        super().__init__()
+        self.e_lambda = e_lambda
+
+    def forward(self, x):
+        d = (x - x.mean(dim=(2, 3), keepdim=True)).pow(2)
+        return x * torch.sigmoid(d / (4 * (x.std(dim=(2, 3), keepdim=True) ** 2 + self.e_lambda)) + 0.5)
+
+
+class MeanSimAM(nn.Module):
+    """The 4 * mean(d) + lambda family (variance over H*W; lambda outside the factor 4)."""
+
+    def __init__(self, e_lambda=1e-4):
+        super().__init__()
+        self.e_lambda = e_lambda
+
+    def forward(self, x):
+        d = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
+        return x * torch.sigmoid(d / (4 * d.mean(dim=[2, 3], keepdim=True) + self.e_lambda) + 0.5)
+
+
+class UserPair(torch.nn.Module):
+    """conv -> the user's attention (two instances) -> conv."""
+
+    def __init__(self, first: torch.nn.Module, second: torch.nn.Module) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1 = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.a1 = first
+        self.c2 = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.a2 = second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a2(self.c2(self.a1(self.c1(x))))
+
+
+# name -> (module pair, expected (e_lambda, unbiased) per block)
+USER_MODELS = {
+    "paper": (
+        lambda: UserPair(simam_module(e_lambda=1e-4), simam_module(e_lambda=0.1)),
+        [(1e-4, True), (0.1, True)],
+    ),
+    "var": (lambda: UserPair(VarSimAM(1e-4, True), VarSimAM(0.1, False)), [(1e-4, True), (0.1, False)]),
+    "std": (lambda: UserPair(StdSimAM(0.1), StdSimAM(1e-4)), [(0.1, True), (1e-4, True)]),
+    "mean": (lambda: UserPair(MeanSimAM(1e-4), MeanSimAM(0.1)), [(2.5e-5, False), (0.025, False)]),
+}
+# (exporter, opset, dynamic H/W): dynamo with dynamic H/W writes torch.var's Reshape+Expand form
+USER_SOURCES = [
+    ("dynamo", 18, True),
+    ("dynamo", 20, False),
+    ("torchscript", 12, True),
+    ("torchscript", 11, False),
+]
+
+
+def user_entry_names() -> list[str]:
+    return [f"user-{m}-{e}-op{o}-{'dyn' if d else 'static'}" for m in USER_MODELS for e, o, d in USER_SOURCES]
+
+
+def user_entries() -> list[Entry]:
+    entries = []
+    for model_name, (make, expect) in USER_MODELS.items():
+        for exporter, opset, dynamic in USER_SOURCES:
+            model = torch_export(exporter, opset, dynamic, net=make().eval())
+            shapes = [(1, 3, 8, 8), (1, 3, 5, 7)] if dynamic else [(1, 3, 8, 8)]
+            name = f"user-{model_name}-{exporter}-op{opset}-{'dyn' if dynamic else 'static'}"
+            entries.append(Entry(name, model, expect, input_shapes=shapes))
+    return entries
 
 
 # -- hand-written variants ----------------------------------------------------------------------

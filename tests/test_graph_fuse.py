@@ -81,6 +81,16 @@ def test_torch_exported_variants(torch_corpus, name):
     check_entry(torch_corpus[name])
 
 
+@pytest.fixture(scope="module")
+def user_corpus() -> dict[str, corpus.Entry]:
+    return {e.name: e for e in corpus.user_entries()}
+
+
+@pytest.mark.parametrize("name", corpus.user_entry_names())
+def test_users_simam_classes_from_both_exporters(user_corpus, name):
+    check_entry(user_corpus[name])
+
+
 def test_fused_node_follows_contract_and_keeps_shapes():
     fused, report = fuse_simam(HAND["hand-paper-op18"].model)
     (node,) = simam_nodes(fused)

@@ -28,64 +28,7 @@ from simam_deploy.graph import contract
 from simam_deploy.graph.pipeline import fuse_file, unfuse_file
 from simam_deploy.onnx_utils import check_external_data_locations, load_onnx, save_onnx
 from tests.cli_runner import exit_code as cli
-
-# -- users' SimAM classes ------------------------------------------------------------------------
-
-
-class simam_module(nn.Module):
-    """The paper's formula, as in the authors' repository."""
-
-    def __init__(self, channels=None, e_lambda=1e-4):
-        super().__init__()
-        self.activaton = nn.Sigmoid()
-        self.e_lambda = e_lambda
-
-    def forward(self, x):
-        b, c, h, w = x.size()  # noqa: RUF059
-        n = w * h - 1
-        x_minus_mu_square = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
-        y = (
-            x_minus_mu_square / (4 * (x_minus_mu_square.sum(dim=[2, 3], keepdim=True) / n + self.e_lambda))
-            + 0.5
-        )
-        return x * self.activaton(y)
-
-
-class VarSimAM(nn.Module):
-    """The energy with torch.var (unbiased or not)."""
-
-    def __init__(self, e_lambda=1e-4, unbiased=True):
-        super().__init__()
-        self.e_lambda, self.unbiased = e_lambda, unbiased
-
-    def forward(self, x):
-        d = (x - x.mean(dim=(2, 3), keepdim=True)) ** 2
-        v = torch.var(x, dim=(2, 3), keepdim=True, unbiased=self.unbiased)
-        return x * torch.sigmoid(d / (4 * (v + self.e_lambda)) + 0.5)
-
-
-class StdSimAM(nn.Module):
-    """The variance as std ** 2."""
-
-    def __init__(self, e_lambda=0.1):
-        super().__init__()
-        self.e_lambda = e_lambda
-
-    def forward(self, x):
-        d = (x - x.mean(dim=(2, 3), keepdim=True)).pow(2)
-        return x * torch.sigmoid(d / (4 * (x.std(dim=(2, 3), keepdim=True) ** 2 + self.e_lambda)) + 0.5)
-
-
-class MeanSimAM(nn.Module):
-    """The 4 * mean(d) + lambda family (variance over H*W; lambda outside the factor 4)."""
-
-    def __init__(self, e_lambda=1e-4):
-        super().__init__()
-        self.e_lambda = e_lambda
-
-    def forward(self, x):
-        d = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
-        return x * torch.sigmoid(d / (4 * d.mean(dim=[2, 3], keepdim=True) + self.e_lambda) + 0.5)
+from tests.onnx_corpus import MeanSimAM, StdSimAM, VarSimAM, simam_module
 
 
 class Block(nn.Module):
