@@ -270,7 +270,7 @@ def test_cli_external_data_modes_and_protected_input(exported, tmp_path, capsys)
     assert sorted(p.name for p in src.parent.iterdir()) == ["model.onnx", "model.onnx.data"]
 
 
-N_WEIGHTS = 512  # 2 KiB: above the 1 KiB that stays inside the .onnx file when we write external data
+N_WEIGHTS = 512
 
 
 def _external_model(folder: Path, location: str) -> Path:
@@ -337,3 +337,20 @@ def test_external_data_beside_the_model_loads_and_save_is_atomic(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.onnx", "m"]
     with pytest.raises(InputError, match="external-data"):
         save_onnx(model, out, external_data="sometimes")
+
+
+def build_paper_net() -> nn.Module:
+    """A module:callable for the CLI (same seeded weights as the exported network)."""
+    return UserNet(FAMILIES["paper"][0]).eval()
+
+
+def test_cli_validate_and_unfuse_read_external_data(exported, tmp_path, capsys):
+    src, _ = exported["paper", "dynamo-default"]
+    fused = tmp_path / "fused.onnx"
+    assert cli("fuse", str(src), "-o", str(fused), "--expect", "2") == 0
+    assert (tmp_path / "fused.onnx.data").exists()
+    reference = "tests.test_real_world_onnx:build_paper_net"
+    shape = "x".join(map(str, SHAPE))
+    for target in (src, fused):
+        code = cli("validate", str(target), "--reference", reference, "--input-shape", shape)
+        assert code == 0, capsys.readouterr()
