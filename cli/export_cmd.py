@@ -5,6 +5,7 @@ from rich.table import Table
 
 from simam_deploy.cli.common import check_outputs, envelope, human_console, write_json
 from simam_deploy.export import DEFAULT_OPSET, DYNAMIC_CHOICES, MAX_OPSET, MIN_OPSET, MODES, export_onnx
+from simam_deploy.onnx_utils import EXTERNAL_DATA_CHOICES
 from simam_deploy.zoo import build_model, default_input_shape
 
 EPILOG = """\b
@@ -51,7 +52,16 @@ Examples:
     help="torch exporter; auto = dynamo for opset>=18, torchscript below.",
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the export report as JSON ('-' = stdout).")
-def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporter, json_path) -> None:
+@click.option(
+    "--allow-none", is_flag=True, help="--mode plugin: write the file even if no SimAM block is found."
+)
+@click.option("--no-function", is_flag=True, help="--mode plugin: leave out the model-local SimAM function.")
+@click.option(
+    "--external-data", type=click.Choice(EXTERNAL_DATA_CHOICES), default="auto", show_default=True,
+    help="Weights in OUT.onnx.data: auto = only past 2 GB.",
+)  # fmt: skip
+def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporter, json_path, allow_none,
+           no_function, external_data) -> None:  # fmt: skip
     """Export MODEL (a zoo name or package.module:callable) to ONNX.
 
     The file is checked with onnx.checker (full_check) before it is moved into place; nodes are
@@ -80,6 +90,9 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
             dynamic=dynamic,
             exporter=exporter,
             inputs_to_protect=tuple(p for p in (checkpoint, model_file) if p),
+            allow_none=allow_none,
+            function=not no_function,
+            external_data=external_data,
         )
     payload = envelope(
         "export",
@@ -94,6 +107,7 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
         variance = "H*W-1" if m["unbiased"] else "H*W"
         table.add_row(m["name"], f"{m['e_lambda']:g}", variance, "x".join(map(str, m["input_shape"])))
     console.print(table)
+    _print_blocks(report, console)
     extra = f", {report.simam_nodes} SimAM nodes" if mode == "plugin" else ""
     console.print(
         f"[green]wrote[/green] {report.output} ({report.file_bytes / 1e6:.1f} MB, {report.onnx_nodes} nodes"
@@ -101,3 +115,16 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
         f"in {report.seconds:.1f} s"
     )
     write_json(json_path, payload)
+
+
+def _print_blocks(report, console) -> None:
+    """The SimAM blocks recognised in the graph, whatever class implements them."""
+    if report.simam_blocks:
+        table = Table(title=f"{len(report.simam_blocks)} SimAM blocks in the graph", title_justify="left")
+        for col in ("path", "class", "e_lambda", "unbiased"):
+            table.add_column(col)
+        for b in report.simam_blocks:
+            table.add_row(b["path"], b["class"] or "?", f"{b['e_lambda']:g}", str(b["unbiased"]))
+        console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")

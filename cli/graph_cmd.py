@@ -7,20 +7,7 @@ from pathlib import Path
 import click
 
 from simam_deploy.cli.common import check_outputs, envelope, human_console, write_json
-from simam_deploy.errors import InputError
-
-FUSE_EPILOG = """\b
-Examples:
-  simam-deploy fuse r20.onnx -o r20-plugin.onnx
-  simam-deploy fuse r20.onnx --dry-run --json -      # report only, JSON on stdout
-  simam-deploy fuse model.onnx -o fused.onnx --atol 1e-3 --json fuse.json
-Exit codes: 0 ok, 2 usage or input error. JSON schema: simam-deploy/fuse/v1."""
-
-UNFUSE_EPILOG = """\b
-Examples:
-  simam-deploy unfuse r20-plugin.onnx -o r20.onnx
-  simam-deploy unfuse r20-plugin.onnx -o r20.onnx --json -
-Exit codes: 0 ok, 2 usage or input error. JSON schema: simam-deploy/unfuse/v1."""
+from simam_deploy.onnx_utils import EXTERNAL_DATA_CHOICES
 
 
 def _print_fuse_report(report, source: Path, console) -> None:
@@ -45,83 +32,123 @@ def _print_fuse_report(report, source: Path, console) -> None:
         console.print(table)
     if report.existing_simam_nodes:
         console.print(f"{report.existing_simam_nodes} SimAM node(s) were already in the file")
+    for note in report.notes:
+        console.print(f"note: {note}")
+
+
+FUSE_EPILOG = """\b
+Examples:
+  simam-deploy fuse model.onnx -o model-fused.onnx
+  simam-deploy fuse yolo.onnx -o yolo-fused.onnx --expect 9 --json report.json
+  simam-deploy fuse big.onnx -o big-fused.onnx --external-data always   # weights in big-fused.onnx.data
+  simam-deploy fuse model.onnx --dry-run --json -                       # report only, JSON on stdout
+Exit codes: 0 ok, 1 --expect did not hold, 2 usage or input error. JSON schema: simam-deploy/fuse/v1."""
+
+UNFUSE_EPILOG = """\b
+Examples:
+  simam-deploy unfuse model-fused.onnx -o model-plain.onnx
+  simam-deploy unfuse r50-plugin.onnx -o r50.onnx --expect 16 --json -
+Exit codes: 0 ok, 1 --expect did not hold, 2 usage or input error. JSON schema: simam-deploy/unfuse/v1."""
+
+
+def _json_option():
+    return click.option(
+        "--json", "json_path", metavar="FILE", help="Write the report as JSON ('-' = stdout)."
+    )
+
+
+def _external_data_option():
+    return click.option(
+        "--external-data", type=click.Choice(EXTERNAL_DATA_CHOICES), default="auto", show_default=True,
+        help="Weights in OUT.onnx.data: auto = when the input had external data or the model passes 2 GB.",
+    )  # fmt: skip
+
+
+def _expect_option(what: str):
+    return click.option("--expect", type=int, metavar="N", help=f"Exit 1 unless exactly N {what}.")
+
+
+def _written(files) -> str:
+    return " + ".join(str(f) for f in files)
 
 
 @click.command(
-    help="Replace SimAM subgraphs in IN.onnx by single SimAM nodes (domain com.simam_deploy).",
+    help="Replace SimAM subgraphs in IN.onnx by single SimAM nodes (domain com.simam_deploy). "
+    "OUT is always written (unchanged when nothing matched) and carries SimAM as a model-local ONNX "
+    "function, so runtimes without the SimAM op still run it.",
     epilog=FUSE_EPILOG,
 )
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Fused ONNX file to write."
 )
-@click.option("--json", "json_path", metavar="FILE", help="Write the report as JSON ('-' = stdout).")
+@_json_option()
 @click.option("--atol", type=float, default=1e-4, show_default=True,
               help="Tolerance of the numeric check of each match (relative to 1+|y|).")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Report what would be fused; write no model.")
-@click.option("--always-write", is_flag=True, help="Write OUT even when nothing was fused (a copy).")
+@_expect_option("SimAM subgraphs are fused")
+@_external_data_option()
+@click.option("--no-function", is_flag=True, help="Leave out the model-local SimAM function.")
+@click.option(
+    "--always-write", is_flag=True, hidden=True, help="Kept for old scripts: OUT is always written."
+)
 def fuse(source: Path, output: Path | None, json_path: str | None, atol: float, dry_run: bool,
-         always_write: bool) -> None:  # fmt: skip
-    from simam_deploy.graph.fuse import fuse_simam
-    from simam_deploy.graph.io import load_model, save_model
+         expect: int | None, external_data: str, no_function: bool, always_write: bool) -> None:  # fmt: skip
+    from simam_deploy.graph.pipeline import check_expected, fuse_file
 
-    if output is None and not dry_run:
-        raise InputError("no output file given", "add -o OUT.onnx, or --dry-run to only report")
-    if not atol > 0:
-        raise InputError(f"--atol must be > 0, got {atol}", "e.g. --atol 1e-4")
     check_outputs({"-o": output, "--json": json_path}, [source])
+    if expect is not None and expect < 0:
+        raise click.BadParameter(f"must be >= 0, got {expect}", param_hint="--expect")
     console = human_console(json_path)
-    model = load_model(source)
-    fused, report = fuse_simam(model, atol=atol, dry_run=dry_run)
-    _print_fuse_report(report, source, console)
-    written = bool(report.fused or always_write) and output is not None and not dry_run
-    payload = envelope(
-        "fuse",
-        report.to_dict(),
-        inputs={"onnx": source},
-        outputs={"onnx": output if written else None, "json": json_path},
+    report, written = fuse_file(
+        source, output, atol=atol, dry_run=dry_run, function=not no_function, external_data=external_data
     )
-    if not report.fused:
-        console.print(f"no SimAM subgraph found in {source}" + ("" if always_write else "; nothing written"))
-    elif dry_run:
+    _print_fuse_report(report, source, console)
+    body = {"expect": expect, **report.to_dict(), "files": [str(f) for f in written]}
+    outputs = {"onnx": output if written else None, "json": json_path}
+    write_json(json_path, envelope("fuse", body, inputs={"onnx": source}, outputs=outputs))
+    if dry_run:
         console.print(f"dry run: {len(report.fused)} subgraph(s) would be fused; nothing written")
-    if written:
-        save_model(fused, output)
-        console.print(f"fused {len(report.fused)} SimAM subgraph(s) in {report.seconds:.2f}s -> {output}")
-    write_json(json_path, payload)
+    elif report.fused:
+        console.print(
+            f"fused {len(report.fused)} SimAM subgraph(s) in {report.seconds:.2f}s -> {_written(written)}"
+        )
+    else:
+        console.print(
+            f"no SimAM subgraph found in {source}; wrote the model unchanged -> {_written(written)}"
+        )
+    check_expected(len(report.fused), expect, "fused {} SimAM subgraph(s)")
 
 
 @click.command(
-    help="Expand every SimAM node of IN.onnx into standard ONNX ops (for the file's opset).",
+    help="Expand every SimAM node of IN.onnx into standard ONNX ops (for the file's opset) and drop the "
+    "local SimAM function. OUT is always written (unchanged when the file has no SimAM node).",
     epilog=UNFUSE_EPILOG,
 )
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="ONNX file to write.")  # fmt: skip
-@click.option("--always-write", is_flag=True, help="Write OUT even when the file has no SimAM node (a copy).")
-@click.option("--json", "json_path", metavar="FILE", help="Write the report as JSON ('-' = stdout).")
-def unfuse(source: Path, output: Path, always_write: bool, json_path: str | None) -> None:
-    from simam_deploy.graph.contract import validate_simam_nodes
-    from simam_deploy.graph.io import load_model, save_model
-    from simam_deploy.graph.unfuse import unfuse_simam
+@_json_option()
+@_expect_option("SimAM nodes are expanded")
+@_external_data_option()
+@click.option(
+    "--always-write", is_flag=True, hidden=True, help="Kept for old scripts: OUT is always written."
+)
+def unfuse(source: Path, output: Path, json_path: str | None, expect: int | None, external_data: str,
+           always_write: bool) -> None:  # fmt: skip
+    from simam_deploy.graph.pipeline import check_expected, unfuse_file
 
     check_outputs({"-o": output, "--json": json_path}, [source])
+    if expect is not None and expect < 0:
+        raise click.BadParameter(f"must be >= 0, got {expect}", param_hint="--expect")
     console = human_console(json_path)
-    model = load_model(source)
-    count = len(validate_simam_nodes(model))
-    written = count > 0 or always_write
-    if count == 0:
-        console.print(f"no SimAM node in {source}" + ("" if always_write else "; nothing written"))
-    if written:
-        save_model(unfuse_simam(model), output)
-        console.print(f"expanded {count} SimAM node(s) into standard ops -> {output}")
-    payload = {"simam_nodes_expanded": count if written else 0, "written": written}
-    write_json(
-        json_path,
-        envelope(
-            "unfuse",
-            payload,
-            inputs={"onnx": source},
-            outputs={"onnx": output if written else None, "json": json_path},
-        ),
-    )
+    report, written = unfuse_file(source, output, external_data=external_data)
+    body = {**report.to_dict(), "files": [str(f) for f in written]}
+    outputs = {"onnx": output, "json": json_path}
+    write_json(json_path, envelope("unfuse", body, inputs={"onnx": source}, outputs=outputs))
+    count = len(report.expanded)
+    if count:
+        console.print(f"expanded {count} SimAM node(s) into standard ops -> {_written(written)}")
+    else:
+        console.print(f"no SimAM node in {source}; wrote the model unchanged -> {_written(written)}")
+    check_expected(count, expect, "expanded {} SimAM node(s)")

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from simam_deploy.errors import InputError
-from simam_deploy.fileio import atomic_output, check_output_path
+from simam_deploy.fileio import check_output_path
 from simam_deploy.nn import SimAM, find_simam_modules
-from simam_deploy.onnx_utils import cap_ir_version
+from simam_deploy.onnx_utils import EXTERNAL_DATA_THRESHOLD, cap_ir_version, save_onnx
 
 MIN_OPSET, MAX_OPSET = 13, 21
 DEFAULT_OPSET = 18
@@ -52,6 +52,12 @@ class ExportReport:
     simam_nodes: int = 0  # custom SimAM nodes (plugin mode)
     seconds: float = 0.0
     file_bytes: int = 0
+    # every SimAM block found in the exported graph, whatever class implements it: path (module
+    # path as in node names), module (qualified name), class, e_lambda, unbiased
+    simam_blocks: list[dict] = field(default_factory=list)
+    local_function: bool = False
+    files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -155,8 +161,17 @@ def export_onnx(
     input_name: str = "input",
     output_name: str = "output",
     inputs_to_protect: tuple[str | os.PathLike, ...] = (),
+    allow_none: bool = False,
+    function: bool = True,
+    external_data: str = "auto",
 ) -> ExportReport:
-    """Export ``model`` to ``output`` (written atomically) and check the file with onnx's full checker."""
+    """Export ``model`` to ``output`` (written atomically) and check the file with onnx's full checker.
+
+    SimAM blocks are recognised whatever class implements them: the fuse pass (structural match plus
+    numeric check) runs on the exported graph. In plugin mode it turns every block into one SimAM node
+    (with the model-local SimAM function unless ``function=False``); a network without any is refused
+    in plugin mode unless ``allow_none``. ``external_data``: auto|always|never (auto = past 2 GB).
+    """
     if mode not in MODES:
         raise InputError(f"unknown export mode '{mode}'", f"use one of: {', '.join(MODES)}")
     if dynamic not in DYNAMIC_CHOICES:
@@ -185,12 +200,74 @@ def export_onnx(
     else:
         proto = export_model_proto(model, example, opset, dynamic, exporter, input_name, output_name)
     name_nodes_by_module(proto, model)
-    finalize_and_save(proto, out)
+    proto = recognise_simam_blocks(proto, model, report, function=function)
+    if not report.simam_blocks:
+        _no_simam_found(model, report, allow_none)
+    written = finalize_and_save(proto, out, external_data=external_data, protect=inputs_to_protect)
     report.onnx_nodes = len(proto.graph.node)
     report.simam_nodes = sum(n.op_type == "SimAM" for n in proto.graph.node)
     report.seconds = time.perf_counter() - start
-    report.file_bytes = out.stat().st_size
+    report.files = [str(f) for f in written]
+    report.file_bytes = sum(Path(f).stat().st_size for f in written)
     return report
+
+
+def _module_of(model: nn.Module, path: str) -> tuple[str | None, str | None]:
+    """('layer1.0.att', 'MySimAM') for the node folder '/layer1/0/att'; (None, None) if no such module."""
+    parts = [p for p in path.strip("/").split("/") if p]
+    for candidate in (parts, parts[:-1] if parts and parts[-1] == "simam" else None):
+        if candidate is None:
+            continue
+        qual = ".".join(candidate)
+        try:
+            module = model.get_submodule(qual) if qual else model
+        except AttributeError:
+            continue
+        return qual, type(module).__name__
+    return None, None
+
+
+def recognise_simam_blocks(
+    proto: onnx.ModelProto, model: nn.Module, report: ExportReport, *, function: bool = True
+) -> onnx.ModelProto:
+    """Fill ``report.simam_blocks``; in plugin mode also fuse the blocks our SimAM class did not write."""
+    from simam_deploy.graph import contract
+    from simam_deploy.graph.fuse import fuse_simam
+
+    plugin = report.mode == "plugin"
+    blocks = []
+    for node in proto.graph.node:
+        if contract.is_simam_node(node):
+            attrs = contract.read_attributes(node)
+            blocks.append((node.name, attrs.e_lambda, int(attrs.unbiased)))
+    fused, fuse_report = fuse_simam(proto, dry_run=not plugin, function=function and plugin)
+    blocks += [(f.name, f.e_lambda, f.unbiased) for f in fuse_report.fused]
+    if plugin and not fuse_report.fused and blocks and function:
+        from simam_deploy.graph.fuse import add_function
+
+        add_function(fused, fuse_report)
+    for name, e_lambda, unbiased in blocks:
+        path = name.rsplit("/", 1)[0] if name.startswith("/") else name
+        qual, cls = _module_of(model, path)
+        report.simam_blocks.append(
+            {"path": path, "module": qual, "class": cls, "e_lambda": e_lambda, "unbiased": unbiased}
+        )
+    report.local_function = fuse_report.function
+    report.notes += fuse_report.notes
+    return fused if plugin else proto
+
+
+def _no_simam_found(model: nn.Module, report: ExportReport, allow_none: bool) -> None:
+    message = f"no SimAM block found in {type(model).__name__}"
+    hint = (
+        "SimAM is recognised by its formula, whatever the class: run `simam-deploy fuse MODEL.onnx "
+        "--dry-run` on the decomposed export to see near misses and why they were rejected"
+    )
+    if report.mode == "plugin" and not allow_none:
+        raise InputError(
+            f"{message}: --mode plugin would write a file with 0 SimAM nodes", hint + "; or --allow-none"
+        )
+    report.notes.append(f"{message}; {hint}")
 
 
 def _dynamic_axes(dynamic: str) -> dict[int, str]:
@@ -292,7 +369,8 @@ def readable_path(qualname: str, simam_names: set[str]) -> str:
 
 def name_nodes_by_module(proto: onnx.ModelProto, model: nn.Module) -> None:
     """Give every node a name that says where it sits in the network, e.g. /layer1/0/conv2/simam/Sigmoid,
-    and drop exporter stack traces (they carry local file paths)."""
+    its output tensors names that follow it (/layer1/0/conv2/simam/Sigmoid_output_0; a SimAM node's:
+    /layer1/0/conv2/simam/output), and drop exporter stack traces (they carry local file paths)."""
     simam_names = {name for name, _ in find_simam_modules(model)}
     used: dict[str, int] = {}
     for node in proto.graph.node:
@@ -306,14 +384,46 @@ def name_nodes_by_module(proto: onnx.ModelProto, model: nn.Module) -> None:
         count = used.get(base, 0)
         used[base] = count + 1
         node.name = base if count == 0 else f"{base}_{count}"
+    name_tensors_by_node(proto.graph)
 
 
-def finalize_and_save(proto: onnx.ModelProto, out: Path) -> None:
+def name_tensors_by_node(graph: onnx.GraphProto) -> None:
+    """Rename the outputs of module-named nodes after the node; graph inputs/outputs keep their names."""
+    fixed = {v.name for v in [*graph.input, *graph.output]} | {t.name for t in graph.initializer}
+    taken = set(fixed) | {o for n in graph.node for o in n.output}
+    rename: dict[str, str] = {}
+    for node in graph.node:
+        if not node.name.startswith("/"):
+            continue
+        for i, old in enumerate(node.output):
+            if not old or old in fixed:
+                continue
+            folder = node.name.rsplit("/", 1)[0]
+            new = f"{folder}/output" if node.op_type == "SimAM" else f"{node.name}_output_{i}"
+            if new == old or new in taken:
+                continue
+            rename[old] = new
+            taken.add(new)
+    for node in graph.node:
+        node.input[:] = [rename.get(t, t) for t in node.input]
+        node.output[:] = [rename.get(t, t) for t in node.output]
+    for vi in graph.value_info:
+        vi.name = rename.get(vi.name, vi.name)
+
+
+def finalize_and_save(
+    proto: onnx.ModelProto,
+    out: Path,
+    *,
+    external_data: str = "auto",
+    protect: tuple[str | os.PathLike, ...] = (),
+) -> list[Path]:
+    """Check (full) and write atomically; weights go to ``<out>.data`` past 2 GB or when asked."""
     cap_ir_version(proto)
     proto.producer_name = "simam-deploy"
     try:
-        onnx.checker.check_model(proto, full_check=True)
+        if proto.ByteSize() < EXTERNAL_DATA_THRESHOLD:
+            onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise InputError(f"the exported model fails onnx's checker: {str(exc).splitlines()[0]}") from exc
-    with atomic_output(out, suffix=".onnx") as tmp:
-        onnx.save(proto, str(tmp))
+    return save_onnx(proto, out, external_data=external_data, protect=protect)

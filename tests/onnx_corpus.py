@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from torch import nn
 
 from simam_deploy.nn import SimAM
 
@@ -55,8 +56,10 @@ class TwoSimamNet(torch.nn.Module):
 TORCH_EXPECT = [(1e-4, True), (0.1, False)]
 
 
-def torch_export(exporter: str, opset: int, dynamic: bool) -> onnx.ModelProto:
-    model = TwoSimamNet().eval()
+def torch_export(
+    exporter: str, opset: int, dynamic: bool, net: torch.nn.Module | None = None
+) -> onnx.ModelProto:
+    model = net if net is not None else TwoSimamNet().eval()
     example = torch.randn(1, 3, 8, 8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -103,6 +106,114 @@ def slim(model: onnx.ModelProto) -> onnx.ModelProto:
     import onnxslim
 
     return onnxslim.slim(onnx.ModelProto.FromString(model.SerializeToString()))
+
+
+# -- users' SimAM classes (as public code writes them; none is ours) ----------------------------
+
+
+class simam_module(nn.Module):
+    """The paper's formula, as in the authors' repository."""
+
+    def __init__(self, channels=None, e_lambda=1e-4):
+        super().__init__()
+        self.activaton = nn.Sigmoid()
+        self.e_lambda = e_lambda
+
+    def forward(self, x):
+        b, c, h, w = x.size()  # noqa: RUF059
+        n = w * h - 1
+        x_minus_mu_square = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
+        y = (
+            x_minus_mu_square / (4 * (x_minus_mu_square.sum(dim=[2, 3], keepdim=True) / n + self.e_lambda))
+            + 0.5
+        )
+        return x * self.activaton(y)
+
+
+class VarSimAM(nn.Module):
+    """The energy with torch.var (unbiased or not)."""
+
+    def __init__(self, e_lambda=1e-4, unbiased=True):
+        super().__init__()
+        self.e_lambda, self.unbiased = e_lambda, unbiased
+
+    def forward(self, x):
+        d = (x - x.mean(dim=(2, 3), keepdim=True)) ** 2
+        v = torch.var(x, dim=(2, 3), keepdim=True, unbiased=self.unbiased)
+        return x * torch.sigmoid(d / (4 * (v + self.e_lambda)) + 0.5)
+
+
+class StdSimAM(nn.Module):
+    """The variance as std ** 2."""
+
+    def __init__(self, e_lambda=0.1):
+        super().__init__()
+        self.e_lambda = e_lambda
+
+    def forward(self, x):
+        d = (x - x.mean(dim=(2, 3), keepdim=True)).pow(2)
+        return x * torch.sigmoid(d / (4 * (x.std(dim=(2, 3), keepdim=True) ** 2 + self.e_lambda)) + 0.5)
+
+
+class MeanSimAM(nn.Module):
+    """The 4 * mean(d) + lambda family (variance over H*W; lambda outside the factor 4)."""
+
+    def __init__(self, e_lambda=1e-4):
+        super().__init__()
+        self.e_lambda = e_lambda
+
+    def forward(self, x):
+        d = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
+        return x * torch.sigmoid(d / (4 * d.mean(dim=[2, 3], keepdim=True) + self.e_lambda) + 0.5)
+
+
+class UserPair(torch.nn.Module):
+    """conv -> the user's attention (two instances) -> conv."""
+
+    def __init__(self, first: torch.nn.Module, second: torch.nn.Module) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1 = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.a1 = first
+        self.c2 = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.a2 = second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a2(self.c2(self.a1(self.c1(x))))
+
+
+# name -> (module pair, expected (e_lambda, unbiased) per block)
+USER_MODELS = {
+    "paper": (
+        lambda: UserPair(simam_module(e_lambda=1e-4), simam_module(e_lambda=0.1)),
+        [(1e-4, True), (0.1, True)],
+    ),
+    "var": (lambda: UserPair(VarSimAM(1e-4, True), VarSimAM(0.1, False)), [(1e-4, True), (0.1, False)]),
+    "std": (lambda: UserPair(StdSimAM(0.1), StdSimAM(1e-4)), [(0.1, True), (1e-4, True)]),
+    "mean": (lambda: UserPair(MeanSimAM(1e-4), MeanSimAM(0.1)), [(2.5e-5, False), (0.025, False)]),
+}
+# (exporter, opset, dynamic H/W): dynamo with dynamic H/W writes torch.var's Reshape+Expand form
+USER_SOURCES = [
+    ("dynamo", 18, True),
+    ("dynamo", 20, False),
+    ("torchscript", 12, True),
+    ("torchscript", 11, False),
+]
+
+
+def user_entry_names() -> list[str]:
+    return [f"user-{m}-{e}-op{o}-{'dyn' if d else 'static'}" for m in USER_MODELS for e, o, d in USER_SOURCES]
+
+
+def user_entries() -> list[Entry]:
+    entries = []
+    for model_name, (make, expect) in USER_MODELS.items():
+        for exporter, opset, dynamic in USER_SOURCES:
+            model = torch_export(exporter, opset, dynamic, net=make().eval())
+            shapes = [(1, 3, 8, 8), (1, 3, 5, 7)] if dynamic else [(1, 3, 8, 8)]
+            name = f"user-{model_name}-{exporter}-op{opset}-{'dyn' if dynamic else 'static'}"
+            entries.append(Entry(name, model, expect, input_shapes=shapes))
+    return entries
 
 
 # -- hand-written variants ----------------------------------------------------------------------
@@ -235,6 +346,59 @@ def se_block(b: Builder) -> str:
     return b.op("Mul", "x", b.op("Sigmoid", b.op("Conv", pooled, w)))
 
 
+def torch_var(b: Builder, lam: float = 1e-4, *, restore: str = "reshape", keepdims: int = 0,
+              root: str = "", unbiased: bool = True) -> str:  # fmt: skip
+    """torch.var / torch.std**2 as the dynamo exporter writes them: a second Mul(dev, dev), a
+    keepdims=0 mean times H*W/(H*W-1), then Reshape (static) or Reshape+Expand back to (N, C, 1, 1)."""
+    x = "x"
+    dev = b.op("Sub", x, b.reduce("ReduceMean", x))
+    d = b.op("Pow", dev, b.const(2.0))
+    hw = b.hw[0] * b.hw[1]
+    var = b.op("Mul", b.reduce("ReduceMean", b.op("Mul", dev, dev), keepdims=keepdims), b.const(float(hw)))
+    var = b.op("Div", var, b.const(float(hw - int(unbiased))))
+    if restore == "reshape":
+        var = b.op("Reshape", var, b.const([1, 4, 1, 1], np.int64))
+    elif restore == "reshape-expand":
+        var = b.op(
+            "Expand", b.op("Reshape", var, b.const([1, 4, 1, 1], np.int64)), b.const([1, 4, 1, 1], np.int64)
+        )
+    elif restore == "unsqueeze":
+        if b.opset >= 13:
+            var = b.op("Unsqueeze", var, b.const([2, 3], np.int64))
+        else:
+            var = b.op("Unsqueeze", var, axes=[2, 3])
+    elif restore == "wrong-reshape":
+        var = b.op("Reshape", var, b.const([4, 1, 1, 1], np.int64))  # valid, but N and C swapped
+    if root == "sqrt-pow":
+        var = b.op("Pow", b.op("Sqrt", var), b.const(2.0))
+    elif root == "sqrt-mul":
+        var = b.op("Mul", *(2 * [b.op("Sqrt", var)]))
+    elif root == "sqrt":  # the standard deviation itself: not SimAM
+        var = b.op("Sqrt", var)
+    den = b.op("Mul", b.op("Add", var, b.const(lam)), b.const(4.0))
+    return b.op("Mul", x, b.op("Sigmoid", b.op("Add", b.op("Div", d, den), b.const(0.5))))
+
+
+def mean_form_scaled(b: Builder, lam: float, factor: float = 4.0, inner: bool = False) -> str:
+    """d / (factor * mean(d) + lam) or d / (factor * (mean(d) + lam)) + 0.5."""
+    x = "x"
+    d = b.op("Pow", b.op("Sub", x, b.reduce("ReduceMean", x)), b.const(2.0))
+    m = b.reduce("ReduceMean", d)
+    if inner:
+        den = b.op("Mul", b.op("Add", m, b.const(lam)), b.const(factor))
+    else:
+        den = b.op("Add", b.op("Mul", b.const(factor), m), b.const(lam))
+    return b.op("Mul", x, b.op("Sigmoid", b.op("Add", b.op("Div", d, den), b.const(0.5))))
+
+
+def simam_then_silu(b: Builder) -> str:
+    """A SimAM, then conv + SiLU (x * sigmoid(x)), as in YOLO necks: the SiLU is no candidate."""
+    y = paper(b)
+    w = b.const(np.random.default_rng(0).standard_normal((4, 4, 1, 1)))
+    c = b.op("Conv", y, w)
+    return b.op("Mul", c, b.op("Sigmoid", c))
+
+
 HandVariant = tuple[str, Callable[[Builder], str], list[tuple[float, bool]], str | None, bool]
 
 HAND_VARIANTS: list[HandVariant] = [
@@ -256,6 +420,27 @@ HAND_VARIANTS: list[HandVariant] = [
         True,
     ),
     ("folded-constants", lambda b: folded(b, 1e-4), [(1e-4, True)], None, True),
+    ("torch-var-reshape", lambda b: torch_var(b), [(1e-4, True)], None, False),
+    (
+        "torch-var-reshape-expand",
+        lambda b: torch_var(b, 0.1, restore="reshape-expand"),
+        [(0.1, True)],
+        None,
+        False,
+    ),
+    (
+        "torch-var-unsqueeze-biased",
+        lambda b: torch_var(b, restore="unsqueeze", unbiased=False),
+        [(1e-4, False)],
+        None,
+        False,
+    ),
+    ("torch-var-keepdims", lambda b: torch_var(b, restore="", keepdims=1), [(1e-4, True)], None, False),
+    ("torch-std-pow2", lambda b: torch_var(b, root="sqrt-pow"), [(1e-4, True)], None, False),
+    ("torch-std-mul", lambda b: torch_var(b, 0.1, root="sqrt-mul"), [(0.1, True)], None, False),
+    ("mean-form-outer", lambda b: mean_form_scaled(b, 0.1), [(0.025, False)], None, False),
+    ("mean-form-inner", lambda b: mean_form_scaled(b, 0.1, inner=True), [(0.1, False)], None, False),
+    ("simam-then-silu", simam_then_silu, [(1e-4, True)], None, False),
     # near misses: must stay unfused
     ("offset-0.4", lambda b: paper(b, offset=0.4), [], "offset is 0.4", False),
     ("factor-3", lambda b: paper(b, four=3.0), [], "variance divisor", False),
@@ -266,10 +451,19 @@ HAND_VARIANTS: list[HandVariant] = [
     ("negative-lambda", lambda b: paper(b, -1e-4), [], "lambda", False),
     ("baked-n-dynamic-hw", lambda b: paper(b), [], "variance divisor", True),
     ("se-gap-gate", se_block, [], None, False),
+    (
+        "var-wrong-reshape",
+        lambda b: torch_var(b, restore="wrong-reshape"),
+        [],
+        "one value per channel",
+        False,
+    ),
+    ("std-not-squared", lambda b: torch_var(b, root="sqrt"), [], "Sqrt", False),
+    ("mean-form-factor-2", lambda b: mean_form_scaled(b, 0.1, factor=2.0), [], "variance divisor", False),
 ]
 
 
-def hand_entries(opsets=(13, 17, 18, 21)) -> list[Entry]:
+def hand_entries(opsets=(11, 12, 13, 17, 18, 21)) -> list[Entry]:
     entries = []
     for opset in opsets:
         for name, body, expect, reject, dynamic in HAND_VARIANTS:
@@ -282,6 +476,10 @@ def hand_entries(opsets=(13, 17, 18, 21)) -> list[Entry]:
         out = paper(b, 0.1, dynamic_n=dynamic)
         shapes = [(1, 4, 6, 5), (1, 4, 7, 9)] if dynamic else [(1, 4, 6, 5)]
         entries.append(Entry(name, b.model(out), [(0.1, True)], None, shapes, float16=True))
+    # [N, C] variance broadcast against [N, C, H, W] (valid only because H = W = C = 4): not per channel
+    b = Builder(18, hw=(4, 4))
+    entries.append(Entry("hand-var-keepdims0-unrestored-op18", b.model(torch_var(b, restore="")), [],
+                         "keepdims=0", [(1, 4, 4, 4)]))  # fmt: skip
     b = Builder(18)
     entries.append(Entry("hand-attention-map-returned-op18", b.model(*returned_map(b)), [],
                          "not multiplied", [(1, 4, 6, 5)]))  # fmt: skip

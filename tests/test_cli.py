@@ -106,7 +106,7 @@ def test_unknown_target_type_exit_2(tmp_path, capsys):
     assert code == 2 and "unknown file type" in out
 
 
-def test_external_data_refused(tmp_path, capsys):
+def test_external_data_outside_the_model_folder_refused(tmp_path, capsys):
     weight = numpy_helper.from_array(np.ones(1024, np.float32), "w")
     graph = helper.make_graph(
         [helper.make_node("Add", ["x", "w"], ["y"])],
@@ -125,8 +125,13 @@ def test_external_data_refused(tmp_path, capsys):
         size_threshold=0,
         location="ext.bin",
     )
-    code, out = run_cli(["validate", str(path), "--reference", "cifar-resnet20"], capsys)
-    assert code == 2 and "external data" in out
+    # a model file must not make us read files outside its folder
+    escaped = tmp_path / "inner"
+    escaped.mkdir()
+    (escaped / "ext.onnx").write_bytes(path.read_bytes().replace(b"ext.bin", b"../e.bn"))  # same length
+    (tmp_path / "e.bn").write_bytes((tmp_path / "ext.bin").read_bytes())
+    code, out = run_cli(["validate", str(escaped / "ext.onnx"), "--reference", "cifar-resnet20"], capsys)
+    assert code == 2 and "climbs out of the model's folder" in out
 
 
 @pytest.mark.parametrize(

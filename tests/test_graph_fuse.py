@@ -82,6 +82,16 @@ def test_torch_exported_variants(torch_corpus, name):
     check_entry(torch_corpus[name])
 
 
+@pytest.fixture(scope="module")
+def user_corpus() -> dict[str, corpus.Entry]:
+    return {e.name: e for e in corpus.user_entries()}
+
+
+@pytest.mark.parametrize("name", corpus.user_entry_names())
+def test_users_simam_classes_from_both_exporters(user_corpus, name):
+    check_entry(user_corpus[name])
+
+
 def test_fused_node_follows_contract_and_keeps_shapes():
     fused, report = fuse_simam(HAND["hand-paper-op18"].model)
     (node,) = simam_nodes(fused)
@@ -165,15 +175,32 @@ def test_cli_fuse_writes_model_and_json(tmp_path, capsys):
     assert "fused 1 SimAM" in capsys.readouterr().out
 
 
-def test_cli_fuse_reports_rejects_and_writes_nothing_without_simam(tmp_path, capsys):
+def test_cli_fuse_without_simam_writes_the_model_unchanged_and_expect_fails(tmp_path, capsys):
     src, out = tmp_path / "in.onnx", tmp_path / "out.onnx"
     onnx.save(HAND["hand-offset-0.4-op18"].model, src)
+    out.write_bytes(b"stale output of an earlier run")
     assert cli("fuse", str(src), "-o", str(out)) == 0
     text = capsys.readouterr().out
-    assert "no SimAM subgraph found" in text and "offset is 0.4" in text
-    assert not out.exists()
-    assert cli("fuse", str(src), "-o", str(out), "--always-write") == 0
-    assert out.exists()
+    assert "no SimAM subgraph found" in text and "unchanged" in text and "offset is 0.4" in text
+    written = onnx.load(out)  # the stale file is gone: the next pipeline step reads this model
+    assert [n.op_type for n in written.graph.node] == [
+        n.op_type for n in HAND["hand-offset-0.4-op18"].model.graph.node
+    ]
+    assert cli("fuse", str(src), "-o", str(out), "--expect", "1") == 1
+    assert "fused 0 SimAM subgraph(s), expected 1" in capsys.readouterr().err
+    assert cli("fuse", str(src), "-o", str(out), "--expect", "0") == 0
+
+
+def test_cli_fuse_expect_and_json_schema(tmp_path, capsys):
+    src, out, rep = tmp_path / "in.onnx", tmp_path / "out.onnx", tmp_path / "r.json"
+    onnx.save(HAND["hand-paper-op18"].model, src)
+    assert cli("fuse", str(src), "-o", str(out), "--expect", "2", "--json", str(rep)) == 1
+    assert out.exists()  # written all the same; the count is what failed
+    data = json.loads(rep.read_text())
+    assert data["schema"] == "simam-deploy/fuse/v1" and data["expect"] == 2 and len(data["fused"]) == 1
+    assert data["local_function"] is True
+    assert cli("fuse", str(src), "-o", str(out), "--expect", "1", "--no-function") == 0
+    assert not onnx.load(out).functions
 
 
 def test_cli_fuse_dry_run_writes_nothing(tmp_path, capsys):
@@ -195,6 +222,8 @@ def test_cli_fuse_bad_inputs(tmp_path, capsys):
     assert cli("fuse", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "o.onnx")) == 2
     ext = tmp_path / "ext.onnx"
     big = HAND["hand-se-gap-gate-op18"].model
-    onnx.save(big, ext, save_as_external_data=True, all_tensors_to_one_file=True, size_threshold=0)
+    onnx.save(big, ext, save_as_external_data=True, location="ext.onnx.data", size_threshold=0)
+    (tmp_path / "ext.onnx.data").unlink()
     assert cli("fuse", str(ext), "-o", str(tmp_path / "o.onnx")) == 2
-    assert "external data" in capsys.readouterr().err
+    assert "does not exist next to the model" in capsys.readouterr().err
+    assert not (tmp_path / "o.onnx").exists()

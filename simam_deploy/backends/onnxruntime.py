@@ -42,12 +42,18 @@ class OnnxRuntimeRunner:
     def __init__(self, model: str | Path | onnx.ModelProto, providers: Sequence[str] | None = None) -> None:
         import onnxruntime as ort
 
-        proto = model if isinstance(model, onnx.ModelProto) else load_onnx(model)
+        from_file = not isinstance(model, onnx.ModelProto)
+        # a file is validated (external-data locations included) but its weights are not read here
+        proto = load_onnx(model, load_external=False) if from_file else model
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        needs_rewrite = proto.ir_version > READABLE_IR_VERSION or count_simam_nodes(proto)
+        if from_file and needs_rewrite:
+            proto = load_onnx(model, check=False)  # rewritten in memory: weights included
         if proto.ir_version > READABLE_IR_VERSION:
             proto = cap_ir_version(_copy(proto))  # the caller's ModelProto stays untouched
-        model_bytes = proto.SerializeToString()
+        # an unmodified file is opened by path, so ONNX Runtime reads external data (and > 2 GB) itself
+        model_bytes = str(model) if from_file and not needs_rewrite else proto.SerializeToString()
         if count_simam_nodes(proto):
             from simam_deploy import ort as simam_ort
 

@@ -39,7 +39,7 @@ FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProt
 
 # Opsets whose standard ops the fuse/unfuse code knows (ReduceSum's axes moved to an input at 13,
 # ReduceMean's at 18); newer ones are refused rather than guessed.
-MIN_OPSET = 13
+MIN_OPSET = 11
 MAX_OPSET = 23
 
 
@@ -146,7 +146,7 @@ def default_opset(model: onnx.ModelProto) -> int:
     """The model's ai.onnx opset; InputError if missing or outside what this tool knows."""
     versions = [op.version for op in model.opset_import if op.domain in ("", "ai.onnx")]
     if not versions:
-        raise InputError("the model imports no standard ONNX opset", "re-export it with an ONNX opset 13-23")
+        raise InputError("the model imports no standard ONNX opset", "re-export it with an ONNX opset 11-23")
     opset = versions[0]
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(

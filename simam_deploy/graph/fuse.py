@@ -17,9 +17,10 @@ from onnx import helper
 
 from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.graph import contract
+from simam_deploy.graph.function import attach_simam_function
 from simam_deploy.graph.patterns import TRIALS, GraphIndex, Match, Reject, find_simam
 from simam_deploy.nn import simam_reference_numpy
-from simam_deploy.onnx_utils import cap_ir_version
+from simam_deploy.onnx_utils import cap_ir_version, infer_shapes
 
 DEFAULT_ATOL = 1e-4
 # float16 subgraphs round every intermediate; compare them loosely.
@@ -43,12 +44,16 @@ class FuseReport:
     rejected: list[Reject] = field(default_factory=list)
     existing_simam_nodes: int = 0
     seconds: float = 0.0
+    function: bool = False  # the output carries the model-local SimAM function
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "fused": [asdict(f) for f in self.fused],
             "rejected": [asdict(r) for r in self.rejected],
             "existing_simam_nodes": self.existing_simam_nodes,
+            "local_function": self.function,
+            "notes": list(self.notes),
             "seconds": round(self.seconds, 4),
         }
 
@@ -66,7 +71,7 @@ def _name_nodes(model: onnx.ModelProto) -> None:
 
 def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
-        return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        return infer_shapes(model, data_prop=True)
     except Exception as exc:  # onnx raises several error types from C++
         raise InputError(
             f"ONNX shape inference failed on this model: {exc}",
@@ -173,8 +178,9 @@ def _onnxruntime():
 
 def _fused_name(match: Match, taken: set[str], ordinal: int) -> str:
     # TorchScript/lead-style names share the module path: /layer1/0/simam/Sigmoid -> /layer1/0/simam/SimAM
-    folders = {name.rsplit("/", 1)[0] for name in match.interior if "/" in name}
-    base = f"{folders.pop()}/SimAM" if len(folders) == 1 else f"SimAM_{ordinal}"
+    # (a user's class may nest its sigmoid: /att/ReduceMean, /att/activation/Sigmoid -> /att/SimAM)
+    folder = _common_folder([name for name in match.interior])
+    base = f"{folder}/SimAM" if folder else f"SimAM_{ordinal}"
     name, k = base, 1
     while name in taken:
         name, k = f"{base}_{k}", k + 1
@@ -182,15 +188,43 @@ def _fused_name(match: Match, taken: set[str], ordinal: int) -> str:
     return name
 
 
+def _output_name(node_name: str, current: str, taken: set[str], graph_outputs: set[str]) -> str:
+    """'/layer1/0/conv2/simam/SimAM' -> '/layer1/0/conv2/simam/output', so tools' tensor names map back
+    to modules; graph outputs and other names keep theirs."""
+    if current in graph_outputs or not node_name.startswith("/") or "/" not in node_name:
+        return current
+    wanted = node_name.rsplit("/", 1)[0] + "/output"
+    return current if wanted in taken else wanted
+
+
+def _common_folder(names: list[str]) -> str:
+    """The longest common '/a/b' folder of module-path node names ('' when any name has none)."""
+    if not names or not all(n.startswith("/") and n.count("/") >= 2 for n in names):
+        return ""
+    split = [n.split("/")[1:-1] for n in names]
+    common: list[str] = []
+    for parts in zip(*split, strict=False):
+        if len(set(parts)) != 1:
+            break
+        common.append(parts[0])
+    return "/" + "/".join(common) if common else ""
+
+
 def _replace(model: onnx.ModelProto, matches: list[tuple[Match, str]]) -> onnx.ModelProto:
     import onnx_graphsurgeon as gs
 
     graph = gs.import_onnx(model)
     tensors = graph.tensors()
+    taken = set(tensors)
+    graph_outputs = {t.name for t in graph.outputs}
     by_name = {n.name: n for n in graph.nodes}
     for match, name in matches:
         anchor = by_name[match.anchor]
         y = anchor.outputs[0]
+        new_name = _output_name(name, y.name, taken, graph_outputs)
+        if new_name != y.name:
+            taken.add(new_name)
+            y.name = new_name
         anchor.outputs.clear()  # the old subgraph is now dead; cleanup() drops it
         attrs = {
             **match.attrs.as_dict(),
@@ -230,7 +264,7 @@ def finalize(model: onnx.ModelProto) -> onnx.ModelProto:
     except onnx.checker.ValidationError as exc:
         raise InputError(f"the rewritten model fails the ONNX checker: {exc}") from exc
     # the registered SimAM schema lets inference type the SimAM outputs; set any it missed
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    model = infer_shapes(model)
     for node in model.graph.node:
         if contract.is_simam_node(node):
             contract.set_output_value_info(model, node.input[0], node.output[0])
@@ -238,9 +272,19 @@ def finalize(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def fuse_simam(
-    model: onnx.ModelProto, *, atol: float = DEFAULT_ATOL, dry_run: bool = False, seed: int = 0
+    model: onnx.ModelProto,
+    *,
+    atol: float = DEFAULT_ATOL,
+    dry_run: bool = False,
+    seed: int = 0,
+    function: bool = True,
 ) -> tuple[onnx.ModelProto, FuseReport]:
-    """Fuse every SimAM subgraph; returns (new model, report). The input model is not modified."""
+    """Fuse every SimAM subgraph; returns (new model, report). The input model is not modified.
+
+    With ``function`` (default) the result carries SimAM as a model-local ONNX function, so runtimes
+    without our op still run it (see :mod:`simam_deploy.graph.function`). When nothing is fused the
+    input model itself is returned.
+    """
     start = time.perf_counter()
     contract.default_opset(model)
     report = FuseReport(existing_simam_nodes=len(contract.validate_simam_nodes(model)))
@@ -269,5 +313,15 @@ def fuse_simam(
         report.seconds = time.perf_counter() - start
         return model, report
     fused = finalize(_replace(work, accepted))
+    if function:
+        add_function(fused, report)
     report.seconds = time.perf_counter() - start
     return fused, report
+
+
+def add_function(model: onnx.ModelProto, report: FuseReport) -> None:
+    """Attach the local SimAM function (in place), noting in ``report`` when the opset forbids it."""
+    reason = attach_simam_function(model)
+    report.function = reason is None
+    if reason:
+        report.notes.append(f"no local SimAM function: {reason}")

@@ -30,6 +30,39 @@ from simam_deploy.graph.contract import FLOAT_TYPES, SimamAttributes
 # Two assignments of symbolic dimensions; every dimension differs between them.
 TRIALS = (0, 1)
 LOOKBACK_NODES = 24  # how far back from a Sigmoid to look for a (X - mean(X)) deviation
+# Ops a SimAM formula is written with (between the deviation and the sigmoid); the structural
+# pre-check walks back through these only, so e.g. a SiLU's sigmoid(Conv(.)) is not a candidate.
+FORMULA_OPS = frozenset(
+    [
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Pow",
+        "Sqrt",
+        "Reciprocal",
+        "Abs",
+        "Neg",
+        "Identity",
+        "Cast",
+        "Reshape",
+        "Expand",
+        "Squeeze",
+        "Unsqueeze",
+        "ReduceMean",
+        "ReduceSum",
+        "ReduceSumSquare",
+        "GlobalAveragePool",
+        "Shape",
+        "Gather",
+        "ReduceProd",
+        "Concat",
+        "Slice",
+        "Constant",
+        "Max",
+        "Min",
+    ]
+)
 
 
 class NearMiss(Exception):
@@ -379,7 +412,8 @@ class SimamMatcher:
             seen.add(node.name)
             if node.op_type == "Sub" and self._is_deviation(node):
                 return True
-            frontier.extend(i for i in node.input if i)
+            if node.op_type in FORMULA_OPS:  # a Conv, Relu, ... ends the SimAM formula
+                frontier.extend(i for i in node.input if i)
         return False
 
     def _is_deviation(self, sub: onnx.NodeProto) -> bool:
@@ -388,13 +422,7 @@ class SimamMatcher:
             if (
                 mean_node is not None
                 and a in mean_node.input
-                and mean_node.op_type
-                in (
-                    "ReduceMean",
-                    "GlobalAveragePool",
-                    "Div",
-                    "Mul",
-                )
+                and mean_node.op_type in ("ReduceMean", "GlobalAveragePool")
             ):
                 return True
             if mean_node is not None and mean_node.op_type in ("Div", "Mul"):
@@ -598,10 +626,18 @@ class SimamMatcher:
         )
 
     def _affine(
-        self, tensor: str, d_tensor: str, x: str, ev: ShapeEval, nodes: list[onnx.NodeProto]
+        self,
+        tensor: str,
+        d_tensor: str,
+        x: str,
+        ev: ShapeEval,
+        nodes: list[onnx.NodeProto],
+        restored: bool = False,
     ) -> _Affine:
+        """The denominator as a * S + b; ``restored``: a Reshape/Expand/Unsqueeze below restores the
+        (N, C, 1, 1) shape, so the variance may drop the reduced axes."""
         node = self.index.producer.get(tensor)
-        stat = self._variance_stat(node, d_tensor, x, ev)
+        stat = self._variance_stat(node, d_tensor, x, ev, restored, nodes)
         if stat is not None:
             nodes.append(node)
             return stat
@@ -618,13 +654,61 @@ class SimamMatcher:
         op = node.op_type
         if op in ("Identity", "Cast"):
             nodes.append(node)
-            return self._affine(node.input[0], d_tensor, x, ev, nodes)
+            return self._affine(node.input[0], d_tensor, x, ev, nodes, restored)
+        if op in ("Reshape", "Expand", "Unsqueeze"):
+            # torch.var under dynamo: a keepdims=0 variance brought back to (N, C, 1, 1)
+            self._check_restores_hw(node, x, ev)
+            nodes.append(node)
+            return self._affine(node.input[0], d_tensor, x, ev, nodes, restored=True)
+        root = self._sqrt_squared(node)
+        if root is not None:  # torch.std(...) ** 2
+            nodes += [node, root]
+            return self._affine(root.input[0], d_tensor, x, ev, nodes, restored)
         if op in ("Add", "Sub", "Mul", "Div"):
             nodes.append(node)
-            p = self._affine(node.input[0], d_tensor, x, ev, nodes)
-            q = self._affine(node.input[1], d_tensor, x, ev, nodes)
+            p = self._affine(node.input[0], d_tensor, x, ev, nodes, restored)
+            q = self._affine(node.input[1], d_tensor, x, ev, nodes, restored)
             return self._combine(op, p, q)
         raise NearMiss(f"the denominator uses {op}, not an affine function of the variance")
+
+    def _sqrt_squared(self, node: onnx.NodeProto) -> onnx.NodeProto | None:
+        """The Sqrt node of Pow(Sqrt(v), 2) or Mul(Sqrt(v), Sqrt(v)), else None."""
+        if node.op_type == "Pow" and self.index.scalar_const(node.input[1]) != 2.0:
+            return None
+        if node.op_type == "Mul" and node.input[0] != node.input[1]:
+            return None
+        if node.op_type not in ("Pow", "Mul"):
+            return None
+        root = self.index.producer.get(node.input[0])
+        return root if root is not None and root.op_type == "Sqrt" else None
+
+    def _check_restores_hw(self, node: onnx.NodeProto, x: str, ev: ShapeEval) -> None:
+        """A Reshape/Expand/Unsqueeze in the denominator must give (N, C, 1, 1): the per-channel shape."""
+        dims = self.index.dims(node.output[0])
+        channels = (self.index.dims(x) or [None, None])[1]
+        if dims is not None and len(dims) == 4 and dims[2] == 1 and dims[3] == 1:
+            if dims[1] == channels or not isinstance(dims[1], int) or not isinstance(channels, int):
+                return
+            raise NearMiss(f"the denominator's {node.op_type} gives shape {dims}, not one value per channel")
+        if node.op_type == "Unsqueeze":
+            axes = _attr(node, "axes", None)
+            if axes is None and len(node.input) > 1:
+                axes = self.index.const(node.input[1])
+                axes = None if axes is None else axes.reshape(-1).tolist()
+            if axes is not None and sorted(a % 4 for a in axes) == [2, 3]:
+                return
+        elif len(node.input) > 1:
+            try:
+                shape = np.asarray(ev.value(node.input[1])).reshape(-1).tolist()
+            except NearMiss:
+                shape = []
+            if (
+                len(shape) == 4
+                and shape[2:] == [1, 1]
+                and (not isinstance(channels, int) or shape[1] == channels)
+            ):
+                return
+        raise NearMiss(f"the denominator's {node.op_type} does not give one value per channel (N, C, 1, 1)")
 
     @staticmethod
     def _combine(op: str, p: _Affine, q: _Affine) -> _Affine:
@@ -641,7 +725,13 @@ class SimamMatcher:
         return _Affine(p.a / q.b, p.b / q.b)
 
     def _variance_stat(
-        self, node: onnx.NodeProto | None, d_tensor: str, x: str, ev: ShapeEval
+        self,
+        node: onnx.NodeProto | None,
+        d_tensor: str,
+        x: str,
+        ev: ShapeEval,
+        restored: bool = False,
+        nodes: list[onnx.NodeProto] | None = None,
     ) -> _Affine | None:
         """S = ReduceSum_HW(D) -> (1, 0); ReduceMean_HW(D) -> (1/HW, 0); None if not a reduction of D."""
         if node is None or node.op_type not in ("ReduceSum", "ReduceMean", "ReduceSumSquare"):
@@ -653,19 +743,22 @@ class SimamMatcher:
                 raise NearMiss("ReduceSumSquare in the denominator is not over X - mean(X)")
         elif src != d_tensor:
             try:
-                x_other, _ = self._square_deviation(src)
+                # torch.var squares the deviation a second time (Mul(dev, dev)); those nodes belong too
+                x_other, own_nodes = self._square_deviation(src)
             except NearMiss as miss:
                 raise NearMiss(
                     f"the denominator reduces something other than the squared deviation ({miss})"
                 ) from miss
             if x_other != x:
                 raise NearMiss("the denominator's variance is of a different tensor")
+            if nodes is not None:
+                nodes.extend(own_nodes)
         if not _is_hw_axes(reduce_axes(self.index, node)):
             raise NearMiss(
                 f"the variance is reduced over axes {reduce_axes(self.index, node)}, not H,W (2, 3)"
             )
-        if not _attr(node, "keepdims", 1):
-            raise NearMiss("the variance drops the reduced axes (keepdims=0)")
+        if not _attr(node, "keepdims", 1) and not restored:
+            raise NearMiss("the variance drops the reduced axes (keepdims=0) and nothing restores them")
         if node.op_type == "ReduceMean":
             return _Affine(1.0 / float(np.prod(ev.shape_of(x)[2:])), 0.0)
         return _Affine(1.0, 0.0)

@@ -15,6 +15,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from simam_deploy.graph import contract
+from simam_deploy.graph.function import remove_simam_function
 from simam_deploy.graph.fuse import finalize
 
 
@@ -92,12 +93,17 @@ def _expand(node: onnx.NodeProto, attrs: contract.SimamAttributes, opset: int, t
 
 
 def unfuse_simam(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` with every SimAM node replaced by standard ops (no-op copy if none)."""
+    """A copy of ``model`` with every SimAM node replaced by standard ops (no-op copy if none).
+
+    The expansion is the body of the local SimAM function, inlined (with ``H*W - unbiased`` folded
+    to a constant where the shape is known); the function itself is dropped.
+    """
     opset = contract.default_opset(model)
     found = contract.validate_simam_nodes(model)
     out = copy.deepcopy(model)
     if not found:
         return out
+    remove_simam_function(out)
     inferred = onnx.shape_inference.infer_shapes(out, strict_mode=False)
     types = contract.value_types(inferred)
     new_nodes: list[onnx.NodeProto] = []
