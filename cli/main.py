@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "validate": "validate_cmd:validate",
     "fuse": "graph_cmd:fuse",
     "unfuse": "graph_cmd:unfuse",
+    "convert": "convert_cmd:convert",
     "build": "build_cmd:build",
     "bench": "bench_cmd:bench",
 }
@@ -31,6 +32,7 @@ SHORT_HELP = {
     "validate": "Prove an ONNX file or TensorRT engine computes what PyTorch computes.",
     "fuse": "Replace SimAM subgraphs in any ONNX file by single SimAM nodes.",
     "unfuse": "Expand SimAM nodes back into standard ONNX ops.",
+    "convert": "Convert an ONNX file to float16/bfloat16 (SimAM statistics kept float32).",
     "build": "Build a TensorRT engine from ONNX with the SimAM plugin.",
     "bench": "Measure latency: fused kernel, PyTorch, ONNX Runtime, TensorRT side by side.",
 }

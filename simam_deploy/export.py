@@ -52,6 +52,8 @@ class ExportReport:
     simam_nodes: int = 0  # custom SimAM nodes (plugin mode)
     seconds: float = 0.0
     file_bytes: int = 0
+    precision: str = "fp32"  # fp16/bf16: converted after export by simam_deploy.precision
+    notices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -155,6 +157,7 @@ def export_onnx(
     input_name: str = "input",
     output_name: str = "output",
     inputs_to_protect: tuple[str | os.PathLike, ...] = (),
+    precision: str = "fp32",
 ) -> ExportReport:
     """Export ``model`` to ``output`` (written atomically) and check the file with onnx's full checker."""
     if mode not in MODES:
@@ -185,6 +188,11 @@ def export_onnx(
     else:
         proto = export_model_proto(model, example, opset, dynamic, exporter, input_name, output_name)
     name_nodes_by_module(proto, model)
+    if precision != "fp32":
+        from simam_deploy.precision import convert_precision
+
+        proto, conversion = convert_precision(proto, precision)
+        report.precision, report.notices = precision, conversion.notices
     finalize_and_save(proto, out)
     report.onnx_nodes = len(proto.graph.node)
     report.simam_nodes = sum(n.op_type == "SimAM" for n in proto.graph.node)

@@ -59,6 +59,8 @@ class ParityReport:
     rtol: float
     runs: list[RunResult] = field(default_factory=list)
     target_backend: str = ""
+    precision: str = "fp32"  # the target's computing precision the tolerances were chosen for
+    tolerance_source: str = "given"
 
     @property
     def passed(self) -> bool:
@@ -81,7 +83,8 @@ class ParityReport:
             "target": self.target,
             "target_backend": self.target_backend,
             "reference": self.reference,
-            "tolerance": {"atol": self.atol, "rtol": self.rtol},
+            "precision": self.precision,
+            "tolerance": {"atol": self.atol, "rtol": self.rtol, "source": self.tolerance_source},
             "summary": self.worst(),
             "runs": [
                 {

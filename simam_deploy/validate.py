@@ -10,14 +10,13 @@ from simam_deploy.backends import load_runner
 from simam_deploy.backends.torch_backend import TorchRunner
 from simam_deploy.errors import InputError
 from simam_deploy.parity import (
-    DEFAULT_ATOL,
-    DEFAULT_RTOL,
     DEFAULT_SEEDS,
     ParityReport,
     RunResult,
     check_parity,
     load_inputs_npz,
 )
+from simam_deploy.precision import resolve_tolerances
 from simam_deploy.zoo import build_model, default_input_shape
 
 
@@ -47,8 +46,9 @@ def validate(
     reference: str,
     *,
     checkpoint: str | os.PathLike | None = None,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
+    atol: float | None = None,
+    rtol: float | None = None,
+    precision: str = "auto",
     inputs: str | os.PathLike | None = None,
     seeds: Sequence[int] = DEFAULT_SEEDS,
     input_shape: tuple[int, ...] | None = None,
@@ -56,7 +56,9 @@ def validate(
     plugin_lib: str | None = None,
     on_run: Callable[[RunResult], None] | None = None,
 ) -> ParityReport:
-    """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT) with the PyTorch ``reference``."""
+    """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT) with the PyTorch ``reference``.
+    Tolerances not given default per precision (``simam_deploy.precision.resolve_tolerances``)."""
+    tol = resolve_tolerances(target, precision, atol, rtol)
     options = {"plugin_lib": plugin_lib} if plugin_lib else {}
     runner = load_runner(target, providers=providers, **options)
     model, _ = build_model(reference, checkpoint)
@@ -65,15 +67,17 @@ def validate(
     shape = resolve_input_shape(spec_shape, reference, input_shape)
     feed = load_inputs_npz(inputs, runner.input_names) if inputs is not None else None
     ckpt = f" + {Path(checkpoint).name}" if checkpoint else " (seeded weights)"
-    return check_parity(
+    report = check_parity(
         runner,
         torch_runner,
         input_shape=shape,
-        atol=atol,
-        rtol=rtol,
+        atol=tol.atol,
+        rtol=tol.rtol,
         seeds=tuple(seeds),
         inputs=feed,
         target_label=str(target),
         reference_label=f"{reference}{ckpt}",
         on_run=on_run,
     )
+    report.precision, report.tolerance_source = tol.precision, tol.source
+    return report

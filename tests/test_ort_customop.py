@@ -67,9 +67,9 @@ def test_runner_on_a_file_with_simam_nodes(tmp_path):
 def test_bad_nodes_are_refused_before_onnxruntime():
     with pytest.raises(InputError, match=r"simam_0.*e_lambda"):
         ort_customop.prepare_session(simam_node_model(18, -0.5))
-    half = simam_node_model(18)
-    for vi in [*half.graph.input, *half.graph.output]:
-        vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
-    with pytest.raises(MissingDependencyError, match="float32 only"):
-        ort_customop.prepare_session(half)
+    bf16 = simam_node_model(18)
+    for vi in [*bf16.graph.input, *bf16.graph.output]:
+        vi.type.tensor_type.elem_type = onnx.TensorProto.BFLOAT16
+    with pytest.raises(MissingDependencyError, match="float32 and float16 only"):
+        ort_customop.prepare_session(bf16)
     assert contract.DOMAIN == "com.simam_deploy"

@@ -77,18 +77,24 @@ def retarget_for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
     types = contract.inferred_types(model)
     out = copy.deepcopy(model)
     by_output = {node.output[0]: attrs for node, attrs in found}
+    nodes = []
     for node in out.graph.node:
+        nodes.append(node)
         if not contract.is_simam_node(node):
             continue
+        attrs = by_output[node.output[0]]
         x_type = types.get(node.input[0])
-        if x_type is not None and x_type.tensor_type.elem_type not in (0, onnx.TensorProto.FLOAT):
+        elem = x_type.tensor_type.elem_type if x_type is not None else 0
+        if elem == onnx.TensorProto.FLOAT16:
+            # the kernel reads float32; a float16 kernel would widen on load and round on store
+            _widen_around(node, nodes)
+        elif elem not in (0, onnx.TensorProto.FLOAT):
             raise MissingDependencyError(
                 f"SimAM node {node.name!r} takes "
                 f"{onnx.TensorProto.DataType.Name(x_type.tensor_type.elem_type)}; the ONNX Runtime op "
-                "runs float32 only",
-                "run float16 models through TensorRT, or unfuse them (simam-deploy unfuse)",
+                "runs float32 and float16 only",
+                "run bfloat16 models through TensorRT (ONNX Runtime's CPU provider has no bfloat16 kernels)",
             )
-        attrs = by_output[node.output[0]]
         node.domain = CONTRIB_DOMAIN
         del node.attribute[:]
         node.attribute.extend(
@@ -97,11 +103,23 @@ def retarget_for_ort(model: onnx.ModelProto) -> onnx.ModelProto:
                 onnx.helper.make_attribute("unbiased", int(attrs.unbiased)),
             ]
         )
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
     imports = [op for op in out.opset_import if op.domain not in (contract.DOMAIN, CONTRIB_DOMAIN)]
     imports.append(onnx.helper.make_opsetid(CONTRIB_DOMAIN, 1))
     del out.opset_import[:]
     out.opset_import.extend(imports)
     return cap_ir_version(out)
+
+
+def _widen_around(node: onnx.NodeProto, nodes: list[onnx.NodeProto]) -> None:
+    """Run a float16 SimAM node in float32: Cast in, the node, Cast out (appended after it)."""
+    x, y = node.input[0], node.output[0]
+    nodes.insert(
+        len(nodes) - 1, onnx.helper.make_node("Cast", [x], [f"{x}__fp32"], to=onnx.TensorProto.FLOAT)
+    )
+    node.input[0], node.output[0] = f"{x}__fp32", f"{y}__fp32"
+    nodes.append(onnx.helper.make_node("Cast", [f"{y}__fp32"], [y], to=onnx.TensorProto.FLOAT16))
 
 
 def prepare_session(model: onnx.ModelProto, options: Any = None) -> tuple[bytes, Any]:
