@@ -58,9 +58,9 @@ def validate(
 ) -> ParityReport:
     """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT) with the PyTorch ``reference``.
     Tolerances not given default per precision (``simam_deploy.precision.resolve_tolerances``)."""
-    tol = resolve_tolerances(target, precision, atol, rtol)
     options = {"plugin_lib": plugin_lib} if plugin_lib else {}
     runner = load_runner(target, providers=providers, **options)
+    tol = resolve_tolerances(target, precision, atol, rtol)  # after the loader has vetted the file
     model, _ = build_model(reference, checkpoint)
     torch_runner = TorchRunner(model, runner.input_names[:1], runner.output_names)
     spec_shape = runner.input_spec()[0][1]
