@@ -441,9 +441,16 @@ def _upgrade_for_bf16(model: onnx.ModelProto, notices: list[str]) -> onnx.ModelP
 
 
 def convert_precision(
-    model: onnx.ModelProto, precision: str, *, io_types: str = "float32"
+    model: onnx.ModelProto,
+    precision: str,
+    *,
+    io_types: str = "float32",
+    keep_statistics_fp32: bool = True,
 ) -> tuple[onnx.ModelProto, ConversionReport]:
-    """A reduced-precision copy of a float32 ``model`` (not modified) and what was done."""
+    """A reduced-precision copy of a float32 ``model`` (not modified) and what was done.
+
+    ``keep_statistics_fp32=False`` converts SimAM statistics too (what a generic converter does);
+    it exists to measure what that costs (benchmarks/precision_study.py), not for deployment."""
     if precision not in REDUCED_PRECISIONS:
         raise InputError(f"cannot convert to precision '{precision}'", "use --precision fp16 or bf16")
     if io_types not in IO_TYPES:
@@ -463,6 +470,8 @@ def convert_precision(
     inferred = _infer(model)
     stats, found = find_statistics(inferred)
     report.simam_subgraphs = found
+    if not keep_statistics_fp32:
+        stats = set()
     converter = _Converter(inferred, ELEM_TYPE[precision], io_types, stats)
     converter.run()
     out = converter.model
