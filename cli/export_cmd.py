@@ -14,6 +14,7 @@ Examples:
   simam-deploy export cifar-resnet20 --checkpoint model_best.pth.tar -o r20.onnx --dynamic all
   simam-deploy export resnet50 --opset 17 --input-shape 8x3x224x224 -o r50.onnx
   simam-deploy export resnet50 --mode plugin -o r50-plugin.onnx      # one SimAM node each
+  simam-deploy export resnet50 --precision fp16 -o r50-fp16.onnx     # for strongly typed TensorRT
   simam-deploy export mypkg.nets:build_net --input-shape 1x3x64x64 -o net.onnx
 """
 
@@ -51,6 +52,13 @@ Examples:
     show_default=True,
     help="torch exporter; auto = dynamo for opset>=18, torchscript below.",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="Types in the file (strongly typed TensorRT): fp16/bf16 keep SimAM statistics in fp32, I/O float32.",
+)
 @click.option("--json", "json_path", metavar="FILE", help="Write the export report as JSON ('-' = stdout).")
 @click.option(
     "--allow-none", is_flag=True, help="--mode plugin: write the file even if no SimAM block is found."
@@ -60,8 +68,8 @@ Examples:
     "--external-data", type=click.Choice(EXTERNAL_DATA_CHOICES), default="auto", show_default=True,
     help="Weights in OUT.onnx.data: auto = only past 2 GB.",
 )  # fmt: skip
-def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporter, json_path, allow_none,
-           no_function, external_data) -> None:  # fmt: skip
+def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporter, precision, json_path,
+           allow_none, no_function, external_data) -> None:  # fmt: skip
     """Export MODEL (a zoo name or package.module:callable) to ONNX.
 
     The file is checked with onnx.checker (full_check) before it is moved into place; nodes are
@@ -93,6 +101,7 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
             allow_none=allow_none,
             function=not no_function,
             external_data=external_data,
+            precision=precision,
         )
     payload = envelope(
         "export",
@@ -109,6 +118,9 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
     console.print(table)
     _print_blocks(report, console)
     extra = f", {report.simam_nodes} SimAM nodes" if mode == "plugin" else ""
+    extra += f", {report.precision}" if report.precision != "fp32" else ""
+    for notice in report.notices:
+        console.print(f"[yellow]notice:[/yellow] {notice}")
     console.print(
         f"[green]wrote[/green] {report.output} ({report.file_bytes / 1e6:.1f} MB, {report.onnx_nodes} nodes"
         f"{extra}; {report.exporter} exporter, opset {report.opset}, dynamic {report.dynamic}) "

@@ -6,12 +6,15 @@ from rich.table import Table
 from simam_deploy.cli.common import check_outputs, envelope, human_console, progress, write_json
 from simam_deploy.errors import InputError
 from simam_deploy.export import parse_shape
-from simam_deploy.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, RunResult
+from simam_deploy.parity import ParityReport, RunResult
+from simam_deploy.precision import DEFAULT_TOLERANCES
 
+_DEFAULTS = ", ".join(f"{p} atol {a:g} rtol {r:g}" for p, (a, r) in DEFAULT_TOLERANCES.items())
 EPILOG = f"""\b
-Defaults fit FP32 (atol {DEFAULT_ATOL:g}, rtol {DEFAULT_RTOL:g}: an element passes when
-|target - reference| <= atol + rtol*|reference|; the verdict prints how much of that margin the
-worst element uses). For FP16 engines use e.g. --atol 1e-2 --rtol 1e-2.
+An element passes when |target - reference| <= atol + rtol*|reference|; the verdict prints how
+much of that margin the worst element uses. Tolerances not given default per precision
+({_DEFAULTS}); the precision is read from an ONNX file's tensor types
+(--precision auto); engines need --precision fp16|bf16 when they are not fp32.
 NaN or Inf in either side's outputs fails the check (with the count and where) unless
 --allow-nonfinite; top-1 agreement counts only rows that are finite on both sides.
 Exit codes: 0 parity holds, 1 mismatch (or NaN/Inf), 2 usage or input error.
@@ -20,7 +23,8 @@ Exit codes: 0 parity holds, 1 mismatch (or NaN/Inf), 2 usage or input error.
 Examples:
   simam-deploy validate r20.onnx --reference cifar-resnet20 --checkpoint model_best.pth.tar
   simam-deploy validate r20.onnx --reference cifar-resnet20 --inputs batch.npz --json report.json
-  simam-deploy validate r50.engine --reference resnet50 --atol 1e-2 --rtol 1e-2
+  simam-deploy validate r20-fp16.onnx --reference cifar-resnet20      # fp16 defaults, picked from the file
+  simam-deploy validate r50.engine --reference resnet50 --precision fp16
 """
 
 
@@ -30,8 +34,15 @@ Examples:
     "--reference", required=True, metavar="MODEL", help="The PyTorch model (zoo name or module:callable)."
 )
 @click.option("--checkpoint", metavar="PATH", help="Weights for the reference model.")
-@click.option("--atol", type=float, default=DEFAULT_ATOL, show_default=True, help="Absolute tolerance.")
-@click.option("--rtol", type=float, default=DEFAULT_RTOL, show_default=True, help="Relative tolerance.")
+@click.option("--atol", type=float, help="Absolute tolerance [default: per precision].")
+@click.option("--rtol", type=float, help="Relative tolerance [default: per precision].")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="Precision the target computes in, for default tolerances (auto: from an ONNX file's types).",
+)
 @click.option(
     "--inputs",
     "inputs",
@@ -52,8 +63,8 @@ Examples:
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the report as JSON ('-' = stdout).")
 def validate(
-    target, reference, checkpoint, atol, rtol, inputs, seeds, input_shape, plugin_lib, allow_nonfinite,
-    json_path,
+    target, reference, checkpoint, atol, rtol, precision, inputs, seeds, input_shape, plugin_lib,
+    allow_nonfinite, json_path,
 ) -> None:  # fmt: skip
     """Run TARGET (.onnx in ONNX Runtime, .engine in TensorRT) and the PyTorch reference on the same
     inputs and report, per output: max abs / max rel / mean error, the fraction outside tolerance,
@@ -88,6 +99,7 @@ def validate(
         checkpoint=checkpoint,
         atol=atol,
         rtol=rtol,
+        precision=precision,
         inputs=npz,
         seeds=seed_list,
         input_shape=shape,
@@ -155,10 +167,13 @@ def _print_verdict(out, report: ParityReport) -> None:
     worst = report.worst()
     verdict = "[green]PASS[/green]" if report.passed else "[red]FAIL[/red]"
     used = worst["tolerance_used"]
+    top1 = worst.get("min_top1_agreement")
+    out.print(f"tolerances: {report.tolerance_source}")
     out.print(
         f"{verdict} {report.target} ({report.target_backend}) vs {report.reference}: "
         f"{len(report.runs)} run(s); the worst element uses {used:.1%} of its allowed error "
         f"|t-r| <= atol + rtol*|r| (atol {report.atol:g}, rtol {report.rtol:g}; pass <= 100%); "
         f"max abs {worst['max_abs']:.3g}, max rel {worst['max_rel']:.3g}"
         + (f", {worst['nonfinite']} NaN/Inf" if worst["nonfinite"] else "")
+        + ("" if top1 is None else f", top-1 agreement >= {top1:.1%}")
     )

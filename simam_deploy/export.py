@@ -58,6 +58,8 @@ class ExportReport:
     local_function: bool = False
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    precision: str = "fp32"  # fp16/bf16: converted after export by simam_deploy.precision
+    notices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -164,6 +166,7 @@ def export_onnx(
     allow_none: bool = False,
     function: bool = True,
     external_data: str = "auto",
+    precision: str = "fp32",
 ) -> ExportReport:
     """Export ``model`` to ``output`` (written atomically) and check the file with onnx's full checker.
 
@@ -203,6 +206,11 @@ def export_onnx(
     proto = recognise_simam_blocks(proto, model, report, function=function)
     if not report.simam_blocks:
         _no_simam_found(model, report, allow_none)
+    if precision != "fp32":
+        from simam_deploy.precision import convert_precision
+
+        proto, conversion = convert_precision(proto, precision)
+        report.precision, report.notices = precision, conversion.notices
     written = finalize_and_save(proto, out, external_data=external_data, protect=inputs_to_protect)
     report.onnx_nodes = len(proto.graph.node)
     report.simam_nodes = sum(n.op_type == "SimAM" for n in proto.graph.node)

@@ -69,6 +69,8 @@ class ParityReport:
     runs: list[RunResult] = field(default_factory=list)
     target_backend: str = ""
     allow_nonfinite: bool = False
+    precision: str = "fp32"  # the target's computing precision the tolerances were chosen for
+    tolerance_source: str = "given"
 
     @property
     def passed(self) -> bool:
@@ -93,7 +95,13 @@ class ParityReport:
             "target": self.target,
             "target_backend": self.target_backend,
             "reference": self.reference,
-            "tolerance": {"atol": self.atol, "rtol": self.rtol, "allow_nonfinite": self.allow_nonfinite},
+            "precision": self.precision,
+            "tolerance": {
+                "atol": self.atol,
+                "rtol": self.rtol,
+                "allow_nonfinite": self.allow_nonfinite,
+                "source": self.tolerance_source,
+            },
             "summary": _finite(self.worst()),
             "runs": [
                 {

@@ -12,8 +12,6 @@ from simam_deploy.backends import load_runner
 from simam_deploy.backends.torch_backend import TorchRunner
 from simam_deploy.errors import InputError
 from simam_deploy.parity import (
-    DEFAULT_ATOL,
-    DEFAULT_RTOL,
     DEFAULT_SEEDS,
     ParityReport,
     RunResult,
@@ -24,6 +22,7 @@ from simam_deploy.parity import (
     input_shapes_to_try,
     load_inputs_npz,
 )
+from simam_deploy.precision import resolve_tolerances
 from simam_deploy.zoo import build_model, default_input_shape
 
 
@@ -92,8 +91,9 @@ def validate(
     reference: str,
     *,
     checkpoint: str | os.PathLike | None = None,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
+    atol: float | None = None,
+    rtol: float | None = None,
+    precision: str = "auto",
     inputs: str | os.PathLike | None = None,
     seeds: Sequence[int] = DEFAULT_SEEDS,
     input_shape: tuple[int, ...] | None = None,
@@ -105,13 +105,15 @@ def validate(
 ) -> ParityReport:
     """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT) with the PyTorch ``reference``.
 
-    NaN/Inf in either side's outputs fail the check unless ``allow_nonfinite`` (see parity)."""
+    NaN/Inf in either side's outputs fail the check unless ``allow_nonfinite`` (see parity).
+    Tolerances not given default per precision (``simam_deploy.precision.resolve_tolerances``)."""
     if inputs is None and not seeds:
         raise InputError("no seeds given for random inputs", "give e.g. --seeds 0,1,2, or --inputs FILE.npz")
     if any(s < 0 for s in seeds):
         raise InputError(f"seeds must be >= 0, got {list(seeds)}", "e.g. --seeds 0,1,2")
     options = {"plugin_lib": plugin_lib} if plugin_lib else {}
     runner = load_runner(target, providers=providers, **options)
+    tol = resolve_tolerances(target, precision, atol, rtol)  # after the loader has vetted the file
     model, _ = build_model(reference, checkpoint)
     torch_runner = TorchRunner(model, runner.input_names[:1], runner.output_names)
     spec_shape = runner.input_spec()[0][1]
@@ -125,12 +127,12 @@ def validate(
         shapes = input_shapes_to_try(spec_shape, shape)
     check_simam_planes(model, shapes)
     ckpt = f" + {Path(checkpoint).name}" if checkpoint else " (seeded weights)"
-    return check_parity(
+    report = check_parity(
         runner,
         torch_runner,
         input_shape=shape,
-        atol=atol,
-        rtol=rtol,
+        atol=tol.atol,
+        rtol=tol.rtol,
         seeds=tuple(seeds),
         inputs=feed,
         target_label=str(target),
@@ -139,3 +141,5 @@ def validate(
         allow_nonfinite=allow_nonfinite,
         on_start=on_start,
     )
+    report.precision, report.tolerance_source = tol.precision, tol.source
+    return report
