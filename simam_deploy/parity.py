@@ -59,6 +59,8 @@ class ParityReport:
     rtol: float
     runs: list[RunResult] = field(default_factory=list)
     target_backend: str = ""
+    # extra top-level report sections (per-layer results, the inputs used), in insertion order
+    sections: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -92,6 +94,7 @@ class ParityReport:
                 }
                 for r in self.runs
             ],
+            **self.sections,
         }
 
 
