@@ -556,26 +556,33 @@ def blocks_for(model_proto: onnx.ModelProto, model: nn.Module) -> list[Block]:
 # -- presentation ---------------------------------------------------------------------------------------
 
 
-def layers_table(report: PerLayerReport):
+def layers_table(report: PerLayerReport | dict):
+    """A rich table of the per-layer results (a PerLayerReport or its JSON form)."""
     from rich.table import Table
 
+    layers = report["layers"] if isinstance(report, dict) else [x.to_dict() for x in report.layers]
     table = Table(title="per SimAM block: target vs PyTorch (worst over all runs)")
     for col in ("#", "module", "in max abs", "out max abs", "out max rel", "out mean abs", "NaN/Inf", ""):
         table.add_column(col)
-    for layer in report.layers:
-        colour = {"ok": "green", "diverges": "red", "input differs": "red"}.get(layer.status, "yellow")
-        o = layer.output
+    for layer in layers:
+        status = layer["status"]
+        colour = {"ok": "green", "diverges": "red", "input differs": "red"}.get(status, "yellow")
+        o = layer["output"]
         table.add_row(
-            str(layer.index),
-            layer.module,
-            f"{layer.input.max_abs:.3g}",
-            f"{o.max_abs:.3g}",
-            f"{o.max_rel:.3g}",
-            f"{o.mean_abs:.3g}",
-            f"{o.nan_target}/{o.inf_target}",
-            f"[{colour}]{layer.status}[/{colour}]",
+            str(layer["index"]),
+            layer["module"],
+            _num(layer["input"]["max_abs"]),
+            _num(o["max_abs"]),
+            _num(o["max_rel"]),
+            _num(o["mean_abs"]),
+            f"{o['nan_target']}/{o['inf_target']}",
+            f"[{colour}]{status}[/{colour}]",
         )
     return table
+
+
+def _num(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:.3g}"
 
 
 def plot_layers(report: PerLayerReport, path: str | os.PathLike, atol: float | None = None) -> Path:
@@ -610,7 +617,7 @@ def plot_layers(report: PerLayerReport, path: str | os.PathLike, atol: float | N
     ax.set_ylabel("max |target - PyTorch|")
     ax.set_title("error per SimAM block, in network order")
     ax.grid(True, which="major", axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best", framealpha=0.8)
     fig.tight_layout()
     with atomic_output(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
