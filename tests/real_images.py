@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # RGB photographs (not drawings, not synthetic images)
@@ -24,6 +25,7 @@ SKIMAGE_PHOTOS = (
     "retina.jpg",
 )
 MATPLOTLIB_PHOTOS = ("grace_hopper.jpg",)
+MIN_CONTRAST = 6.0  # pixel standard deviation (0-255) below which a crop is skipped
 
 
 def _package_dir(name: str) -> Path | None:
@@ -71,6 +73,8 @@ def make_photo_folder(dest: Path, count: int = 64, crop: int = 96) -> Path:
                 continue
             left, top, size = cells[k]
             piece = rgb.crop((left, top, left + size, top + size)).resize((crop, crop), Image.BILINEAR)
+            if float(np.asarray(piece, dtype=np.float32).std()) < MIN_CONTRAST:
+                continue  # a black border (retina, deep field) or a flat sky: not an informative input
             piece.save(dest / f"{stem}_{k:03d}.png")
             written += 1
     return dest
