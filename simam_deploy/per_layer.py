@@ -616,7 +616,13 @@ def plot_layers(report: PerLayerReport, path: str | os.PathLike, atol: float | N
         k = names.index(div["module"])
         ax.axvline(k, color="tab:red", alpha=0.35, linewidth=6)
         label = "first divergence" if div["where"] == "simam" else "diverges before this block"
-        ax.annotate(label, (k, err_out[k]), textcoords="offset points", xytext=(6, 8), color="tab:red")
+        # x in data units, y in axes units: the label sits beside the band, clear of the curves' ends
+        box = {"facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+        right_side = k < len(names) - 2
+        ax.text(
+            k + (0.15 if right_side else -0.15), 0.5, label, transform=ax.get_xaxis_transform(),
+            color="tab:red", fontsize=9, ha="left" if right_side else "right", bbox=box,
+        )  # fmt: skip
     ax.set_xticks(x, names, rotation=40, ha="right", fontsize=8)
     ax.set_ylabel("max |target - PyTorch|")
     ax.set_title("error per SimAM block, in network order")
