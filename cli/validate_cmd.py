@@ -25,6 +25,13 @@ Examples:
   simam-deploy validate r20.onnx --reference cifar-resnet20 --inputs batch.npz --json report.json
   simam-deploy validate r20-fp16.onnx --reference cifar-resnet20      # fp16 defaults, picked from the file
   simam-deploy validate r50.engine --reference resnet50 --precision fp16
+  simam-deploy validate r20.onnx --reference cifar-resnet20 --per-layer --plot layers.png
+  simam-deploy validate r20.onnx --reference cifar-resnet20 --inputs photos/ --save-inputs io/
+  simam-deploy validate r20.engine --reference cifar-resnet20 --per-layer --onnx-source r20.onnx
+
+\b
+--per-layer compares every SimAM block's input and output (module paths, network order) and names the
+first diverging block; see docs/per-layer.md.
 """
 
 
@@ -48,9 +55,34 @@ Examples:
     "inputs",
     default="random",
     show_default=True,
-    metavar="random|FILE.npz",
-    help="Random inputs (3 seeds, plus other batch/H/W sizes where the file is dynamic) or an .npz.",
+    metavar="random|FILE.npz|DIR|module:callable",
+    help="Random inputs (3 seeds, plus other batch/H/W sizes where the file is dynamic), an .npz, a folder "
+    "of images (or one written by --save-inputs), or a callable yielding input dicts/arrays.",
 )
+@click.option("--mean", metavar="R,G,B", help="Image normalisation mean [default: the zoo model's].")
+@click.option("--std", metavar="R,G,B", help="Image normalisation std [default: the zoo model's].")
+@click.option("--size", metavar="S|HxW", help="Image crop size [default: the zoo model's / the file's].")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Images per run."
+)
+@click.option(
+    "--per-layer", is_flag=True, help="Also compare every SimAM block; name the first that diverges."
+)
+@click.option(
+    "--onnx-source", metavar="FILE.onnx", help="--per-layer on an engine: the ONNX it was built from."
+)
+@click.option(
+    "--probe-precision",
+    type=click.Choice(["fp32", "fp16", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="--per-layer on an engine: precision of the debug engine.",
+)
+@click.option("--save-inputs", metavar="DIR", help="Write the inputs (trtexec .bin, Polygraphy JSON).")
+@click.option(
+    "--save-outputs", metavar="DIR", help="Write PyTorch's outputs on them (--loadRefOutputs, JSON)."
+)
+@click.option("--plot", metavar="FILE.png", help="--per-layer: error per SimAM block as a PNG (log scale).")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds for random inputs.")
 @click.option(
     "--input-shape", metavar="NxCxHxW", help="Shape for random inputs [default: from the file / zoo]."
@@ -63,7 +95,8 @@ Examples:
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the report as JSON ('-' = stdout).")
 def validate(
-    target, reference, checkpoint, atol, rtol, precision, inputs, seeds, input_shape, plugin_lib,
+    target, reference, checkpoint, atol, rtol, precision, inputs, mean, std, size, batch_size, per_layer,
+    onnx_source, probe_precision, save_inputs, save_outputs, plot, seeds, input_shape, plugin_lib,
     allow_nonfinite, json_path,
 ) -> None:  # fmt: skip
     """Run TARGET (.onnx in ONNX Runtime, .engine in TensorRT) and the PyTorch reference on the same
@@ -73,7 +106,7 @@ def validate(
 
     seed_list = _parse_seeds(seeds)
     npz = None if inputs == "random" else inputs
-    check_outputs({"--json": json_path}, [target, checkpoint, npz, plugin_lib])
+    check_outputs({"--json": json_path, "--plot": plot}, [target, checkpoint, npz, plugin_lib])
     shape = parse_shape(input_shape) if input_shape else None
     out = human_console(json_path)
     table = _make_table()
@@ -107,6 +140,16 @@ def validate(
         on_run=on_run,
         allow_nonfinite=allow_nonfinite,
         on_start=lambda i, n, what: progress(f"run {i + 1}/{n}: {what}"),
+        per_layer=per_layer,
+        onnx_source=onnx_source,
+        probe_precision=probe_precision,
+        mean=mean,
+        std=std,
+        size=size,
+        batch_size=batch_size,
+        save_inputs=save_inputs,
+        save_outputs=save_outputs,
+        plot=plot,
     )
     write_json(
         json_path,
@@ -114,11 +157,12 @@ def validate(
             "validate",
             report.to_dict(),
             inputs={"target": target, "reference": reference, "checkpoint": checkpoint, "inputs": npz},
-            outputs={"json": json_path},
+            outputs={"json": json_path, "plot": plot, "save_inputs": save_inputs, "save_outputs": save_outputs},
         ),
     )
     out.print(table)
     _print_nonfinite(out, report)
+    _print_sections(out, report)
     _print_verdict(out, report)
     raise SystemExit(0 if report.passed else 1)
 
@@ -177,3 +221,23 @@ def _print_verdict(out, report: ParityReport) -> None:
         + (f", {worst['nonfinite']} NaN/Inf" if worst["nonfinite"] else "")
         + ("" if top1 is None else f", top-1 agreement >= {top1:.1%}")
     )
+
+
+def _print_sections(console, report: ParityReport) -> None:
+    used = report.sections.get("inputs")
+    if used:
+        top1 = used.get("top1_agreement")
+        console.print(
+            f"inputs: {used['samples']} samples from {used['source']} ({used['kind']})"
+            + ("" if top1 is None else f", top-1 agreement {top1:.2%}")
+        )
+    if "layers" in report.sections:
+        from simam_deploy.per_layer import layers_table
+
+        console.print(layers_table(report.sections))
+        divergence = report.sections.get("divergence")
+        console.print(
+            f"[red]{divergence['message']}[/red]"
+            if divergence
+            else "[green]every SimAM block matches[/green]"
+        )

@@ -71,6 +71,8 @@ class ParityReport:
     allow_nonfinite: bool = False
     precision: str = "fp32"  # the target's computing precision the tolerances were chosen for
     tolerance_source: str = "given"
+    # extra top-level report sections (per-layer results, the inputs used), in insertion order
+    sections: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -112,6 +114,7 @@ class ParityReport:
                 }
                 for r in self.runs
             ],
+            **self.sections,
         }
 
 

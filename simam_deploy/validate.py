@@ -6,11 +6,14 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from simam_deploy.backends import load_runner
+from simam_deploy import per_layer as per_layer_mod
+from simam_deploy.backends import ONNX_SUFFIXES, load_runner
 from simam_deploy.backends.torch_backend import TorchRunner
 from simam_deploy.errors import InputError
+from simam_deploy.inputs import DEFAULT_BATCH, concat_batches, load_inputs, save_tensors
 from simam_deploy.parity import (
     DEFAULT_SEEDS,
     ParityReport,
@@ -20,7 +23,6 @@ from simam_deploy.parity import (
     check_parity,
     describe_dims,
     input_shapes_to_try,
-    load_inputs_npz,
 )
 from simam_deploy.precision import resolve_tolerances
 from simam_deploy.zoo import build_model, default_input_shape
@@ -102,44 +104,166 @@ def validate(
     on_run: Callable[[RunResult], None] | None = None,
     allow_nonfinite: bool = False,
     on_start: Callable[[int, int, str], None] | None = None,
+    per_layer: bool = False,
+    onnx_source: str | os.PathLike | None = None,
+    probe_precision: str = "fp32",
+    mean: str | Sequence[float] | None = None,
+    std: str | Sequence[float] | None = None,
+    size: str | Sequence[int] | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    save_inputs: str | os.PathLike | None = None,
+    save_outputs: str | os.PathLike | None = None,
+    plot: str | os.PathLike | None = None,
 ) -> ParityReport:
     """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT) with the PyTorch ``reference``.
 
-    NaN/Inf in either side's outputs fail the check unless ``allow_nonfinite`` (see parity).
-    Tolerances not given default per precision (``simam_deploy.precision.resolve_tolerances``)."""
+    ``inputs``: an .npz, a folder of images, a folder written by ``save_inputs``, or module:callable
+    (see :mod:`simam_deploy.inputs`); random inputs when None. NaN/Inf in either side's outputs fail
+    the check unless ``allow_nonfinite`` (see parity). Tolerances not given default per precision
+    (``simam_deploy.precision.resolve_tolerances``). ``per_layer`` also compares every SimAM block
+    (see :mod:`simam_deploy.per_layer`): the report gains ``layers`` and ``first_divergence``."""
     if inputs is None and not seeds:
         raise InputError("no seeds given for random inputs", "give e.g. --seeds 0,1,2, or --inputs FILE.npz")
     if any(s < 0 for s in seeds):
         raise InputError(f"seeds must be >= 0, got {list(seeds)}", "e.g. --seeds 0,1,2")
+    _check_outputs_early(target, inputs, save_inputs, save_outputs, plot)
     options = {"plugin_lib": plugin_lib} if plugin_lib else {}
-    runner = load_runner(target, providers=providers, **options)
-    tol = resolve_tolerances(target, precision, atol, rtol)  # after the loader has vetted the file
     model, _ = build_model(reference, checkpoint)
-    torch_runner = TorchRunner(model, runner.input_names[:1], runner.output_names)
-    spec_shape = runner.input_spec()[0][1]
-    feed = load_inputs_npz(inputs, runner.input_names) if inputs is not None else None
-    if feed is not None:
-        check_feed(runner.input_spec(), feed, f"inputs file {inputs}")
-        shape = tuple(next(iter(feed.values())).shape)
-        shapes = [shape]
+    probe_proto = None
+    if per_layer and Path(target).suffix.lower() in ONNX_SUFFIXES:
+        probe_proto = per_layer_mod.load_onnx_with_data(target)
+        blocks = per_layer_mod.blocks_for(probe_proto, model)
+        runner = per_layer_mod.onnx_probe_runner(probe_proto, blocks, providers)
     else:
-        shape = resolve_input_shape(spec_shape, reference, input_shape)
-        shapes = input_shapes_to_try(spec_shape, shape)
+        runner = load_runner(target, providers=providers, **options)
+    tol = resolve_tolerances(target, precision, atol, rtol)  # after the loader has vetted the file
+    torch_runner = TorchRunner(model, runner.input_names[:1], runner.output_names)
+    spec = runner.input_spec()
+    input_set = None
+    if inputs is not None:
+        input_set = load_inputs(
+            inputs, spec, reference=reference, mean=mean, std=std, size=size, batch_size=batch_size
+        )
+        for batch in input_set.batches:
+            check_feed(spec, batch, f"inputs {inputs}")
+        shape = tuple(next(iter(input_set.batches[0].values())).shape)
+        shapes = [tuple(next(iter(b.values())).shape) for b in input_set.batches]
+    else:
+        shape = resolve_input_shape(spec[0][1], reference, input_shape)
+        shapes = input_shapes_to_try(spec[0][1], shape)
     check_simam_planes(model, shapes)
+    if per_layer and probe_proto is None:
+        runner, blocks = _engine_probe(
+            runner, model, onnx_source, input_set, spec, shape, probe_precision, plugin_lib
+        )
+    session = per_layer_mod.PerLayerSession(blocks, runner, torch_runner, model) if per_layer else None
+    callback = session.on_run(tol.atol, tol.rtol, on_run) if session else on_run
     ckpt = f" + {Path(checkpoint).name}" if checkpoint else " (seeded weights)"
-    report = check_parity(
-        runner,
-        torch_runner,
-        input_shape=shape,
-        atol=tol.atol,
-        rtol=tol.rtol,
-        seeds=tuple(seeds),
-        inputs=feed,
-        target_label=str(target),
-        reference_label=f"{reference}{ckpt}",
-        on_run=on_run,
-        allow_nonfinite=allow_nonfinite,
-        on_start=on_start,
-    )
+    common = {
+        "input_shape": shape,
+        "atol": tol.atol,
+        "rtol": tol.rtol,
+        "seeds": tuple(seeds),
+        "target_label": str(target),
+        "reference_label": f"{reference}{ckpt}",
+        "on_run": callback,
+        "allow_nonfinite": allow_nonfinite,
+        "on_start": on_start,
+    }
+    target_r = session.target if session else runner
+    ref_r = session.reference if session else torch_runner
+    if input_set is None:
+        report = check_parity(target_r, ref_r, **common)
+    else:
+        report = None
+        for batch in input_set.batches:
+            part = check_parity(target_r, ref_r, inputs=batch, **common)
+            if report is None:
+                report = part
+            else:
+                report.runs.extend(part.runs)
+        report.sections["inputs"] = {**input_set.to_dict(), "top1_agreement": overall_top1(report)}
     report.precision, report.tolerance_source = tol.precision, tol.source
+    if session is not None:
+        layers = session.report()
+        report.sections.update(layers.to_dict())
+        if plot is not None:
+            per_layer_mod.plot_layers(layers, plot, tol.atol)
+    if save_inputs is not None or save_outputs is not None:
+        _save(input_set, spec, shape, seeds, torch_runner, save_inputs, save_outputs, inputs)
     return report
+
+
+def overall_top1(report: ParityReport) -> float | None:
+    """Top-1 agreement over every sample of every run (runs weighted by their batch size)."""
+    agree = total = 0.0
+    for run in report.runs:
+        n = next(iter(run.input_shapes.values()))[0] if run.input_shapes else 0
+        for stats in run.outputs.values():
+            if stats.top1_agreement is not None:
+                agree += stats.top1_agreement * n
+                total += n
+    return agree / total if total else None
+
+
+def _check_outputs_early(target, inputs, save_inputs, save_outputs, plot) -> None:
+    """Refuse bad output paths before any work is done."""
+    from simam_deploy.fileio import check_output_path
+
+    if plot is not None:
+        check_output_path(plot, [p for p in (target, inputs) if p is not None])
+    for folder in (save_inputs, save_outputs):
+        if (
+            folder is not None
+            and Path(folder).exists()
+            and (not Path(folder).is_dir() or any(Path(folder).iterdir()))
+        ):
+            raise InputError(f"{folder} exists and is not an empty folder", "give a new folder name")
+
+
+def _engine_probe(runner, model, onnx_source, input_set, spec, shape, precision, plugin_lib):
+    if onnx_source is None:
+        raise InputError(
+            "--per-layer on a TensorRT engine needs the ONNX file it was built from",
+            "add --onnx-source MODEL.onnx (a debug engine is built from it, SimAM tensors as outputs)",
+        )
+    proto = per_layer_mod.load_onnx_with_data(onnx_source)
+    blocks = per_layer_mod.blocks_for(proto, model)
+    if input_set is not None:
+        shapes = [tuple(next(iter(b.values())).shape) for b in input_set.batches]
+    else:
+        shapes = input_shapes_to_try(spec[0][1], shape)
+    probed = per_layer_mod.tensorrt_probe_runner(
+        runner, proto, blocks, shapes, precision=precision, plugin_lib=plugin_lib
+    )
+    return probed, blocks
+
+
+def _save(input_set, spec, shape, seeds, torch_runner, save_inputs, save_outputs, source) -> None:
+    """Write the inputs (all batches, or the first seed's random batch) and PyTorch's outputs on them."""
+    if input_set is not None:
+        batches = input_set.batches
+    else:
+        rng = np.random.default_rng(next(iter(seeds)) if seeds else 0)
+        batches = [{name: rng.standard_normal(shape).astype(dtype) for name, _, dtype in spec}]
+    feeds = concat_batches(batches)
+    outputs = None
+    if save_outputs is not None:
+        ref_names = torch_runner.input_names
+        per_batch = [
+            torch_runner.infer({r: b[n] for r, (n, _, _) in zip(ref_names, spec, strict=False)})
+            for b in batches
+        ]
+        outputs = concat_batches(per_batch)
+    protect = [source] if source is not None else []
+    if (
+        save_inputs is not None
+        and save_outputs is not None
+        and Path(save_inputs).resolve() == Path(save_outputs).resolve()
+    ):
+        save_tensors(save_inputs, inputs=feeds, outputs=outputs, protect=protect)
+        return
+    if save_inputs is not None:
+        save_tensors(save_inputs, inputs=feeds, protect=protect)
+    if save_outputs is not None:
+        save_tensors(save_outputs, outputs=outputs, protect=protect)
