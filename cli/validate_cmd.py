@@ -157,7 +157,12 @@ def validate(
             "validate",
             report.to_dict(),
             inputs={"target": target, "reference": reference, "checkpoint": checkpoint, "inputs": npz},
-            outputs={"json": json_path, "plot": plot, "save_inputs": save_inputs, "save_outputs": save_outputs},
+            outputs={
+                "json": json_path,
+                "plot": plot,
+                "save_inputs": save_inputs,
+                "save_outputs": save_outputs,
+            },
         ),
     )
     out.print(table)
