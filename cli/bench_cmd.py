@@ -32,6 +32,8 @@ Examples:
   simam-deploy bench r20.onnx --input-shape 64x3x32x32
   simam-deploy bench r50.engine --cuda-graph --iters 500
   simam-deploy bench r20.engine --reference cifar-resnet20 --compare tensorrt,eager,fused,onnxruntime
+  simam-deploy bench r20-fused.onnx --triton http://localhost:8000 r20     # served beside local ORT
+  simam-deploy bench --triton grpc://localhost:8001 r20 --batch 8
   simam-deploy bench cifar-resnet20 --json - | jq .results    # schema simam-deploy/bench/v1
 
 \b
@@ -77,6 +79,13 @@ Exit codes: 0 ok, 2 usage or input error.
 @click.option(
     "--cuda-graph", is_flag=True, help="Replay a CUDA graph (TensorRT engines whose runner supports it)."
 )
+@click.option(
+    "--triton",
+    nargs=2,
+    metavar="URL MODEL",
+    help="Also time MODEL served by Triton at URL (http://HOST:8000 or grpc://HOST:8001), one request at "
+    "a time on the same inputs; alone when no TARGET is given.",
+)
 @click.option("--json", "json_path", metavar="FILE", help="Write the results as JSON ('-' = stdout).")
 @click.option(
     "--plot",
@@ -86,7 +95,7 @@ Exit codes: 0 ok, 2 usage or input error.
 )
 def bench(
     target, kernel, shapes, dtypes, device, warmup, iters, compare, batch, input_shape, checkpoint,
-    reference, cuda_graph, json_path, plot_path,
+    reference, cuda_graph, triton, json_path, plot_path,
 ) -> None:  # fmt: skip
     """Measure speed: the fused SimAM kernel (--kernel) or a model TARGET several ways side by side."""
     import torch
@@ -94,9 +103,10 @@ def bench(
     from simam_deploy.bench import report
     from simam_deploy.errors import InputError
 
-    if kernel == bool(target):
+    if kernel == bool(target or triton):
         raise InputError(
-            "give either --kernel or a TARGET (not both, not neither)", "see simam-deploy bench --help"
+            "give either --kernel or a TARGET / --triton URL MODEL (not both, not neither)",
+            "see simam-deploy bench --help",
         )
     _check_arguments(target, checkpoint, reference, json_path, plot_path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -122,8 +132,20 @@ def bench(
             progress=progress,
         )
         table, plot = report.kernel_table(result), report.plot_kernel
+    elif not target:
+        from simam_deploy.bench.targets import benchmark_triton
+
+        result = benchmark_triton(
+            *triton,
+            batch=batch,
+            input_shape=input_shape,
+            warmup=warmup if warmup is not None else 5,
+            iters=iters if iters is not None else 50,
+            progress=progress,
+        )
+        table, plot = report.targets_table(result), report.plot_targets
     else:
-        from simam_deploy.bench.targets import benchmark_target
+        from simam_deploy.bench.targets import add_triton, benchmark_target
 
         if len(dtypes) > 1:
             raise InputError("a TARGET benchmark takes one --dtype", "run once per dtype")
@@ -141,6 +163,8 @@ def bench(
             cuda_graph=cuda_graph,
             progress=progress,
         )
+        if triton:
+            add_triton(result, *triton, batch=batch, input_shape=input_shape, progress=progress)
         table, plot = report.targets_table(result), report.plot_targets
     payload = result.to_dict()
     payload["mode"] = "kernel" if kernel else "target"

@@ -277,3 +277,28 @@ def test_server_stops_cleanly(tmp_path, server_dist, r20_decomposed):
     assert not any(port_open(p) for p in ports)
     with pytest.raises(ProcessLookupError):  # the whole process group (server + python stubs) is gone
         os.killpg(pid, 0)
+
+
+def test_bench_puts_served_latency_beside_local_runs(served, r20_decomposed, capsys):
+    import json
+
+    url = f"http://{served.http_url}"
+    code, out, err = run_cli(
+        ["bench", str(r20_decomposed), "--triton", url, "r20", "--batch", "2", "--warmup", "1",
+         "--iters", "3", "--json", "-"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    rows = {r["backend"]: r for r in report["results"]}
+    assert "triton-http" in rows and "onnxruntime" in rows
+    assert rows["triton-http"]["batch"] == 2 and rows["triton-http"]["p50_ms"] > 0
+    code, out, err = run_cli(
+        ["bench", "--triton", f"grpc://{served.grpc_url}", "r20", "--iters", "2", "--warmup", "0",
+         "--json", "-"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert [r["backend"] for r in json.loads(out)["results"]] == ["triton-grpc"]
+    code, _, err = run_cli(["bench", "--triton", url, "no-such-model", "--iters", "1"], capsys)
+    assert code == 2 and "no-such-model" in err

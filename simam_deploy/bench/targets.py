@@ -323,3 +323,58 @@ def _bench_onnx_file(bench: TargetBenchmark, batch, input_shape, progress) -> No
     bench.input_shape = tuple(first.shape)
     bench.dtype = str(first.dtype)
     _time_onnx_pair(bench, runners, inputs)
+
+
+# ---- a model served by Triton -------------------------------------------------------------------
+def add_triton(
+    bench: TargetBenchmark,
+    url: str,
+    model: str,
+    *,
+    batch: int | None = None,
+    input_shape: str | tuple[int, ...] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Time ``model`` on the Triton server at ``url`` (http://HOST:PORT or grpc://HOST:PORT), one
+    request at a time, on inputs of the shape the other rows used (or ``input_shape``/``batch``)."""
+    from simam_deploy.export import parse_shape
+    from simam_deploy.triton.client import TritonEndpoint, random_inputs, split_url
+
+    protocol, _ = split_url(url)
+    endpoint = TritonEndpoint(url, model)
+    shape = tuple(bench.input_shape) or (parse_shape(input_shape) if input_shape is not None else None)
+    if shape and batch is not None:
+        shape = (batch, *shape[1:])
+    feeds = random_inputs(endpoint, batch or 1, shape)
+    if progress:
+        progress(f"triton {protocol} {model}")
+    try:
+        endpoint.infer(feeds)  # one request first: a wrong shape or name fails here, with the reason
+    except Exception as exc:
+        raise InputError(
+            f"Triton model {model!r} at {url} refused the request: {str(exc).strip().splitlines()[0]}",
+            "check the model's inputs (curl URL/v2/models/NAME) and --input-shape/--batch",
+        ) from exc
+    times = time_callable(lambda: endpoint.infer(feeds), "cpu", bench.warmup, bench.iters)
+    endpoint.close()
+    first = next(iter(feeds.values()))
+    if not bench.input_shape:
+        bench.input_shape, bench.dtype = tuple(first.shape), str(first.dtype)
+    bench.results.append(TargetResult(f"triton-{protocol}", summarize(times), int(first.shape[0])))
+
+
+def benchmark_triton(
+    url: str,
+    model: str,
+    *,
+    batch: int | None = None,
+    input_shape: str | tuple[int, ...] | None = None,
+    warmup: int = 5,
+    iters: int = 50,
+    progress: Callable[[str], None] | None = None,
+) -> TargetBenchmark:
+    """Benchmark a served model alone (no local TARGET)."""
+    check_counts(warmup, iters)
+    bench = TargetBenchmark(f"{url}/{model}", "triton", "server", url, "fp32", (), warmup, iters, False)
+    add_triton(bench, url, model, batch=batch, input_shape=input_shape, progress=progress)
+    return bench
