@@ -91,6 +91,17 @@ def test_fixed_batch_gives_max_batch_zero_and_no_dynamic_batching(tmp_path, r20_
         write_repository(fixed, tmp_path / "repo2", max_batch=8)
 
 
+def test_fused_onnx_ships_the_op_library(tmp_path, r20_fused):
+    report = write_repository(r20_fused, tmp_path / "repo", name="f", server_repository="/models")
+    config = _parse_config(tmp_path / "repo" / "f" / "config.pbtxt")
+    assert list(config.model_operations.op_library_filename) == ["/models/f/lib/libsimam_ort_ops.so"]
+    shipped = tmp_path / "repo" / "f" / "lib" / "libsimam_ort_ops.so"
+    from simam_deploy.ort import library_path
+
+    assert shipped.read_bytes() == library_path().read_bytes()
+    assert report.simam_nodes == 9
+
+
 def test_python_backend_repository(tmp_path, r20_decomposed):
     report = write_repository(r20_decomposed, tmp_path / "repo", name="py", backend="python", instances=2)
     model_dir = tmp_path / "repo" / "py"
@@ -185,12 +196,24 @@ def server_dist():
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, server_dist, r20_decomposed, r20_model):
-    """One server, one python-backend model (dynamic batching on)."""
+def r20_fused(tmp_path_factory, r20_decomposed) -> Path:
+    """cifar-resnet20 with its 9 SimAM subgraphs fused into SimAM nodes (run by our op library)."""
+    from simam_deploy.graph.pipeline import fuse_file
+
+    out = tmp_path_factory.mktemp("fused") / "r20-fused.onnx"
+    report, _ = fuse_file(r20_decomposed, out)
+    assert len(report.fused) == 9
+    return out
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, server_dist, r20_fused, r20_model):
+    """One server, one python-backend model of the fused network (dynamic batching on)."""
     from simam_deploy.triton.server import LocalTritonServer
 
     root = tmp_path_factory.mktemp("serve")
-    write_repository(r20_decomposed, root / "repo", name="r20", backend="python", max_batch=16)
+    report = write_repository(r20_fused, root / "repo", name="r20", backend="python", max_batch=16)
+    assert report.simam_nodes == 9 and report.libraries == ["lib/libsimam_ort_ops.so"]
     server = LocalTritonServer(root / "repo", server=server_dist, log_path=root / "server.log")
     server.start()
     try:
@@ -291,7 +314,7 @@ def test_bench_puts_served_latency_beside_local_runs(served, r20_decomposed, cap
     assert code == 0, err
     report = json.loads(out)
     rows = {r["backend"]: r for r in report["results"]}
-    assert "triton-http" in rows and "onnxruntime" in rows
+    assert "triton-http" in rows and any(name.startswith("onnxruntime") for name in rows)
     assert rows["triton-http"]["batch"] == 2 and rows["triton-http"]["p50_ms"] > 0
     code, out, err = run_cli(
         ["bench", "--triton", f"grpc://{served.grpc_url}", "r20", "--iters", "2", "--warmup", "0",
