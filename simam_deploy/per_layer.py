@@ -310,6 +310,29 @@ def tensorrt_probe_runner(
     return ProbedRunner(final, final.output_names, _tensors(blocks), probe=probe)
 
 
+def engine_probe_runner(
+    engine_runner: Any,
+    model: nn.Module,
+    onnx_source: str | os.PathLike | None,
+    shapes: Sequence[Sequence[int]],
+    *,
+    precision: str = "fp32",
+    plugin_lib: str | os.PathLike | None = None,
+) -> tuple[ProbedRunner, list[Block]]:
+    """--per-layer for a TensorRT engine: blocks from the ONNX it was built from, and a debug engine."""
+    if onnx_source is None:
+        raise InputError(
+            "--per-layer on a TensorRT engine needs the ONNX file it was built from",
+            "add --onnx-source MODEL.onnx (a debug engine is built from it, SimAM tensors as outputs)",
+        )
+    proto = load_onnx_with_data(onnx_source)
+    blocks = blocks_for(proto, model)
+    runner = tensorrt_probe_runner(
+        engine_runner, proto, blocks, shapes, precision=precision, plugin_lib=plugin_lib
+    )
+    return runner, blocks
+
+
 # -- the reference side ---------------------------------------------------------------------------------
 
 
