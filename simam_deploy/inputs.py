@@ -88,6 +88,10 @@ class InputSet:
     def count(self) -> int:
         return sum(int(next(iter(b.values())).shape[0]) if b else 0 for b in self.batches)
 
+    def shapes(self) -> list[tuple[int, ...]]:
+        """The shape of the first input in every batch."""
+        return [tuple(next(iter(b.values())).shape) for b in self.batches]
+
     def to_dict(self) -> dict:
         out = {"source": self.source, "kind": self.kind, "batches": len(self.batches), "samples": self.count}
         if self.preprocess is not None:
@@ -533,3 +537,65 @@ def _load_polygraphy(path: Path, kind: str) -> dict[str, np.ndarray]:
         iteration = data["lst"][0][1][0]["outputs"]
         return {k: _decode_ndarray(v["values"], f"{path}:{k}") for k, v in iteration.items()}
     raise InputError(f"{path} does not have the layout Polygraphy writes for {kind}")
+
+
+# -- helpers for validate ---------------------------------------------------------------------------------
+
+
+def overall_top1(report) -> float | None:
+    """Top-1 agreement over every sample of every run of a ParityReport (runs weighted by batch size)."""
+    agree = total = 0.0
+    for run in report.runs:
+        n = next(iter(run.input_shapes.values()))[0] if run.input_shapes else 0
+        for stats in run.outputs.values():
+            if stats.top1_agreement is not None:
+                agree += stats.top1_agreement * n
+                total += n
+    return agree / total if total else None
+
+
+def check_new_outputs(
+    inputs: Sequence[str | os.PathLike],
+    *folders_then_plot: str | os.PathLike | None,
+) -> None:
+    """Refuse bad output paths before any work: save folders must be new or empty, the plot no input."""
+    from simam_deploy.fileio import check_output_path
+
+    *folders, plot = folders_then_plot
+    if plot is not None:
+        check_output_path(plot, inputs)
+    for folder in folders:
+        path = Path(folder) if folder is not None else None
+        if path is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise InputError(f"{path} exists and is not an empty folder", "give a new folder name")
+
+
+def random_feed(spec: InputSpec, shape: Sequence[int], seed: int) -> dict[str, np.ndarray]:
+    """The random batch parity draws for ``seed`` (standard normal, per input in order)."""
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal(tuple(shape)).astype(dtype) for name, _, dtype in spec}
+
+
+def save_reference_io(
+    batches: Sequence[Mapping[str, np.ndarray]],
+    reference,
+    save_inputs: str | os.PathLike | None,
+    save_outputs: str | os.PathLike | None,
+    protect: Iterable[str | os.PathLike] = (),
+) -> None:
+    """Save ``batches`` and the reference Runner's outputs on them (one tensor per name, all batches)."""
+    feeds = concat_batches(batches)
+    outputs = None
+    if save_outputs is not None:
+        names = reference.input_names
+        per_batch = [reference.infer(dict(zip(names, b.values(), strict=False))) for b in batches]
+        outputs = concat_batches(per_batch)
+    protect = list(protect)
+    same = save_inputs is not None and save_outputs is not None
+    if same and Path(save_inputs).resolve() == Path(save_outputs).resolve():
+        save_tensors(save_inputs, inputs=feeds, outputs=outputs, protect=protect)
+        return
+    if save_inputs is not None:
+        save_tensors(save_inputs, inputs=feeds, protect=protect)
+    if save_outputs is not None:
+        save_tensors(save_outputs, outputs=outputs, protect=protect)

@@ -22,6 +22,7 @@ difference started in the layers before it (a convolution, say) and no SimAM is 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -309,6 +310,29 @@ def tensorrt_probe_runner(
     return ProbedRunner(final, final.output_names, _tensors(blocks), probe=probe)
 
 
+def engine_probe_runner(
+    engine_runner: Any,
+    model: nn.Module,
+    onnx_source: str | os.PathLike | None,
+    shapes: Sequence[Sequence[int]],
+    *,
+    precision: str = "fp32",
+    plugin_lib: str | os.PathLike | None = None,
+) -> tuple[ProbedRunner, list[Block]]:
+    """--per-layer for a TensorRT engine: blocks from the ONNX it was built from, and a debug engine."""
+    if onnx_source is None:
+        raise InputError(
+            "--per-layer on a TensorRT engine needs the ONNX file it was built from",
+            "add --onnx-source MODEL.onnx (a debug engine is built from it, SimAM tensors as outputs)",
+        )
+    proto = load_onnx_with_data(onnx_source)
+    blocks = blocks_for(proto, model)
+    runner = tensorrt_probe_runner(
+        engine_runner, proto, blocks, shapes, precision=precision, plugin_lib=plugin_lib
+    )
+    return runner, blocks
+
+
 # -- the reference side ---------------------------------------------------------------------------------
 
 
@@ -408,21 +432,29 @@ class PerLayerReport:
         }
 
 
+_COUNT_FIELDS = ("elements", "nan_target", "nan_reference", "inf_target", "inf_reference")
+
+
 def merge_stats(a: OutputStats | None, b: OutputStats) -> OutputStats:
-    """The worst of two runs' statistics (counts add up)."""
+    """The worst of two runs' statistics: counts add up, errors take the maximum (NaN wins), a pass
+    needs both; fields of other kinds keep the first run's value."""
     if a is None:
         return b
     values = {}
     for f in fields(OutputStats):
         x, y = getattr(a, f.name), getattr(b, f.name)
         if f.name == "passed":
-            values[f.name] = x and y
-        elif f.name in ("elements", "nan_target", "nan_reference", "inf_target", "inf_reference"):
+            values[f.name] = bool(x) and bool(y)
+        elif x is None or y is None or isinstance(x, bool) or f.name == "top1_agreement":
+            values[f.name] = (
+                None if f.name == "top1_agreement" else (x if y is None else y if x is None else x)
+            )
+        elif f.name in _COUNT_FIELDS and isinstance(x, int):
             values[f.name] = x + y
-        elif f.name == "top1_agreement":
-            values[f.name] = None
+        elif isinstance(x, (int, float)) and isinstance(y, (int, float)):
+            values[f.name] = max(x, y, key=lambda v: (math.isnan(v), v))
         else:
-            values[f.name] = max(x, y, key=lambda v: (np.isnan(v), v))
+            values[f.name] = x
     return OutputStats(**values)
 
 

@@ -6,14 +6,20 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from simam_deploy import per_layer as per_layer_mod
 from simam_deploy.backends import ONNX_SUFFIXES, load_runner
 from simam_deploy.backends.torch_backend import TorchRunner
 from simam_deploy.errors import InputError
-from simam_deploy.inputs import DEFAULT_BATCH, concat_batches, load_inputs, save_tensors
+from simam_deploy.inputs import (
+    DEFAULT_BATCH,
+    check_new_outputs,
+    load_inputs,
+    overall_top1,
+    random_feed,
+    save_reference_io,
+)
 from simam_deploy.parity import (
     DEFAULT_SEEDS,
     ParityReport,
@@ -126,7 +132,7 @@ def validate(
         raise InputError("no seeds given for random inputs", "give e.g. --seeds 0,1,2, or --inputs FILE.npz")
     if any(s < 0 for s in seeds):
         raise InputError(f"seeds must be >= 0, got {list(seeds)}", "e.g. --seeds 0,1,2")
-    _check_outputs_early(target, inputs, save_inputs, save_outputs, plot)
+    check_new_outputs([p for p in (target, inputs) if p is not None], save_inputs, save_outputs, plot)
     options = {"plugin_lib": plugin_lib} if plugin_lib else {}
     model, _ = build_model(reference, checkpoint)
     probe_proto = None
@@ -153,8 +159,8 @@ def validate(
         shapes = input_shapes_to_try(spec[0][1], shape)
     check_simam_planes(model, shapes)
     if per_layer and probe_proto is None:
-        runner, blocks = _engine_probe(
-            runner, model, onnx_source, input_set, spec, shape, probe_precision, plugin_lib
+        runner, blocks = per_layer_mod.engine_probe_runner(
+            runner, model, onnx_source, shapes, precision=probe_precision, plugin_lib=plugin_lib
         )
     session = per_layer_mod.PerLayerSession(blocks, runner, torch_runner, model) if per_layer else None
     callback = session.on_run(tol.atol, tol.rtol, on_run) if session else on_run
@@ -190,80 +196,8 @@ def validate(
         if plot is not None:
             per_layer_mod.plot_layers(layers, plot, tol.atol)
     if save_inputs is not None or save_outputs is not None:
-        _save(input_set, spec, shape, seeds, torch_runner, save_inputs, save_outputs, inputs)
-    return report
-
-
-def overall_top1(report: ParityReport) -> float | None:
-    """Top-1 agreement over every sample of every run (runs weighted by their batch size)."""
-    agree = total = 0.0
-    for run in report.runs:
-        n = next(iter(run.input_shapes.values()))[0] if run.input_shapes else 0
-        for stats in run.outputs.values():
-            if stats.top1_agreement is not None:
-                agree += stats.top1_agreement * n
-                total += n
-    return agree / total if total else None
-
-
-def _check_outputs_early(target, inputs, save_inputs, save_outputs, plot) -> None:
-    """Refuse bad output paths before any work is done."""
-    from simam_deploy.fileio import check_output_path
-
-    if plot is not None:
-        check_output_path(plot, [p for p in (target, inputs) if p is not None])
-    for folder in (save_inputs, save_outputs):
-        if (
-            folder is not None
-            and Path(folder).exists()
-            and (not Path(folder).is_dir() or any(Path(folder).iterdir()))
-        ):
-            raise InputError(f"{folder} exists and is not an empty folder", "give a new folder name")
-
-
-def _engine_probe(runner, model, onnx_source, input_set, spec, shape, precision, plugin_lib):
-    if onnx_source is None:
-        raise InputError(
-            "--per-layer on a TensorRT engine needs the ONNX file it was built from",
-            "add --onnx-source MODEL.onnx (a debug engine is built from it, SimAM tensors as outputs)",
+        batches = input_set.batches if input_set else [random_feed(spec, shape, next(iter(seeds), 0))]
+        save_reference_io(
+            batches, torch_runner, save_inputs, save_outputs, protect=[inputs] if inputs else []
         )
-    proto = per_layer_mod.load_onnx_with_data(onnx_source)
-    blocks = per_layer_mod.blocks_for(proto, model)
-    if input_set is not None:
-        shapes = [tuple(next(iter(b.values())).shape) for b in input_set.batches]
-    else:
-        shapes = input_shapes_to_try(spec[0][1], shape)
-    probed = per_layer_mod.tensorrt_probe_runner(
-        runner, proto, blocks, shapes, precision=precision, plugin_lib=plugin_lib
-    )
-    return probed, blocks
-
-
-def _save(input_set, spec, shape, seeds, torch_runner, save_inputs, save_outputs, source) -> None:
-    """Write the inputs (all batches, or the first seed's random batch) and PyTorch's outputs on them."""
-    if input_set is not None:
-        batches = input_set.batches
-    else:
-        rng = np.random.default_rng(next(iter(seeds)) if seeds else 0)
-        batches = [{name: rng.standard_normal(shape).astype(dtype) for name, _, dtype in spec}]
-    feeds = concat_batches(batches)
-    outputs = None
-    if save_outputs is not None:
-        ref_names = torch_runner.input_names
-        per_batch = [
-            torch_runner.infer({r: b[n] for r, (n, _, _) in zip(ref_names, spec, strict=False)})
-            for b in batches
-        ]
-        outputs = concat_batches(per_batch)
-    protect = [source] if source is not None else []
-    if (
-        save_inputs is not None
-        and save_outputs is not None
-        and Path(save_inputs).resolve() == Path(save_outputs).resolve()
-    ):
-        save_tensors(save_inputs, inputs=feeds, outputs=outputs, protect=protect)
-        return
-    if save_inputs is not None:
-        save_tensors(save_inputs, inputs=feeds, protect=protect)
-    if save_outputs is not None:
-        save_tensors(save_outputs, outputs=outputs, protect=protect)
+    return report

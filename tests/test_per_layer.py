@@ -209,3 +209,33 @@ def test_model_without_simam_is_an_input_error(tmp_path):
 def test_plot_refuses_to_overwrite_the_target(files):
     with pytest.raises(InputError):
         validate(files["decomposed"], REFERENCE, per_layer=True, plot=files["decomposed"])
+
+
+def _stats(ok: bool, nan: bool = False):
+    from simam_deploy.parity import compare_arrays
+
+    want = np.zeros((2, 3), np.float32)
+    got = want.copy()
+    if not ok:
+        got[0, 0] = 1.0
+    if nan:
+        got[1, 1] = np.nan
+    return compare_arrays(got, want, 1e-4, 1e-3)
+
+
+def test_all_blocks_match_but_outputs_differ_points_after_the_last_simam():
+    from simam_deploy.per_layer import LayerResult, PerLayerReport, locate_divergence
+
+    layers = [LayerResult(i, f"b{i}", f"n{i}", "node", _stats(True), _stats(True)) for i in range(3)]
+    report = PerLayerReport(layers=layers, outputs_passed=False)
+    locate_divergence(report)
+    assert report.first_divergence is None
+    assert report.divergence["where"] == "after_last_simam" and report.divergence["after"] == "b2"
+
+
+def test_merging_runs_keeps_the_worst_and_adds_counts():
+    from simam_deploy.per_layer import merge_stats
+
+    merged = merge_stats(merge_stats(None, _stats(True)), _stats(False, nan=True))
+    assert not merged.passed and merged.max_abs == 1.0
+    assert merged.elements == 12 and merged.nan_target == 1 and merged.top1_agreement is None
