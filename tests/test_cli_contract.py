@@ -438,3 +438,20 @@ def test_cli_runner_matches_a_real_process(r20_fixed):
             [sys.executable, "-m", "simam_deploy.cli.main", *args], capture_output=True, text=True
         )
         assert proc.returncode == code == cli_runner.exit_code(*args), proc.stderr
+
+
+def test_json_reports_are_standard_json_even_with_nonfinite_numbers(tmp_path):
+    from simam_deploy.cli.common import envelope, write_json
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    path = tmp_path / "r.json"
+    write_json(path, envelope("validate", {"summary": {"tolerance_used": float("inf"), "x": [float("nan")]}}))
+    report = json.loads(path.read_text(), parse_constant=refuse)
+    assert report["summary"] == {"tolerance_used": "inf", "x": ["nan"]}
+    assert report["schema"] == "simam-deploy/validate/v1" and list(report)[:3] == [
+        "schema",
+        "inputs",
+        "outputs",
+    ]

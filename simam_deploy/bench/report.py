@@ -55,7 +55,8 @@ def kernel_table(bench: KernelBenchmark) -> Table:
 
 def targets_table(bench: TargetBenchmark) -> Table:
     table = Table(
-        title=f"{bench.target} on {bench.device_name}, input {_shape(bench.input_shape)} {bench.dtype}"
+        title=f"{bench.target} on {bench.device_name}, input {_shape(bench.input_shape)} "
+        f"{dtype_label(bench.dtype)}"
     )
     for col in ("backend", "mean ms", "p50 ms", "p90 ms", "p99 ms", "samples/s", "x first"):
         table.add_column(col, justify="left" if col == "backend" else "right")
