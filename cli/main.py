@@ -7,6 +7,7 @@ dependency is missing (TensorRT) cannot break the others.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import os
 import signal
@@ -115,6 +116,7 @@ def _run(argv: list[str] | None) -> int:
     else is a bug and is shown as one (traceback, exit 3), never dressed up as a user error."""
     try:
         rv = cli.main(args=argv, prog_name="simam-deploy", standalone_mode=False)
+        sys.stdout.flush()  # a full disk behind stdout shows up here, inside the handler
         return rv if isinstance(rv, int) else 0
     except (click.exceptions.Abort, KeyboardInterrupt):
         cleanup_temporaries()
@@ -138,17 +140,34 @@ def _run(argv: list[str] | None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
     except BrokenPipeError:
         # `simam-deploy ... --json - | head`: the reader left; not an error of ours.
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_stdout()
         return 0
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return _internal_error()
+        # Our own output files are mapped where they are written (fileio); this is stdout/stderr.
+        _discard_stdout()
+        click.secho(f"error: cannot write the output: {exc.strerror} (standard output)", fg="red", err=True)
+        click.echo("  fix: free some space, or redirect the output elsewhere", err=True)
+        return EXIT_USAGE
     except Exception:
-        traceback.print_exc()
-        click.echo(
-            "internal error: this is a bug in simam-deploy, not a problem with your input; "
-            "please report it with the traceback above",
-            err=True,
-        )
-        return EXIT_INTERNAL
+        return _internal_error()
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so that the exit-time flush of unwritable data stays quiet."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _internal_error() -> int:
+    traceback.print_exc()
+    click.echo(
+        "internal error: this is a bug in simam-deploy, not a problem with your input; "
+        "please report it with the traceback above",
+        err=True,
+    )
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

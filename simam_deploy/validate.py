@@ -24,7 +24,7 @@ from simam_deploy.parity import (
     input_shapes_to_try,
     load_inputs_npz,
 )
-from simam_deploy.zoo import build_model, default_input_shape
+from simam_deploy.zoo import build_model, check_model_spec, default_input_shape
 
 
 def _is_fixed(d: object) -> bool:
@@ -110,6 +110,7 @@ def validate(
         raise InputError("no seeds given for random inputs", "give e.g. --seeds 0,1,2, or --inputs FILE.npz")
     if any(s < 0 for s in seeds):
         raise InputError(f"seeds must be >= 0, got {list(seeds)}", "e.g. --seeds 0,1,2")
+    check_model_spec(reference)  # blame an unknown name before loading anything
     options = {"plugin_lib": plugin_lib} if plugin_lib else {}
     runner = load_runner(target, providers=providers, **options)
     model, _ = build_model(reference, checkpoint)

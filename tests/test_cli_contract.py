@@ -382,6 +382,8 @@ def test_every_command_has_examples(command, capsys):
 def test_bench_unknown_model_blames_the_model(capsys):
     code, _out, err = run(["bench", "resnet99", "--device", "cpu"], capsys)
     assert code == 2 and "unknown model 'resnet99'" in err and "input shape" not in err
+    code, _out, err = run(["validate", "missing.onnx", "--reference", "resnet99"], capsys)
+    assert code == 2 and "unknown model 'resnet99'" in err
 
 
 def test_batch_only_dynamic_file_needs_no_input_shape(r20_batch, tmp_path, capsys):
@@ -455,3 +457,17 @@ def test_json_reports_are_standard_json_even_with_nonfinite_numbers(tmp_path):
         "inputs",
         "outputs",
     ]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+@pytest.mark.parametrize("args", [["models", "--json", "-"], ["models"]])
+def test_full_disk_behind_stdout_is_exit_2(args):
+    """/dev/full answers every write with ENOSPC: a real full disk behind `--json -` or a table."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "simam_deploy.cli.main", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert proc.returncode == 2 and "No space left" in proc.stderr and "Traceback" not in proc.stderr
