@@ -217,6 +217,8 @@ def test_outputs_never_replace_inputs(r20_fixed, tmp_path, capsys):
         ["bench", r20_fixed, "--iters", "1", "--json", r20_fixed],
         ["fuse", r20_fixed, "-o", r20_fixed],
         ["unfuse", r20_fixed, "-o", tmp_path / "u.onnx", "--json", r20_fixed],
+        ["build", r20_fixed, "-o", r20_fixed],  # checked before TensorRT is even looked for
+        ["build", r20_fixed, "-o", tmp_path / "e.engine", "--timing-cache", r20_fixed],
     ]
     link = tmp_path / "hardlink.onnx"
     os.link(r20_fixed, link)  # another name for the same file is still the input
