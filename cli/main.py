@@ -92,15 +92,26 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the command line and exit with the documented code (see docs/cli-contract.md)."""
     previous = _install_sigterm_handler()
+    _terminated.clear()
     try:
         code = _run(argv)
+        if _terminated.is_set():
+            cleanup_temporaries()
+            click.echo("terminated (SIGTERM); no partial output left behind", err=True)
+            code = EXIT_TERMINATED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     sys.exit(code)
 
 
+# Set on SIGTERM: libraries may wrap the exception we raise (torch's exporter turns it into its
+# own error), so the verdict "terminated" must not depend on the exception reaching us intact.
+_terminated = threading.Event()
+
+
 def _raise_terminated(signum, frame) -> None:
+    _terminated.set()
     raise Terminated()
 
 
@@ -123,15 +134,15 @@ def _run(argv: list[str] | None) -> int:
         click.echo("aborted", err=True)
         return EXIT_INTERRUPTED
     except Terminated:
-        cleanup_temporaries()
-        click.echo("terminated (SIGTERM); no partial output left behind", err=True)
-        return EXIT_TERMINATED
+        return EXIT_TERMINATED  # main() reports it and removes temporaries
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return EXIT_USAGE
     except SimamDeployError as exc:
+        if _terminated.is_set():
+            return EXIT_TERMINATED  # a library wrapped our SIGTERM exception: report the signal
         click.secho(f"error: {exc.message}", fg="red", err=True)
         if exc.hint:
             click.echo(f"  fix: {exc.hint}", err=True)
@@ -151,6 +162,8 @@ def _run(argv: list[str] | None) -> int:
         click.echo("  fix: free some space, or redirect the output elsewhere", err=True)
         return EXIT_USAGE
     except Exception:
+        if _terminated.is_set():
+            return EXIT_TERMINATED
         return _internal_error()
 
 
