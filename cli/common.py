@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -64,7 +65,21 @@ def write_json(path: str | Path | None, payload: dict) -> None:
     """Write ``payload`` as JSON to ``path`` ('-' = stdout), atomically."""
     if path is None:
         return
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    text = json.dumps(_json_safe(payload), indent=2, sort_keys=False, allow_nan=False)
+    write_text_atomic(path, text + "\n")
+
+
+def _json_safe(value: object) -> object:
+    """Standard JSON has no NaN/Inf: write them as the strings "nan", "inf", "-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Iterable[str | Path | None] = ()) -> None:

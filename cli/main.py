@@ -7,6 +7,7 @@ dependency is missing (TensorRT) cannot break the others.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import os
 import signal
@@ -97,15 +98,26 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the command line and exit with the documented code (see docs/cli-contract.md)."""
     previous = _install_sigterm_handler()
+    _terminated.clear()
     try:
         code = _run(argv)
+        if _terminated.is_set():
+            cleanup_temporaries()
+            click.echo("terminated (SIGTERM); no partial output left behind", err=True)
+            code = EXIT_TERMINATED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     sys.exit(code)
 
 
+# Set on SIGTERM: libraries may wrap the exception we raise (torch's exporter turns it into its
+# own error), so the verdict "terminated" must not depend on the exception reaching us intact.
+_terminated = threading.Event()
+
+
 def _raise_terminated(signum, frame) -> None:
+    _terminated.set()
     raise Terminated()
 
 
@@ -121,21 +133,22 @@ def _run(argv: list[str] | None) -> int:
     else is a bug and is shown as one (traceback, exit 3), never dressed up as a user error."""
     try:
         rv = cli.main(args=argv, prog_name="simam-deploy", standalone_mode=False)
+        sys.stdout.flush()  # a full disk behind stdout shows up here, inside the handler
         return rv if isinstance(rv, int) else 0
     except (click.exceptions.Abort, KeyboardInterrupt):
         cleanup_temporaries()
         click.echo("aborted", err=True)
         return EXIT_INTERRUPTED
     except Terminated:
-        cleanup_temporaries()
-        click.echo("terminated (SIGTERM); no partial output left behind", err=True)
-        return EXIT_TERMINATED
+        return EXIT_TERMINATED  # main() reports it and removes temporaries
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return EXIT_USAGE
     except SimamDeployError as exc:
+        if _terminated.is_set():
+            return EXIT_TERMINATED  # a library wrapped our SIGTERM exception: report the signal
         click.secho(f"error: {exc.message}", fg="red", err=True)
         if exc.hint:
             click.echo(f"  fix: {exc.hint}", err=True)
@@ -144,17 +157,36 @@ def _run(argv: list[str] | None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
     except BrokenPipeError:
         # `simam-deploy ... --json - | head`: the reader left; not an error of ours.
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_stdout()
         return 0
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return _internal_error()
+        # Our own output files are mapped where they are written (fileio); this is stdout/stderr.
+        _discard_stdout()
+        click.secho(f"error: cannot write the output: {exc.strerror} (standard output)", fg="red", err=True)
+        click.echo("  fix: free some space, or redirect the output elsewhere", err=True)
+        return EXIT_USAGE
     except Exception:
-        traceback.print_exc()
-        click.echo(
-            "internal error: this is a bug in simam-deploy, not a problem with your input; "
-            "please report it with the traceback above",
-            err=True,
-        )
-        return EXIT_INTERNAL
+        if _terminated.is_set():
+            return EXIT_TERMINATED
+        return _internal_error()
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so that the exit-time flush of unwritable data stays quiet."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _internal_error() -> int:
+    traceback.print_exc()
+    click.echo(
+        "internal error: this is a bug in simam-deploy, not a problem with your input; "
+        "please report it with the traceback above",
+        err=True,
+    )
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

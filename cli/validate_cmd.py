@@ -110,6 +110,7 @@ def validate(
     shape = parse_shape(input_shape) if input_shape else None
     out = human_console(json_path)
     table = _make_table()
+    progress(f"validate: loading {target} and the PyTorch reference {reference} ...")
 
     def on_run(run: RunResult) -> None:
         for name, s in run.outputs.items():

@@ -31,7 +31,7 @@ from simam_deploy.parity import (
     input_shapes_to_try,
 )
 from simam_deploy.precision import resolve_tolerances
-from simam_deploy.zoo import build_model, default_input_shape
+from simam_deploy.zoo import build_model, check_model_spec, default_input_shape
 
 
 def _is_fixed(d: object) -> bool:
@@ -132,6 +132,7 @@ def validate(
         raise InputError("no seeds given for random inputs", "give e.g. --seeds 0,1,2, or --inputs FILE.npz")
     if any(s < 0 for s in seeds):
         raise InputError(f"seeds must be >= 0, got {list(seeds)}", "e.g. --seeds 0,1,2")
+    check_model_spec(reference)  # blame an unknown name before loading anything
     check_new_outputs([p for p in (target, inputs) if p is not None], save_inputs, save_outputs, plot)
     options = {"plugin_lib": plugin_lib} if plugin_lib else {}
     model, _ = build_model(reference, checkpoint)

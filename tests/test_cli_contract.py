@@ -217,6 +217,8 @@ def test_outputs_never_replace_inputs(r20_fixed, tmp_path, capsys):
         ["bench", r20_fixed, "--iters", "1", "--json", r20_fixed],
         ["fuse", r20_fixed, "-o", r20_fixed],
         ["unfuse", r20_fixed, "-o", tmp_path / "u.onnx", "--json", r20_fixed],
+        ["build", r20_fixed, "-o", r20_fixed],  # checked before TensorRT is even looked for
+        ["build", r20_fixed, "-o", tmp_path / "e.engine", "--timing-cache", r20_fixed],
     ]
     link = tmp_path / "hardlink.onnx"
     os.link(r20_fixed, link)  # another name for the same file is still the input
@@ -382,6 +384,8 @@ def test_every_command_has_examples(command, capsys):
 def test_bench_unknown_model_blames_the_model(capsys):
     code, _out, err = run(["bench", "resnet99", "--device", "cpu"], capsys)
     assert code == 2 and "unknown model 'resnet99'" in err and "input shape" not in err
+    code, _out, err = run(["validate", "missing.onnx", "--reference", "resnet99"], capsys)
+    assert code == 2 and "unknown model 'resnet99'" in err
 
 
 def test_batch_only_dynamic_file_needs_no_input_shape(r20_batch, tmp_path, capsys):
@@ -438,3 +442,34 @@ def test_cli_runner_matches_a_real_process(r20_fixed):
             [sys.executable, "-m", "simam_deploy.cli.main", *args], capture_output=True, text=True
         )
         assert proc.returncode == code == cli_runner.exit_code(*args), proc.stderr
+
+
+def test_json_reports_are_standard_json_even_with_nonfinite_numbers(tmp_path):
+    from simam_deploy.cli.common import envelope, write_json
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    path = tmp_path / "r.json"
+    write_json(path, envelope("validate", {"summary": {"tolerance_used": float("inf"), "x": [float("nan")]}}))
+    report = json.loads(path.read_text(), parse_constant=refuse)
+    assert report["summary"] == {"tolerance_used": "inf", "x": ["nan"]}
+    assert report["schema"] == "simam-deploy/validate/v1" and list(report)[:3] == [
+        "schema",
+        "inputs",
+        "outputs",
+    ]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+@pytest.mark.parametrize("args", [["models", "--json", "-"], ["models"]])
+def test_full_disk_behind_stdout_is_exit_2(args):
+    """/dev/full answers every write with ENOSPC: a real full disk behind `--json -` or a table."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "simam_deploy.cli.main", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert proc.returncode == 2 and "No space left" in proc.stderr and "Traceback" not in proc.stderr

@@ -55,7 +55,8 @@ def kernel_table(bench: KernelBenchmark) -> Table:
 
 def targets_table(bench: TargetBenchmark) -> Table:
     table = Table(
-        title=f"{bench.target} on {bench.device_name}, input {_shape(bench.input_shape)} {bench.dtype}"
+        title=f"{bench.target} on {bench.device_name}, input {_shape(bench.input_shape)} "
+        f"{dtype_label(bench.dtype)}"
     )
     for col in ("backend", "mean ms", "p50 ms", "p90 ms", "p99 ms", "samples/s", "x first"):
         table.add_column(col, justify="left" if col == "backend" else "right")
@@ -163,7 +164,7 @@ def kernel_plot_data(bench: KernelBenchmark) -> tuple[list[str], dict, dict]:
 def target_plot_data(bench: TargetBenchmark) -> tuple[list[str], dict, dict]:
     """(backends, series of median ms, p10-p90 spread) of the target plot."""
     series = {"p50 ms": [r.stats.p50_ms for r in bench.results]}
-    spread = {"p50 ms": [(r.stats.p10_ms, r.stats.p90_ms) for r in bench.results]}
+    spread = {"p50 ms": [(_or(r.stats.p10_ms, r.stats.p50_ms), r.stats.p90_ms) for r in bench.results]}
     return [r.backend for r in bench.results], series, spread
 
 
@@ -199,6 +200,10 @@ def plot_kernel(bench: KernelBenchmark, path: str | Path) -> Path:
     groups, series, spread = kernel_plot_data(bench)
     ylabel = "effective GB/s (read x + write y)"
     return _bar_plot(path, groups, series, ylabel, kernel_plot_title(bench), spread)
+
+
+def _or(value: float | None, fallback: float) -> float:
+    return fallback if value is None else value
 
 
 def _bandwidth_spread(row) -> tuple[float, float]:

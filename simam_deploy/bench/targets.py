@@ -260,7 +260,7 @@ def _time_onnx_pair(bench: TargetBenchmark, runners, inputs: dict[str, np.ndarra
 # ---- file targets -----------------------------------------------------------------------------
 def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray]:
     from simam_deploy.export import parse_shape
-    from simam_deploy.parity import check_feed
+    from simam_deploy.parity import check_feed, describe_dims
 
     forced = parse_shape(input_shape) if input_shape is not None else None
     spec = runner.input_spec()
@@ -278,7 +278,8 @@ def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray
             )
             if None in shape:
                 raise InputError(
-                    f"input '{name}' has dynamic dimensions {dims}", "give --input-shape NxCxHxW to fix them"
+                    f"input '{name}' has dynamic dimensions ({describe_dims(dims)})",
+                    "give --input-shape NxCxHxW to fix them",
                 )
             if batch is not None:
                 shape = (batch, *shape[1:])

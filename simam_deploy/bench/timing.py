@@ -18,12 +18,12 @@ class LatencyStats:
 
     iters: int
     mean_ms: float
-    p10_ms: float
     p50_ms: float
     p90_ms: float
     p99_ms: float
     min_ms: float
     max_ms: float
+    p10_ms: float | None = None  # the lower end of the plots' p10-p90 spread
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
