@@ -32,7 +32,9 @@ READABLE_IR_MAX_OPSET = 22
 PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_DATA_THRESHOLD = int(1.8 * 2**30)
 EXTERNAL_DATA_CHOICES = ("auto", "always", "never")
-# Shape inference of a > 2 GB model strips tensors larger than this (it never needs their values).
+# Tensors smaller than this stay inside the .onnx file when we write external data: shape
+# constants (Reduce axes, Reshape shapes) must stay readable, ONNX Runtime's shape inference does not
+# read external data. Shape inference of a > 2 GB model strips only tensors larger than this.
 EXTERNAL_SIZE_THRESHOLD = 1024
 
 
@@ -308,7 +310,7 @@ def save_onnx(
                 save_as_external_data=True,
                 all_tensors_to_one_file=True,
                 location=data_path.name,
-                size_threshold=0,  # every initializer, as torch's exporter does: one rule, one data file
+                size_threshold=EXTERNAL_SIZE_THRESHOLD,
             )
         else:
             onnx.save(to_write, str(tmp_model))
