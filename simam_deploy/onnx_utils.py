@@ -140,14 +140,17 @@ def check_external_data_locations(
     path = Path(path)
     if model is None:
         model = onnx.load(str(path), load_external_data=False)
-    folder = path.resolve().parent
+    # readers resolve locations beside the path they were given (ONNX Runtime) or beside the real
+    # file (onnx.load after resolve); when the model is a link these differ, so both must be safe
+    folders = dict.fromkeys([path.resolve().parent, path.absolute().parent])
     files: dict[Path, None] = {}
     for tensor in all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         fields = _external_fields(tensor)
-        target = _safe_location(fields.get("location", ""), folder, tensor.name, path)
-        _check_range(fields, target, tensor.name, path)
+        for folder in folders:
+            target = _safe_location(fields.get("location", ""), folder, tensor.name, path)
+            _check_range(fields, target, tensor.name, path)
         files[target] = None
     return list(files)
 
