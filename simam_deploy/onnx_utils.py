@@ -307,18 +307,11 @@ def save_onnx(
     try:
         tmp_model = tmp_dir / path.name
         if external:
-            onnx.save(
-                to_write,
-                str(tmp_model),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=data_path.name,
-                size_threshold=EXTERNAL_SIZE_THRESHOLD,
-            )
-        else:
-            onnx.save(to_write, str(tmp_model))
+            _write_external(to_write, tmp_dir, data_path.name)
+        onnx.save(to_write, str(tmp_model))
         written = [path]
         tmp_data = tmp_dir / data_path.name
+        _normal_permissions(tmp_model, tmp_data)
         if external and tmp_data.exists():
             os.replace(tmp_data, folder / data_path.name)
             written.insert(0, data_path)
@@ -328,6 +321,27 @@ def save_onnx(
     if not external or data_path not in written:
         _remove_stale_data(path, data_path, protect)
     return written
+
+
+def _write_external(model: onnx.ModelProto, folder: Path, location: str) -> None:
+    """Move the initializers of >= 1 KiB into ``folder/location`` (in place on ``model``).
+
+    Done by hand: onnx.save(save_as_external_data=True) refuses when a file named ``location``
+    exists relative to the current directory (not the model's), which breaks re-running a command.
+    """
+    for tensor in model.graph.initializer:
+        if tensor.HasField("raw_data") and len(tensor.raw_data) >= EXTERNAL_SIZE_THRESHOLD:
+            onnx.external_data_helper.set_external_data(tensor, location)
+    onnx.external_data_helper.write_external_data_tensors(model, str(folder))
+
+
+def _normal_permissions(*files: Path) -> None:
+    """Files made in a private temporary folder get the permissions a plain open() would give."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in files:
+        if f.exists():
+            os.chmod(f, 0o666 & ~umask)
 
 
 def _remove_stale_data(path: Path, data_path: Path, protect: Iterable[str | os.PathLike]) -> None:

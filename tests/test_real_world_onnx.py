@@ -365,3 +365,27 @@ def test_cli_validate_and_unfuse_read_external_data(exported, tmp_path, capsys):
     for target in (src, fused):
         code = cli("validate", str(target), "--reference", reference, "--input-shape", shape)
         assert code == 0, capsys.readouterr()
+
+
+def test_rerunning_an_external_data_save_in_the_output_folder(tmp_path, monkeypatch):
+    """onnx.save(save_as_external_data=True) looks for an existing data file relative to the current
+    directory; a second run of the same command there must still replace both files."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(np.arange(N_WEIGHTS, dtype=np.float32).tobytes())
+    model = load_onnx(_external_model(folder, "w.bin"))
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert save_onnx(model, Path("out.onnx"), external_data="always") == [
+            Path("out.onnx.data"),
+            Path("out.onnx"),
+        ]
+    assert oct((tmp_path / "out.onnx.data").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    weights = onnx.numpy_helper.to_array(load_onnx(tmp_path / "out.onnx").graph.initializer[0])
+    np.testing.assert_array_equal(weights, np.arange(N_WEIGHTS))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
