@@ -221,17 +221,24 @@ def export_onnx(
 
 
 def _module_of(model: nn.Module, path: str) -> tuple[str | None, str | None]:
-    """('layer1.0.att', 'MySimAM') for the node folder '/layer1/0/att'; (None, None) if no such module."""
+    """('layer1.0.att', 'MySimAM') for the node folder '/layer1/0/att'; (None, None) if no such module.
+
+    Our own SimAM modules are named '<parent>/simam' in node names (readable_path); they map back to
+    the SimAM child of that parent ('layer1.0.conv2.1').
+    """
     parts = [p for p in path.strip("/").split("/") if p]
-    for candidate in (parts, parts[:-1] if parts and parts[-1] == "simam" else None):
-        if candidate is None:
-            continue
-        qual = ".".join(candidate)
-        try:
-            module = model.get_submodule(qual) if qual else model
-        except AttributeError:
-            continue
-        return qual, type(module).__name__
+    qual = ".".join(parts)
+    with contextlib.suppress(AttributeError):
+        return qual, type(model.get_submodule(qual) if qual else model).__name__
+    if parts and parts[-1] == "simam":
+        parent_qual = ".".join(parts[:-1])
+        with contextlib.suppress(AttributeError):
+            parent = model.get_submodule(parent_qual) if parent_qual else model
+            if isinstance(parent, SimAM):
+                return parent_qual, type(parent).__name__
+            for name, child in parent.named_children():
+                if isinstance(child, SimAM):
+                    return ".".join(p for p in (parent_qual, name) if p), type(child).__name__
     return None, None
 
 

@@ -32,7 +32,9 @@ READABLE_IR_MAX_OPSET = 22
 PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_DATA_THRESHOLD = int(1.8 * 2**30)
 EXTERNAL_DATA_CHOICES = ("auto", "always", "never")
-# Shape inference of a > 2 GB model strips tensors larger than this (it never needs their values).
+# Tensors smaller than this stay inside the .onnx file when we write external data: shape
+# constants (Reduce axes, Reshape shapes) must stay readable, ONNX Runtime's shape inference does not
+# read external data. Shape inference of a > 2 GB model strips only tensors larger than this.
 EXTERNAL_SIZE_THRESHOLD = 1024
 
 
@@ -138,14 +140,17 @@ def check_external_data_locations(
     path = Path(path)
     if model is None:
         model = onnx.load(str(path), load_external_data=False)
-    folder = path.resolve().parent
+    # readers resolve locations beside the path they were given (ONNX Runtime) or beside the real
+    # file (onnx.load after resolve); when the model is a link these differ, so both must be safe
+    folders = dict.fromkeys([path.resolve().parent, path.absolute().parent])
     files: dict[Path, None] = {}
     for tensor in all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         fields = _external_fields(tensor)
-        target = _safe_location(fields.get("location", ""), folder, tensor.name, path)
-        _check_range(fields, target, tensor.name, path)
+        for folder in folders:
+            target = _safe_location(fields.get("location", ""), folder, tensor.name, path)
+            _check_range(fields, target, tensor.name, path)
         files[target] = None
     return list(files)
 
@@ -302,18 +307,11 @@ def save_onnx(
     try:
         tmp_model = tmp_dir / path.name
         if external:
-            onnx.save(
-                to_write,
-                str(tmp_model),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=data_path.name,
-                size_threshold=0,  # every initializer, as torch's exporter does: one rule, one data file
-            )
-        else:
-            onnx.save(to_write, str(tmp_model))
+            _write_external(to_write, tmp_dir, data_path.name)
+        onnx.save(to_write, str(tmp_model))
         written = [path]
         tmp_data = tmp_dir / data_path.name
+        _normal_permissions(tmp_model, tmp_data)
         if external and tmp_data.exists():
             os.replace(tmp_data, folder / data_path.name)
             written.insert(0, data_path)
@@ -323,6 +321,27 @@ def save_onnx(
     if not external or data_path not in written:
         _remove_stale_data(path, data_path, protect)
     return written
+
+
+def _write_external(model: onnx.ModelProto, folder: Path, location: str) -> None:
+    """Move the initializers of >= 1 KiB into ``folder/location`` (in place on ``model``).
+
+    Done by hand: onnx.save(save_as_external_data=True) refuses when a file named ``location``
+    exists relative to the current directory (not the model's), which breaks re-running a command.
+    """
+    for tensor in model.graph.initializer:
+        if tensor.HasField("raw_data") and len(tensor.raw_data) >= EXTERNAL_SIZE_THRESHOLD:
+            onnx.external_data_helper.set_external_data(tensor, location)
+    onnx.external_data_helper.write_external_data_tensors(model, str(folder))
+
+
+def _normal_permissions(*files: Path) -> None:
+    """Files made in a private temporary folder get the permissions a plain open() would give."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in files:
+        if f.exists():
+            os.chmod(f, 0o666 & ~umask)
 
 
 def _remove_stale_data(path: Path, data_path: Path, protect: Iterable[str | os.PathLike]) -> None:

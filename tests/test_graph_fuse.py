@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
@@ -17,8 +18,10 @@ from simam_deploy.errors import InputError
 from simam_deploy.graph import contract
 from simam_deploy.graph.fuse import fuse_simam
 from simam_deploy.graph.unfuse import unfuse_simam
+from simam_deploy.nn import simam_reference_numpy
 from tests import onnx_corpus as corpus
 from tests.cli_runner import exit_code as cli
+from tests.onnx_corpus import simam_node_model
 
 HAND = {e.name: e for e in corpus.hand_entries()}
 TORCH_NAMES = [
@@ -227,3 +230,21 @@ def test_cli_fuse_bad_inputs(tmp_path, capsys):
     assert cli("fuse", str(ext), "-o", str(tmp_path / "o.onnx")) == 2
     assert "does not exist next to the model" in capsys.readouterr().err
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_local_function_needs_opset_12_and_plugin_files_get_it_from_fuse(tmp_path):
+    fused, report = fuse_simam(HAND["hand-paper-op11"].model)
+    assert len(report.fused) == 1 and not fused.functions and not report.function
+    assert "opset >= 12" in report.notes[0]
+    fused, report = fuse_simam(HAND["hand-paper-op12"].model)
+    assert report.function and [f.name for f in fused.functions] == ["SimAM"]
+    # a plugin-mode file without the function: fuse has nothing to fuse but adds the function
+    src, out = tmp_path / "plugin.onnx", tmp_path / "portable.onnx"
+    onnx.save(simam_node_model(17, 0.1, 0), src)
+    assert cli("fuse", str(src), "-o", str(out), "--expect", "0") == 0
+    portable = onnx.load(out)
+    assert [(f.domain, f.name) for f in portable.functions] == [(contract.DOMAIN, contract.OP_TYPE)]
+    x = np.random.default_rng(2).standard_normal((2, 4, 6, 5)).astype(np.float32)
+    session = ort.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"])
+    want = simam_reference_numpy(np.maximum(x, 0), 0.1, False)
+    np.testing.assert_allclose(session.run(None, {"X": x})[0], want, rtol=1e-5, atol=1e-6)

@@ -93,10 +93,18 @@ def run_session(session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
-def profiled_op_types(session: ort.InferenceSession) -> set[str]:
-    """The op types ONNX Runtime actually executed, read from its profile."""
+def profiled_nodes(session: ort.InferenceSession) -> set[tuple[str, str]]:
+    """(node name, op type) of every node ONNX Runtime actually executed, read from its profile."""
     events = json.loads(Path(session.end_profiling()).read_text())
-    return {e["args"]["op_name"] for e in events if e.get("cat") == "Node" and "op_name" in e.get("args", {})}
+    return {
+        (e["name"], e["args"]["op_name"])
+        for e in events
+        if e.get("cat") == "Node" and "op_name" in e.get("args", {})
+    }
+
+
+def profiled_op_types(session: ort.InferenceSession) -> set[str]:
+    return {op for _, op in profiled_nodes(session)}
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +150,11 @@ def test_users_file_fuses_runs_without_our_op_and_unfuses(exported, family, how,
     # plain ONNX Runtime: nothing registered, it expands the local function
     session = plain_session(fused_path, str(tmp_path / "plain"))
     np.testing.assert_allclose(run_session(session, x), want, rtol=1e-4, atol=1e-5)
-    executed = profiled_op_types(session)
-    assert "SimAM" not in executed and {"Sigmoid", "ReduceMean"} <= executed
+    executed = profiled_nodes(session)
+    ops = {op for _, op in executed}
+    assert "SimAM" not in ops and {"Sigmoid", "ReduceMean"} <= ops
+    # ONNX Runtime names the nodes it inlined from the local function _inlfunc_SimAM_<body node>
+    assert any(name.startswith("_inlfunc_SimAM_attention") and op == "Sigmoid" for name, op in executed)
 
     plain_path = tmp_path / "plain.onnx"
     unfuse_file(fused_path, plain_path, expect=2)
@@ -354,3 +365,27 @@ def test_cli_validate_and_unfuse_read_external_data(exported, tmp_path, capsys):
     for target in (src, fused):
         code = cli("validate", str(target), "--reference", reference, "--input-shape", shape)
         assert code == 0, capsys.readouterr()
+
+
+def test_rerunning_an_external_data_save_in_the_output_folder(tmp_path, monkeypatch):
+    """onnx.save(save_as_external_data=True) looks for an existing data file relative to the current
+    directory; a second run of the same command there must still replace both files."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(np.arange(N_WEIGHTS, dtype=np.float32).tobytes())
+    model = load_onnx(_external_model(folder, "w.bin"))
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert save_onnx(model, Path("out.onnx"), external_data="always") == [
+            Path("out.onnx.data"),
+            Path("out.onnx"),
+        ]
+    assert oct((tmp_path / "out.onnx.data").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    weights = onnx.numpy_helper.to_array(load_onnx(tmp_path / "out.onnx").graph.initializer[0])
+    np.testing.assert_array_equal(weights, np.arange(N_WEIGHTS))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

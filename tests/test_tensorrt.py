@@ -339,7 +339,8 @@ def test_exported_plugin_nodes_carry_what_the_trt_parser_turns_into_our_fields(t
         torch.nn.Conv2d(3, 4, 3, padding=1), SimAM(e_lambda=1e-3, unbiased=False)
     ).eval()
     out = tmp_path / "tiny.onnx"
-    export_onnx(model, out, mode="plugin", input_shape=(1, 3, 8, 8), exporter=exporter)
+    # --no-function: TensorRT < 10.7 would import a local function SimAM instead of the plugin
+    export_onnx(model, out, mode="plugin", input_shape=(1, 3, 8, 8), exporter=exporter, function=False)
     proto = onnx.load(out)
     assert not [f for f in proto.functions if f.name == simam_trt.PLUGIN_NAME]
     nodes = [n for n in proto.graph.node if n.op_type == simam_trt.PLUGIN_NAME]

@@ -32,7 +32,8 @@ class _Body:
         self.nodes: list[onnx.NodeProto] = []
 
     def op(self, op_type: str, inputs: list[str], output: str, **attrs) -> str:
-        self.nodes.append(helper.make_node(op_type, inputs, [output], **attrs))
+        # named nodes: runtimes that inline the function can show where an op came from
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attrs))
         return output
 
     def const_tensor(self, name: str, value: np.ndarray) -> str:
@@ -41,7 +42,7 @@ class _Body:
     def attr_const(self, name: str, attribute: str, kind: int) -> str:
         """A Constant whose value is the function attribute ``attribute`` (FLOAT or INT)."""
         field = "value_float" if kind == onnx.AttributeProto.FLOAT else "value_int"
-        node = helper.make_node("Constant", [], [name])
+        node = helper.make_node("Constant", [], [name], name=name)
         ref = onnx.AttributeProto(name=field, ref_attr_name=attribute, type=kind)
         node.attribute.append(ref)
         self.nodes.append(node)
