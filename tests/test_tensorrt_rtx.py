@@ -212,7 +212,7 @@ def test_real_builds_for_both_models_modes_and_profiles(exported, tmp_path, mode
 
 
 @needs_rtx_plugin
-def test_compute_capability_targets_reach_the_builder(exported, tmp_path):
+def test_compute_capability_targets_reach_the_builder(exported, tmp_path, capsys):
     engine = tmp_path / "r20.engine"
     report = simam_trt.build_engine(
         exported("cifar-resnet20", "plugin"),
@@ -222,6 +222,12 @@ def test_compute_capability_targets_reach_the_builder(exported, tmp_path):
         compute_capabilities=["sm86", "SM_120"],
     )
     assert report.compute_capabilities == ["SM86", "SM120"]
+    args = ["build", str(exported("cifar-resnet20", "plugin")), "-o", str(tmp_path / "cli.engine")]
+    args += ["--shapes", *_profile("cifar-resnet20", "batch"), "--compute-capability", "sm89", "--json", "-"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert json.loads(out)["compute_capabilities"] == ["SM89"]  # stdout holds the JSON only
+    assert "9/9 SimAM nodes" in err
     with pytest.raises(InputError, match="cannot target SM90"):
         simam_trt.build_engine(
             exported("cifar-resnet20", "plugin"), tmp_path / "x.engine", compute_capabilities=["sm90"]
