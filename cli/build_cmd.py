@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.console import Console
 
 from simam_deploy.cli.common import check_outputs, envelope, human_console, write_json
 
@@ -31,7 +32,10 @@ Exit codes: 0 ok, 2 bad input, a failed build, or TensorRT missing."""
 @click.argument("onnx_file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Engine file to write.")
 @click.option(
-    "--fp16", "precision", flag_value="fp16", help="Allow FP16 kernels (recommended, also on Jetson)."
+    "--fp16",
+    "precision",
+    flag_value="fp16",
+    help="Allow FP16 kernels (TensorRT 8.6/10.x; 11 and RTX take precision from the ONNX types).",
 )
 @click.option("--bf16", "precision", flag_value="bf16", help="Allow BF16 kernels (TensorRT >= 9, Ampere+).")
 @click.option(
@@ -102,14 +106,15 @@ def build(
         compute_capabilities=[part for part in compute_capabilities.split(",") if part.strip()],
         embed_plugin=embed_plugin,
     )
+    out = Console(stderr=True, highlight=False) if json_path == "-" else console  # stdout: JSON only
     built_by = "TensorRT for RTX" if report.runtime == "tensorrt-rtx" else "TensorRT"
     targets = f", {'/'.join(report.compute_capabilities)}" if report.compute_capabilities else ""
-    console.print(
+    out.print(
         f"[green]wrote[/green] {report.engine} ({report.engine_bytes / 1e6:.2f} MB, {report.precision}, "
         f"{built_by} {report.tensorrt_version}{targets}, built in {report.build_seconds:.2f} s)"
     )
     embedded = " (embedded in the engine)" if report.plugin_embedded else ""
-    console.print(
+    out.print(
         f"  {report.simam_plugin_layers}/{report.simam_nodes} SimAM nodes -> SimAM plugin layers "
         f"({report.layers} layers), plugin {report.plugin_library}{embedded}"
     )

@@ -240,6 +240,14 @@ def test_runner_without_a_gpu_says_so_whatever_tensorrt_is_installed(tmp_path):
 def built_engine(tmp_path_factory):
     if not (HAVE_TENSORRT and _have_cuda_device()):
         pytest.skip("needs a TensorRT Python package and a CUDA device")
+    import torch
+
+    runtime = simam_trt.import_runtime("auto")
+    device = "SM{}{}".format(*torch.cuda.get_device_capability())
+    if runtime.name == "tensorrt-rtx" and device not in runtime.compute_capabilities:
+        pytest.skip(
+            f"{runtime.label} has no {device} target (it has {', '.join(runtime.compute_capabilities)})"
+        )
     if PLUGIN is None:
         pytest.skip("SimAM TensorRT plugin not built (make install TENSORRT_ROOT=...)")
     folder = tmp_path_factory.mktemp("trt")

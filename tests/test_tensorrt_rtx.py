@@ -140,6 +140,40 @@ def test_a_plugin_build_recreates_the_missing_link_instead_of_aborting(exported,
         simam_trt.rtx_parser_link()  # leave the venv as it was
 
 
+@needs_rtx_plugin
+def test_a_read_only_wheel_gets_a_link_in_our_cache_and_the_fix(exported, tmp_path):
+    """Where the wheel's folder cannot be written: exit 2 naming both fixes, and the LD_LIBRARY_PATH
+    one (a link in a cache folder we own: same file, so one copy loads) really builds."""
+    simam_trt.import_runtime("tensorrt-rtx")
+    link = simam_trt.rtx_parser_link()
+    folder = link.parent
+    chattr = shutil.which("chattr")
+    if chattr is None or os.geteuid() != 0:
+        pytest.skip("needs root and chattr to make the wheel's folder read-only")
+    link.unlink()
+    if subprocess.run([chattr, "+i", str(folder)], capture_output=True).returncode != 0:
+        simam_trt.rtx_parser_link()
+        pytest.skip("this file system has no immutable attribute")
+    try:
+        env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+        model = exported("cifar-resnet20", "plugin")
+        args = [sys.executable, "-c", "from simam_deploy.cli.main import main; main()", "build", str(model)]
+        args += ["-o", str(tmp_path / "r20.engine"), "--runtime", "tensorrt-rtx", "--shapes"]
+        args += _profile("cifar-resnet20", "batch")
+        refused = subprocess.run(args, capture_output=True, text=True, check=False, env=env)
+        assert refused.returncode == 2, refused.stderr
+        cache = tmp_path / "cache" / "simam-deploy" / "tensorrt-rtx"
+        assert f"export LD_LIBRARY_PATH={cache}" in refused.stderr and "ln -s" in refused.stderr
+        assert not (tmp_path / "r20.engine").exists()
+        env["LD_LIBRARY_PATH"] = str(cache)
+        built = subprocess.run(args, capture_output=True, text=True, check=False, env=env)
+        assert built.returncode == 0, built.stderr
+        assert "9/9 SimAM nodes" in built.stdout
+    finally:
+        subprocess.run([chattr, "-i", str(folder)], check=True)
+        simam_trt.rtx_parser_link()
+
+
 # ---- the real builder ----------------------------------------------------------------------------
 
 
@@ -178,7 +212,7 @@ def test_real_builds_for_both_models_modes_and_profiles(exported, tmp_path, mode
 
 
 @needs_rtx_plugin
-def test_compute_capability_targets_reach_the_builder(exported, tmp_path):
+def test_compute_capability_targets_reach_the_builder(exported, tmp_path, capsys):
     engine = tmp_path / "r20.engine"
     report = simam_trt.build_engine(
         exported("cifar-resnet20", "plugin"),
@@ -188,6 +222,12 @@ def test_compute_capability_targets_reach_the_builder(exported, tmp_path):
         compute_capabilities=["sm86", "SM_120"],
     )
     assert report.compute_capabilities == ["SM86", "SM120"]
+    args = ["build", str(exported("cifar-resnet20", "plugin")), "-o", str(tmp_path / "cli.engine")]
+    args += ["--shapes", *_profile("cifar-resnet20", "batch"), "--compute-capability", "sm89", "--json", "-"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert json.loads(out)["compute_capabilities"] == ["SM89"]  # stdout holds the JSON only
+    assert "9/9 SimAM nodes" in err
     with pytest.raises(InputError, match="cannot target SM90"):
         simam_trt.build_engine(
             exported("cifar-resnet20", "plugin"), tmp_path / "x.engine", compute_capabilities=["sm90"]

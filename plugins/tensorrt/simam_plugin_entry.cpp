@@ -25,8 +25,6 @@
 
 #include <dlfcn.h>
 
-#include <atomic>
-#include <cstring>
 #include <mutex>
 #include <string>
 

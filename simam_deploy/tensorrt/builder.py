@@ -429,15 +429,15 @@ def build_engine(
     simam_nodes = _count_simam_nodes(onnx_path)
     rt = import_runtime(runtime)
     options = BuildOptions(
-        precision,
-        shapes,
-        plugin_lib,
-        workspace_mb,
-        timing_cache,
-        runtime,
-        compute_capabilities,
-        embed_plugin,
-        verbose,
+        precision=precision,
+        shapes=shapes,
+        plugin_lib=plugin_lib,
+        workspace_mb=workspace_mb,
+        timing_cache=timing_cache,
+        runtime=runtime,
+        compute_capabilities=compute_capabilities,
+        embed_plugin=embed_plugin,
+        verbose=verbose,
     )
     try:
         return _build(rt, onnx_path, out, simam_nodes, shape_specs, options)

@@ -163,7 +163,8 @@ def register_plugin(
         )
     trt = runtime.module
     registry = trt.get_plugin_registry()
-    if hasattr(registry, "load_library"):
+    handed_over = library.info.get("registered_by") == "loadLibrary"  # an earlier load_library holds it
+    if hasattr(registry, "load_library") and not (handed_over and _get_creator(registry, namespace)):
         handle = registry.load_library(str(path.resolve()))
         if handle is None and _get_creator(registry, namespace) is None:
             raise InputError(

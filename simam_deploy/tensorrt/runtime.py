@@ -112,29 +112,76 @@ def _loaded_library(name: str) -> Path | None:
     return None
 
 
-def rtx_parser_link() -> Path | None:
-    """Make sure ``libtensorrt_rtx.so`` exists beside ``libtensorrt_rtx.so.1``; returns the link.
+def rtx_cache_dir() -> Path:
+    """A folder we own for the link when the wheel's folder is read-only."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "simam-deploy" / "tensorrt-rtx"
 
-    TensorRT for RTX's ONNX parser dlopens ``libtensorrt_rtx.so`` (searching its own folder,
-    RPATH $ORIGIN) when it meets a plugin node, and the wheel ships only ``.so.1``: without the link
-    the process aborts. A symbolic link is the same file, so the loader reuses the copy already
-    loaded (a second copy of the library, e.g. on LD_LIBRARY_PATH, breaks the build instead). The
-    link is created once, inside the installed wheel, when that folder is writable; otherwise this
-    raises with the one command that fixes it."""
+
+def _link_on_library_path(library: Path) -> Path | None:
+    """A ``libtensorrt_rtx.so`` on LD_LIBRARY_PATH, if one is there; raises if it is another copy."""
+    for folder in filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(":")):
+        candidate = Path(folder) / RTX_LIBRARY_LINK
+        if not candidate.exists():
+            continue
+        if not candidate.samefile(library):
+            raise MissingDependencyError(
+                f"{candidate} on LD_LIBRARY_PATH is another copy of TensorRT for RTX than the one loaded "
+                f"({library}); two copies in one process make the build fail",
+                f"make it a symbolic link to {library}, or drop {folder} from LD_LIBRARY_PATH",
+            )
+        return candidate
+    return None
+
+
+def rtx_parser_link() -> Path | None:
+    """Make sure the parser finds ``libtensorrt_rtx.so``: returns the link it will load.
+
+    TensorRT for RTX's ONNX parser dlopens ``libtensorrt_rtx.so`` (searching LD_LIBRARY_PATH, then its
+    own folder: RPATH $ORIGIN) when it meets a plugin node, and the wheel ships only ``.so.1``: without
+    that name the process aborts. A symbolic link is the same file, so the loader reuses the copy
+    already loaded (a second copy of the library breaks the build instead). The link is created once
+    inside the installed wheel when that folder is writable; otherwise a link is made in a cache
+    folder we own, and this raises with the two ways to use it (LD_LIBRARY_PATH must be set before
+    the process starts, so it cannot be done from here)."""
     library = _loaded_library(RTX_LIBRARY)
     if library is None:
         return None  # not the pip wheel layout (e.g. a tarball on LD_LIBRARY_PATH): nothing to do
+    on_path = _link_on_library_path(library)
+    if on_path is not None:
+        return on_path
     link = library.with_name(RTX_LIBRARY_LINK)
     if link.exists():
         return link
     try:
+        if link.is_symlink():
+            link.unlink()  # a dangling link (the wheel was reinstalled elsewhere): make it anew
         os.symlink(RTX_LIBRARY, link)
     except FileExistsError:
         pass  # another process made it first
     except OSError as exc:
+        cache = _cache_link(library)
         raise MissingDependencyError(
             f"TensorRT for RTX's ONNX parser needs {link} (the wheel ships only {RTX_LIBRARY}), and it "
-            f"cannot be created here ({exc.strerror})",
-            f"create it once as the owner of that folder: ln -s {RTX_LIBRARY} {link}",
+            f"cannot be created there ({exc.strerror})",
+            (
+                f"export LD_LIBRARY_PATH={cache.parent}:$LD_LIBRARY_PATH (a link made for you), or "
+                if cache
+                else ""
+            )
+            + f"create it once as the owner of that folder: ln -s {RTX_LIBRARY} {link}",
         ) from exc
+    return link
+
+
+def _cache_link(library: Path) -> Path | None:
+    folder = rtx_cache_dir()
+    link = folder / RTX_LIBRARY_LINK
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(library)
+    except OSError:
+        return None
     return link
