@@ -100,10 +100,9 @@ def _triton_config_class():
     f = descriptor_pb2.FieldDescriptorProto
     file = descriptor_pb2.FileDescriptorProto(name="simam_triton_subset.proto", package="inference")
     data_type = file.enum_type.add(name="DataType")
-    for number, name in enumerate(["TYPE_INVALID", "TYPE_BOOL", "TYPE_UINT8", "TYPE_UINT16", "TYPE_UINT32",
-                                   "TYPE_UINT64", "TYPE_INT8", "TYPE_INT16", "TYPE_INT32", "TYPE_INT64",
-                                   "TYPE_FP16", "TYPE_FP32", "TYPE_FP64", "TYPE_STRING", "TYPE_BF16"]):  # fmt: skip
-        data_type.value.add(name=name, number=number)
+    names = "INVALID BOOL UINT8 UINT16 UINT32 UINT64 INT8 INT16 INT32 INT64 FP16 FP32 FP64 STRING BF16"
+    for number, name in enumerate(names.split()):
+        data_type.value.add(name=f"TYPE_{name}", number=number)
 
     def add(message, name, number, kind, label=f.LABEL_OPTIONAL, type_name=None):
         field = message.field.add(name=name, number=number, type=kind, label=label)
