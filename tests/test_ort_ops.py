@@ -56,7 +56,7 @@ def simam_cast_model(elem_type: int, e_lambda: float, unbiased: int) -> onnx.Mod
             domain="com.simam_deploy",
             e_lambda=e_lambda,
             unbiased=unbiased,
-        ),  # fmt: skip
+        ),
         helper.make_node("Cast", ["ys"], ["Y"], to=TensorProto.FLOAT),
         helper.make_node("Cast", ["xs"], ["XR"], to=TensorProto.FLOAT),
     ]
@@ -240,7 +240,11 @@ def test_library_refuses_a_runtime_older_than_its_api_version():
     assert asked[0] >= 21
 
 
-def test_decomposed_and_fused_check_still_runs_without_the_library(monkeypatch):
+def contract_nodes(model: onnx.ModelProto) -> int:
+    return sum(n.op_type == "SimAM" and n.domain == "com.simam_deploy" for n in model.graph.node)
+
+
+def test_fuse_numeric_check_does_not_need_the_library(monkeypatch):
     """fuse's numeric check runs only standard ops: it must not need the op library."""
     from simam_deploy.graph.fuse import fuse_simam
     from tests.onnx_corpus import hand_entries
@@ -248,4 +252,4 @@ def test_decomposed_and_fused_check_still_runs_without_the_library(monkeypatch):
     monkeypatch.setenv(simam_ort.LIBRARY_ENV, "/nonexistent/libsimam_ort_ops.so")
     entry = next(e for e in hand_entries((18,)) if e.name == "hand-paper-op18")
     fused, report = fuse_simam(entry.model)
-    assert len(report.fused) == 1
+    assert len(report.fused) == 1 and contract_nodes(fused) == 1

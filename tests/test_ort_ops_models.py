@@ -3,6 +3,9 @@ every SimAM node's output matches the float64 reference within its type's precis
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import ml_dtypes
 import numpy as np
 import onnx
@@ -145,8 +148,6 @@ def test_cuda_execution_provider_runs_simam_on_the_gpu(fused_r20, precision):
         want = simam_reference_numpy(outputs[x_name].astype(np.float64), e_lambda, unbiased)
         rtol = RTOL[precision]
         np.testing.assert_allclose(outputs[y_name].astype(np.float64), want, rtol=rtol, atol=rtol * 1e-3)
-    import json
-
-    events = json.load(open(session.end_profiling()))
+    events = json.loads(Path(session.end_profiling()).read_text())
     providers = {e["args"].get("provider") for e in events if e.get("args", {}).get("op_name") == "SimAM"}
     assert providers == {"CUDAExecutionProvider"}
