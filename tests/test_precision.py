@@ -333,3 +333,9 @@ def test_typed_onnx_for_a_strongly_typed_build(r20_dynamo, tmp_path):
     assert same == path and none is None
     with pytest.raises(InputError, match="computes in bf16, but fp16"):
         typed_onnx_for_build(path, "fp16", tmp_path)
+
+
+def test_validate_says_why_onnxruntime_cannot_run_bf16(r20_dynamo, tmp_path, capsys):
+    convert_file(r20_dynamo, tmp_path / "b.onnx", "bf16")
+    code, _, err = run_cli(["validate", str(tmp_path / "b.onnx"), "--reference", "cifar-resnet20"], capsys)
+    assert code == 2 and "no bfloat16 kernels" in err
