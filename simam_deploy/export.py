@@ -210,7 +210,7 @@ def export_onnx(
         from simam_deploy.precision import convert_precision
 
         proto, conversion = convert_precision(proto, precision)
-        report.precision, report.notices = precision, conversion.notices
+        report.precision, report.notices, report.opset = precision, conversion.notices, conversion.opset_after
     written = finalize_and_save(proto, out, external_data=external_data, protect=inputs_to_protect)
     report.onnx_nodes = len(proto.graph.node)
     report.simam_nodes = sum(n.op_type == "SimAM" for n in proto.graph.node)

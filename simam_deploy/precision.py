@@ -28,6 +28,7 @@ import os
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -589,3 +590,45 @@ def resolve_tolerances(
     return ToleranceChoice(
         precision, d_atol if atol is None else atol, d_rtol if rtol is None else rtol, source
     )
+
+
+# -- strongly typed TensorRT ----------------------------------------------------------------------
+
+_TRT_TYPE_NAMES = {"FLOAT": "fp32", "HALF": "fp16", "BF16": "bf16"}
+
+
+def network_precision(network: Any) -> str:
+    """The precision a parsed TensorRT network computes in, from its layers' output tensor types
+    (the most common of FLOAT/HALF/BF16); never from a builder flag."""
+    counts: Counter[str] = Counter()
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        for out in range(layer.num_outputs):
+            name = str(layer.get_output(out).dtype).rsplit(".", 1)[-1]
+            if name in _TRT_TYPE_NAMES:
+                counts[_TRT_TYPE_NAMES[name]] += 1
+    return counts.most_common(1)[0][0] if counts else "fp32"
+
+
+def typed_onnx_for_build(
+    onnx_path: str | os.PathLike, precision: str, workdir: str | os.PathLike
+) -> tuple[Path, str | None]:
+    """For a strongly typed builder asked for ``precision``: the ONNX file to parse and a notice.
+    A float32 file is converted into ``workdir``; a file already in ``precision`` is used as it is."""
+    onnx_path = Path(onnx_path)
+    current = file_precision(onnx_path)
+    if current == precision:
+        return onnx_path, None
+    if current != "fp32":
+        raise InputError(
+            f"{onnx_path} computes in {current}, but {precision} was asked for",
+            f"build it without --fp16/--bf16 (it stays {current}), or convert the float32 original",
+        )
+    target = Path(workdir) / f"{onnx_path.stem}-{precision}.onnx"
+    report = convert_file(onnx_path, target, precision)
+    notice = (
+        f"strongly typed TensorRT has no {precision} builder flag: converted {onnx_path.name} to {precision} "
+        f"on the way, as `simam-deploy convert {onnx_path.name} --precision {precision}` does"
+    )
+    notice += "".join(f"; {n}" for n in report.notices)
+    return target, notice

@@ -24,8 +24,10 @@ from simam_deploy.precision import (
     DEFAULT_TOLERANCES,
     convert_file,
     convert_precision,
+    file_precision,
     model_precision,
     resolve_tolerances,
+    typed_onnx_for_build,
 )
 from simam_deploy.zoo import build_model
 from tests.cli_runner import run_cli
@@ -321,3 +323,19 @@ def test_unknown_custom_op_stays_float32(tmp_path):
     assert "foo" in report.float32_nodes
     foo = next(n for n in out.graph.node if n.name == "foo")
     assert foo.input[0].endswith("__fp32")
+
+
+def test_typed_onnx_for_a_strongly_typed_build(r20_dynamo, tmp_path):
+    path, notice = typed_onnx_for_build(r20_dynamo, "bf16", tmp_path)
+    assert path.parent == tmp_path and "no bf16 builder flag" in notice and "opset 22" in notice
+    assert file_precision(path) == "bf16"
+    same, none = typed_onnx_for_build(path, "bf16", tmp_path)  # already bf16: used as it is
+    assert same == path and none is None
+    with pytest.raises(InputError, match="computes in bf16, but fp16"):
+        typed_onnx_for_build(path, "fp16", tmp_path)
+
+
+def test_validate_says_why_onnxruntime_cannot_run_bf16(r20_dynamo, tmp_path, capsys):
+    convert_file(r20_dynamo, tmp_path / "b.onnx", "bf16")
+    code, _, err = run_cli(["validate", str(tmp_path / "b.onnx"), "--reference", "cifar-resnet20"], capsys)
+    assert code == 2 and "no bfloat16 kernels" in err

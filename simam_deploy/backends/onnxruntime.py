@@ -62,9 +62,14 @@ class OnnxRuntimeRunner:
         try:
             self.session = ort.InferenceSession(model_bytes, sess_options=options, providers=self.providers)
         except Exception as exc:
+            hint = "check the file with `python -m onnx.checker`, or unfuse custom ops (simam-deploy unfuse)"
+            if any(init.data_type == onnx.TensorProto.BFLOAT16 for init in proto.graph.initializer):
+                hint = (
+                    "ONNX Runtime's CPU provider has no bfloat16 kernels: validate the engine built from "
+                    "this file (simam-deploy build), or the float32/fp16 file"
+                )
             raise InputError(
-                f"ONNX Runtime cannot load the model: {str(exc).strip().splitlines()[0]}",
-                "check the file with `python -m onnx.checker`, or unfuse custom ops (simam-deploy unfuse)",
+                f"ONNX Runtime cannot load the model: {str(exc).strip().splitlines()[0]}", hint
             ) from exc
 
     @property
