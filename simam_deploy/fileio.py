@@ -138,6 +138,22 @@ def _is_our_write_error(exc: OSError, *paths: Path) -> bool:
 
 
 @contextlib.contextmanager
+def write_errors_name(final: PathLike, *scratch: PathLike) -> Iterator[None]:
+    """Turn an environment write error (disk full, read-only, permission) inside the block, on
+    ``final`` or on the ``scratch`` paths (temporary files or folders) or an anonymous write, into
+    :class:`OutputWriteError` naming ``final`` (exit 2); other errors pass through."""
+    paths = [Path(final), *(Path(p) for p in scratch)]
+    try:
+        yield
+    except OSError as exc:
+        folders = [p for p in paths[1:] if p.is_dir()]
+        inside = exc.filename is not None and any(Path(str(exc.filename)).is_relative_to(f) for f in folders)
+        if exc.errno in _WRITE_ERRNOS and (inside or _is_our_write_error(exc, *paths)):
+            raise _write_error(paths[0], exc) from exc
+        raise
+
+
+@contextlib.contextmanager
 def atomic_output(path: PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import onnx
 
 from simam_deploy.errors import InputError
+from simam_deploy.fileio import write_errors_name
 
 SIMAM_OP_TYPE = "SimAM"
 
@@ -303,19 +304,21 @@ def save_onnx(
     to_write = copy.deepcopy(model) if external else model
     cap_ir_version(to_write)
     folder = path.resolve().parent
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder))
+    with write_errors_name(path):
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder))
     try:
-        tmp_model = tmp_dir / path.name
-        if external:
-            _write_external(to_write, tmp_dir, data_path.name)
-        onnx.save(to_write, str(tmp_model))
-        written = [path]
-        tmp_data = tmp_dir / data_path.name
-        _normal_permissions(tmp_model, tmp_data)
-        if external and tmp_data.exists():
-            os.replace(tmp_data, folder / data_path.name)
-            written.insert(0, data_path)
-        os.replace(tmp_model, folder / path.name)
+        with write_errors_name(path, tmp_dir, data_path):
+            tmp_model = tmp_dir / path.name
+            if external:
+                _write_external(to_write, tmp_dir, data_path.name)
+            onnx.save(to_write, str(tmp_model))
+            written = [path]
+            tmp_data = tmp_dir / data_path.name
+            _normal_permissions(tmp_model, tmp_data)
+            if external and tmp_data.exists():
+                os.replace(tmp_data, folder / data_path.name)
+                written.insert(0, data_path)
+            os.replace(tmp_model, folder / path.name)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     if not external or data_path not in written:
