@@ -143,10 +143,15 @@ def unfuse(source: Path, output: Path, json_path: str | None, expect: int | None
         raise click.BadParameter(f"must be >= 0, got {expect}", param_hint="--expect")
     console = human_console(json_path)
     report, written = unfuse_file(source, output, external_data=external_data)
-    body = {**report.to_dict(), "files": [str(f) for f in written]}
+    count = len(report.expanded)
+    body = {
+        "simam_nodes_expanded": count,
+        "written": True,
+        **report.to_dict(),
+        "files": [str(f) for f in written],
+    }
     outputs = {"onnx": output, "json": json_path}
     write_json(json_path, envelope("unfuse", body, inputs={"onnx": source}, outputs=outputs))
-    count = len(report.expanded)
     if count:
         console.print(f"expanded {count} SimAM node(s) into standard ops -> {_written(written)}")
     else:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from simam_deploy.cli.common import console, write_json
+from simam_deploy.cli.common import check_outputs, envelope, human_console, write_json
 
 EPILOG = """\b
 What gets written (REPO/NAME/):
@@ -118,6 +118,7 @@ def triton(artefact, repository, name, backend, onnx_source, max_batch, instance
     """Write a Triton Inference Server model repository serving ARTEFACT (engine or ONNX)."""
     from simam_deploy.triton import write_repository
 
+    check_outputs({"--json": json_path}, [artefact, onnx_source, library])
     report = write_repository(
         artefact,
         repository,
@@ -134,15 +135,17 @@ def triton(artefact, repository, name, backend, onnx_source, max_batch, instance
         library=library,
         force=force,
     )
-    if json_path == "-":
-        write_json("-", report.to_dict())
-        return
-    _print_report(report)
-    if json_path:
-        write_json(json_path, report.to_dict())
+    payload = envelope(
+        "triton",
+        report.to_dict(),
+        inputs={"artefact": artefact, "onnx": onnx_source, "library": library},
+        outputs={"repository": repository, "json": json_path},
+    )
+    write_json(json_path, payload)
+    _print_report(report, human_console(json_path))
 
 
-def _print_report(report) -> None:
+def _print_report(report, console) -> None:
     from rich.table import Table
 
     table = Table(title=f"Triton model {report.model!r} ({report.backend})", title_justify="left")

@@ -482,7 +482,8 @@ def test_libs_prints_the_plugin_path_for_trtexec(capsys):
     code, out, _ = run_cli(["libs", "--json", "-"], capsys)
     data = json.loads(out)
     assert data["schema"] == "simam-deploy/libs/v1"
-    assert data["libraries"] == [{"kind": "tensorrt", "path": str(PLUGIN.resolve()), "problem": None}]
+    assert data["libraries"][0] == {"kind": "tensorrt", "path": str(PLUGIN.resolve()), "problem": None}
+    assert [lib["kind"] for lib in data["libraries"]] == ["tensorrt", "onnxruntime"]
 
 
 def test_libs_without_a_built_plugin_exits_2_with_the_fix(tmp_path, capsys, monkeypatch):
