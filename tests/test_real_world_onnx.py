@@ -143,7 +143,11 @@ def test_users_file_fuses_runs_without_our_op_and_unfuses(exported, family, how,
     assert (tmp_path / "fused.onnx.data").exists() == source_external
     assert len(written) == (2 if source_external else 1)
     fused = onnx.load(fused_path, load_external_data=False)
-    assert sum(contract.is_simam_node(n) for n in fused.graph.node) == 2
+    simam = [n for n in fused.graph.node if contract.is_simam_node(n)]
+    # named after the module path, from TorchScript's node names or dynamo's scope metadata
+    assert [n.name for n in simam] == ["/stage/0/attention/SimAM", "/stage/1/attention/SimAM"]
+    assert [f.name for f in report.fused] == [n.name for n in simam]
+    assert [n.output[0] for n in simam] == ["/stage/0/attention/output", "/stage/1/attention/output"]
     assert [(f.domain, f.name) for f in fused.functions] == [(contract.DOMAIN, contract.OP_TYPE)]
     assert "Sigmoid" not in {n.op_type for n in fused.graph.node if n.name.endswith("SimAM")}
 
