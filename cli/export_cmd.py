@@ -109,13 +109,14 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
         inputs={"model": model, "checkpoint": checkpoint},
         outputs={"onnx": output, "json": json_path},
     )
-    table = Table(show_header=True, title=f"{len(report.simam_modules)} SimAM modules found")
-    for col in ("module", "e_lambda", "variance", "input"):
-        table.add_column(col)
-    for m in report.simam_modules:
-        variance = "H*W-1" if m["unbiased"] else "H*W"
-        table.add_row(m["name"], f"{m['e_lambda']:g}", variance, "x".join(map(str, m["input_shape"])))
-    console.print(table)
+    if report.simam_modules:  # simam_deploy.nn.SimAM modules, with the input each one sees
+        table = Table(show_header=True, title=f"{len(report.simam_modules)} SimAM modules found")
+        for col in ("module", "e_lambda", "variance", "input"):
+            table.add_column(col)
+        for m in report.simam_modules:
+            variance = "H*W-1" if m["unbiased"] else "H*W"
+            table.add_row(m["name"], f"{m['e_lambda']:g}", variance, "x".join(map(str, m["input_shape"])))
+        console.print(table)
     _print_blocks(report, console)
     extra = f", {report.simam_nodes} SimAM nodes" if mode == "plugin" else ""
     extra += f", {report.precision}" if report.precision != "fp32" else ""

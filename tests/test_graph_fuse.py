@@ -248,3 +248,20 @@ def test_local_function_needs_opset_12_and_plugin_files_get_it_from_fuse(tmp_pat
     session = ort.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"])
     want = simam_reference_numpy(np.maximum(x, 0), 0.1, False)
     np.testing.assert_allclose(session.run(None, {"X": x})[0], want, rtol=1e-5, atol=1e-6)
+
+
+def test_fuse_replaces_a_simam_function_the_file_brought(tmp_path):
+    """A file's own SimAM function (here: Identity) would run in place of SimAM; fuse writes ours."""
+    model = simam_node_model(17, 1e-4, 1)
+    bogus = onnx.helper.make_function(
+        contract.DOMAIN, contract.OP_TYPE, ["X"], ["Y"], [onnx.helper.make_node("Identity", ["X"], ["Y"])],
+        opset_imports=[onnx.helper.make_opsetid("", 17)], attributes=["e_lambda", "unbiased"],
+    )  # fmt: skip
+    model.functions.append(bogus)
+    src, out = tmp_path / "bogus.onnx", tmp_path / "fixed.onnx"
+    onnx.save(model, src)
+    assert cli("fuse", str(src), "-o", str(out)) == 0
+    x = np.random.default_rng(7).standard_normal((2, 4, 6, 5)).astype(np.float32)
+    session = ort.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"])
+    want = simam_reference_numpy(np.maximum(x, 0), 1e-4, True)
+    np.testing.assert_allclose(session.run(None, {"X": x})[0], want, rtol=1e-5, atol=1e-6)

@@ -143,7 +143,11 @@ def test_users_file_fuses_runs_without_our_op_and_unfuses(exported, family, how,
     assert (tmp_path / "fused.onnx.data").exists() == source_external
     assert len(written) == (2 if source_external else 1)
     fused = onnx.load(fused_path, load_external_data=False)
-    assert sum(contract.is_simam_node(n) for n in fused.graph.node) == 2
+    simam = [n for n in fused.graph.node if contract.is_simam_node(n)]
+    # named after the module path, from TorchScript's node names or dynamo's scope metadata
+    assert [n.name for n in simam] == ["/stage/0/attention/SimAM", "/stage/1/attention/SimAM"]
+    assert [f.name for f in report.fused] == [n.name for n in simam]
+    assert [n.output[0] for n in simam] == ["/stage/0/attention/output", "/stage/1/attention/output"]
     assert [(f.domain, f.name) for f in fused.functions] == [(contract.DOMAIN, contract.OP_TYPE)]
     assert "Sigmoid" not in {n.op_type for n in fused.graph.node if n.name.endswith("SimAM")}
 
@@ -385,3 +389,41 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+USER_MODULE = """
+import torch
+from torch import nn
+
+
+class SimAM(nn.Module):  # a user's own class that happens to share our class name
+    def __init__(self, e_lambda=1e-4):
+        super().__init__()
+        self.e_lambda = e_lambda
+
+    def forward(self, x):
+        n = x.shape[2] * x.shape[3] - 1
+        d = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
+        return x * torch.sigmoid(d / (4 * (d.sum(dim=[2, 3], keepdim=True) / n + self.e_lambda)) + 0.5)
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), SimAM(0.1), nn.Conv2d(4, 4, 3), SimAM())
+"""
+
+
+def test_cli_export_plugin_lists_users_blocks(tmp_path, capsys, monkeypatch):
+    (tmp_path / "user_nets_simam.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out, rep = tmp_path / "p.onnx", tmp_path / "p.json"
+    args = ["export", "user_nets_simam:build", "--input-shape", "1x3x16x16", "--mode", "plugin"]
+    assert cli(*args, "-o", str(out), "--json", str(rep)) == 0
+    text = capsys.readouterr().out
+    assert "2 SimAM blocks in the graph" in text and "SimAM modules found" not in text
+    blocks = json.loads(rep.read_text())["simam_blocks"]
+    assert [(b["module"], b["class"], b["e_lambda"], b["unbiased"]) for b in blocks] == [
+        ("1", "SimAM", pytest.approx(0.1), 1),
+        ("3", "SimAM", pytest.approx(1e-4), 1),
+    ]
+    assert sum(contract.is_simam_node(n) for n in load_onnx(out).graph.node) == 2

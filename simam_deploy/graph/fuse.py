@@ -7,6 +7,7 @@ equal the float64 reference op with the attributes read off the graph.
 
 from __future__ import annotations
 
+import ast
 import copy
 import time
 from dataclasses import asdict, dataclass, field
@@ -176,10 +177,33 @@ def _onnxruntime():
 # -- surgery -----------------------------------------------------------------------------------
 
 
-def _fused_name(match: Match, taken: set[str], ordinal: int) -> str:
+def _module_named(node: onnx.NodeProto) -> str:
+    """The node's name as a module path: its own when it has one (TorchScript, our export), else one
+    built from the dynamo exporter's scope metadata ('stage.0.attention' -> /stage/0/attention/<op>)."""
+    if node.name.startswith("/"):
+        # TorchScript repeats the parent in each scope: /stage/stage.0/attention/Sub -> /stage/0/attention/Sub
+        parts = node.name.split("/")
+        return "/".join(
+            part[len(prev) + 1 :] if prev and part.startswith(prev + ".") else part
+            for prev, part in zip(["", *parts[:-1]], parts, strict=True)
+        )
+    for prop in node.metadata_props:
+        if prop.key != "pkg.torch.onnx.name_scopes":
+            continue
+        try:
+            scopes = ast.literal_eval(prop.value)
+        except (ValueError, SyntaxError):
+            return node.name
+        if isinstance(scopes, list) and len(scopes) >= 3 and all(isinstance(x, str) for x in scopes):
+            return "/" + scopes[-2].replace(".", "/") + "/" + node.op_type
+    return node.name
+
+
+def _fused_name(match: Match, index: GraphIndex, taken: set[str], ordinal: int) -> str:
     # TorchScript/lead-style names share the module path: /layer1/0/simam/Sigmoid -> /layer1/0/simam/SimAM
     # (a user's class may nest its sigmoid: /att/ReduceMean, /att/activation/Sigmoid -> /att/SimAM)
-    folder = _common_folder([name for name in match.interior])
+    by_name = {n.name: n for n in index.nodes if n.name in set(match.interior)}
+    folder = _common_folder([_module_named(by_name[name]) for name in match.interior if name in by_name])
     base = f"{folder}/SimAM" if folder else f"SimAM_{ordinal}"
     name, k = base, 1
     while name in taken:
@@ -302,7 +326,7 @@ def fuse_simam(
         except _NumericMismatch as exc:
             report.rejected.append(Reject(match.anchor, str(exc)))
             continue
-        name = _fused_name(match, taken, ordinal)
+        name = _fused_name(match, index, taken, ordinal)
         accepted.append((match, name))
         report.fused.append(
             FusedNode(

@@ -14,7 +14,6 @@ from pathlib import Path
 from simam_deploy.errors import InputError, ParityFailure
 from simam_deploy.fileio import check_output_path
 from simam_deploy.graph import contract
-from simam_deploy.graph.function import has_simam_function
 from simam_deploy.graph.fuse import DEFAULT_ATOL, FuseReport, add_function, fuse_simam
 from simam_deploy.graph.io import load_model, save_model
 from simam_deploy.graph.unfuse import unfuse_simam
@@ -69,8 +68,10 @@ def fuse_file(
         check_output_path(output, [source])
     model = load_model(source)
     fused, report = fuse_simam(model, atol=atol, dry_run=dry_run, function=function)
-    if not report.fused and function and report.existing_simam_nodes and not has_simam_function(model):
-        fused = model  # a plugin-mode file: give its existing nodes the portable function
+    if not report.fused and function and report.existing_simam_nodes:
+        # a plugin-mode file: give its nodes the portable function (ours, replacing any SimAM
+        # function the file brought: a runtime would execute that body in place of SimAM)
+        fused = model
         add_function(fused, report)
     written: list[Path] = []
     if not dry_run:
