@@ -478,7 +478,7 @@ def _readme(
             "A TensorRT engine (`platform: tensorrt_plan`). The SimAM plugin library in `lib/` must be "
             "loaded by the server before the engine is deserialized: the `--backend-config` flag below "
             "does it. Alternatively preload it after TensorRT's runtime (alone it finds no registry): "
-            f'`LD_PRELOAD="libnvinfer.so.10:{library}" tritonserver ...`. The engine only "
+            f'`LD_PRELOAD="libnvinfer.so.10:{library}" tritonserver ...`. The engine only '
             "runs on the GPU model and TensorRT version it was built for (and the plugin must come from "
             "the same simam-deploy build)."
         ),
