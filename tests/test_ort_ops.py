@@ -253,3 +253,14 @@ def test_fuse_numeric_check_does_not_need_the_library(monkeypatch):
     entry = next(e for e in hand_entries((18,)) if e.name == "hand-paper-op18")
     fused, report = fuse_simam(entry.model)
     assert len(report.fused) == 1 and contract_nodes(fused) == 1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_planes_split_over_onnx_runtimes_threads_match_reference(threads):
+    """Big enough to be split into ranges on the session's intra-op pool (or run inline with 1)."""
+    options = simam_ort.session_options()
+    options.intra_op_num_threads = threads
+    model = simam_node_model(18, 0.1, 0, dims=("n", 64, "h", "w"))
+    s = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(threads).standard_normal((3, 64, 57, 43)).astype(np.float32)
+    assert_matches_reference(s.run(None, {"X": x})[0], np.maximum(x, 0), 0.1, 0, np.float32)

@@ -9,15 +9,15 @@
 // One OrtCustomOp per (execution provider, element type): ONNX Runtime merges ops that share a
 // name and domain into one schema whose type constraint is the union (float, float16, bfloat16).
 //
-// CPU threading: the kernel library's own pool (simam_cpu_pool.cpp), not ONNX Runtime's
-// (KernelContext_ParallelFor). Both were measured in whole networks, interleaved, on a shared
-// 2-core machine, and the kernel's pool was the faster one every time (docs/onnxruntime.md).
-// While a SimAM node runs, ONNX Runtime's intra-op workers have no work of that session (the
-// sequential executor runs one node at a time); the pool's idle workers sleep rather than spin,
-// and a concurrent second caller (another session) runs on its own thread rather than adding
-// threads. SIMAM_NUM_THREADS caps the pool, e.g. to match intra_op_num_threads.
+// CPU threading: the planes are split into ranges that run on ONNX Runtime's own intra-op thread
+// pool (KernelContext_ParallelFor), never on a second pool: ONNX Runtime's workers spin between
+// parallel sections, so a second pool on the same cores would compete with them. The session's
+// intra_op_num_threads is therefore SimAM's too (1 = the calling thread only). Measured against the
+// kernel library's own pool in whole networks: at least as fast (docs/onnxruntime.md).
 #include <onnxruntime_c_api.h>
 
+#include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -25,6 +25,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <thread>
 
 #include "simam.h"
 
@@ -36,7 +37,10 @@ constexpr const char* kDomain = "com.simam_deploy";
 constexpr const char* kOpType = "SimAM";
 constexpr const char* kCudaProvider = "CUDAExecutionProvider";
 
-const OrtApi* g_api = nullptr;  // set once by RegisterCustomOps, before any op callback can run
+// Below this many elements per range, handing a range to another thread costs more than it saves.
+constexpr int64_t kMinElementsPerRange = 1 << 15;
+
+const OrtApi* g_api = nullptr;  // set by the first RegisterCustomOps, before any op callback can run
 
 // ---- errors -------------------------------------------------------------------------------------
 OrtStatus* make_error(OrtErrorCode code, const std::string& message) {
@@ -48,11 +52,25 @@ std::string node_label(const std::string& node_name) {
     return std::string(kOpType) + " node '" + (node_name.empty() ? std::string("(unnamed)") : node_name) + "'";
 }
 
-#define SIMAM_ORT_RETURN_IF_ERROR(expr)        \
-    do {                                       \
-        OrtStatus* simam_ort_status_ = (expr); \
-        if (simam_ort_status_) return simam_ort_status_; \
+#define SIMAM_ORT_RETURN_IF_ERROR(expr)                   \
+    do {                                                  \
+        OrtStatus* simam_ort_status_ = (expr);            \
+        if (simam_ort_status_) return simam_ort_status_;  \
     } while (0)
+
+// Callbacks are called from C: nothing may escape them (only std::bad_alloc can be thrown here).
+template <typename Body>
+OrtStatus* no_throw(Body&& body) noexcept {
+    try {
+        return body();
+    } catch (...) {
+        return g_api->CreateStatus(ORT_FAIL, "SimAM: out of memory");
+    }
+}
+
+OrtErrorCode error_code(simam_status status) {
+    return status == SIMAM_ERR_INVALID_ARGUMENT ? ORT_INVALID_ARGUMENT : ORT_FAIL;
+}
 
 // ---- the kernel -------------------------------------------------------------------------------
 struct SimamKernel {
@@ -157,7 +175,7 @@ OrtStatusPtr ORT_API_CALL create_kernel(const OrtCustomOp* op, const OrtApi* /*a
     }
     kernel->dtype = as_op(op).dtype;
     kernel->on_cuda = as_op(op).on_cuda;
-    OrtStatus* status = read_attributes(info, *kernel);
+    OrtStatus* status = no_throw([&] { return read_attributes(info, *kernel); });
     if (status != nullptr) {
         delete kernel;
         return status;
@@ -168,11 +186,63 @@ OrtStatusPtr ORT_API_CALL create_kernel(const OrtCustomOp* op, const OrtApi* /*a
 
 void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<SimamKernel*>(kernel); }
 
-OrtStatus* run_cpu(const SimamKernel& kernel, const void* x, void* y, const int64_t* dims) {
-    if (simam_forward_cpu(x, y, dims[0], dims[1], dims[2], dims[3], kernel.dtype, kernel.e_lambda,
-                          kernel.unbiased) != SIMAM_OK) {
-        return make_error(ORT_INVALID_ARGUMENT, node_label(kernel.node_name) + ": " + simam_last_error());
+// One range of planes per call, on whichever thread of ONNX Runtime's pool picks it up.
+struct PlaneRanges {
+    const SimamKernel* kernel;
+    const void* x;
+    void* y;
+    int64_t dims[4];
+    int64_t planes;
+    int64_t ranges;
+    std::atomic<bool> failed{false};
+    std::string error;  // written by the first failing range only
+};
+
+void run_range(void* data, size_t index) {
+    PlaneRanges& job = *static_cast<PlaneRanges*>(data);
+    const int64_t i = static_cast<int64_t>(index);
+    const int64_t first = i * job.planes / job.ranges;
+    const int64_t end = (i + 1) * job.planes / job.ranges;
+    const SimamKernel& k = *job.kernel;
+    const simam_status status = simam_forward_cpu_planes(job.x, job.y, job.dims[0], job.dims[1], job.dims[2],
+                                                         job.dims[3], k.dtype, k.e_lambda, k.unbiased, first, end);
+    if (status != SIMAM_OK && !job.failed.exchange(true)) {
+        try {
+            job.error = simam_last_error();
+        } catch (...) {
+        }
     }
+}
+
+// Enough ranges to balance the threads, each big enough to be worth a hand-off.
+int64_t range_count(int64_t planes, int64_t plane_size) {
+    static const int64_t max_ranges = 4 * static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+    const int64_t by_work = std::max<int64_t>(1, planes * plane_size / kMinElementsPerRange);
+    return std::min({planes, by_work, max_ranges});
+}
+
+OrtStatus* run_cpu(const SimamKernel& kernel, OrtKernelContext* context, const void* x, void* y,
+                   const int64_t* dims) {
+    PlaneRanges job;
+    job.kernel = &kernel;
+    job.x = x;
+    job.y = y;
+    std::copy(dims, dims + 4, job.dims);
+    job.planes = dims[0] * dims[1];
+    // An empty range validates shape and attributes once, so the ranges below cannot fail on them.
+    const simam_status status = simam_forward_cpu_planes(x, y, dims[0], dims[1], dims[2], dims[3], kernel.dtype,
+                                                         kernel.e_lambda, kernel.unbiased, 0, 0);
+    if (status != SIMAM_OK) {
+        return make_error(error_code(status), node_label(kernel.node_name) + ": " + simam_last_error());
+    }
+    job.ranges = range_count(job.planes, dims[2] * dims[3]);
+    if (job.ranges == 1) {
+        run_range(&job, 0);
+    } else {
+        SIMAM_ORT_RETURN_IF_ERROR(
+            g_api->KernelContext_ParallelFor(context, run_range, static_cast<size_t>(job.ranges), 0, &job));
+    }
+    if (job.failed.load()) return make_error(ORT_FAIL, node_label(kernel.node_name) + ": " + job.error);
     return nullptr;
 }
 
@@ -182,9 +252,11 @@ OrtStatus* run_cuda(const SimamKernel& kernel, OrtKernelContext* context, const 
     SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelContext_GetGPUComputeStream(context, &stream));
     // No workspace: planes above 16384 elements take the kernel's one-block-per-plane path, which
     // needs no scratch whose lifetime would have to follow the stream.
-    if (simam_forward_cuda(x, y, dims[0], dims[1], dims[2], dims[3], kernel.dtype, kernel.e_lambda,
-                           kernel.unbiased, stream) != SIMAM_OK) {
-        return make_error(ORT_EP_FAIL, node_label(kernel.node_name) + ": " + simam_last_error());
+    const simam_status status = simam_forward_cuda(x, y, dims[0], dims[1], dims[2], dims[3], kernel.dtype,
+                                                   kernel.e_lambda, kernel.unbiased, stream);
+    if (status != SIMAM_OK) {
+        const OrtErrorCode code = status == SIMAM_ERR_CUDA ? ORT_EP_FAIL : error_code(status);
+        return make_error(code, node_label(kernel.node_name) + ": " + simam_last_error());
     }
     return nullptr;
 }
@@ -198,7 +270,7 @@ OrtStatus* input_dims(const OrtValue* input, int64_t* dims, size_t& rank) {
     return status;
 }
 
-OrtStatusPtr ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
+OrtStatus* compute_impl(void* op_kernel, OrtKernelContext* context) {
     const SimamKernel& kernel = *static_cast<const SimamKernel*>(op_kernel);
     const OrtValue* input = nullptr;
     SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelContext_GetInput(context, 0, &input));
@@ -218,7 +290,11 @@ OrtStatusPtr ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
     // The C API has no const getter in every release; the input is only read.
     SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorMutableData(const_cast<OrtValue*>(input), &x));
     SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorMutableData(output, &y));
-    return kernel.on_cuda ? run_cuda(kernel, context, x, y, dims) : run_cpu(kernel, x, y, dims);
+    return kernel.on_cuda ? run_cuda(kernel, context, x, y, dims) : run_cpu(kernel, context, x, y, dims);
+}
+
+OrtStatusPtr ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
+    return no_throw([&] { return compute_impl(op_kernel, context); });
 }
 
 // ---- schema callbacks ---------------------------------------------------------------------------
@@ -316,8 +392,9 @@ OrtStatus* refuse_old_runtime(const OrtApiBase* api_base) {
 std::mutex g_domain_mutex;
 OrtCustomOpDomain* g_domain = nullptr;
 
-OrtStatus* shared_domain(OrtCustomOpDomain** out) {
+OrtStatus* shared_domain(const OrtApi* api, OrtCustomOpDomain** out) {
     std::lock_guard<std::mutex> lock(g_domain_mutex);
+    if (g_api == nullptr) g_api = api;  // the same table for every caller in a process
     if (g_domain == nullptr) {
         OrtCustomOpDomain* domain = nullptr;
         SIMAM_ORT_RETURN_IF_ERROR(g_api->CreateCustomOpDomain(kDomain, &domain));
@@ -341,8 +418,7 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
     if (api_base == nullptr) return nullptr;
     const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
     if (api == nullptr) return refuse_old_runtime(api_base);
-    g_api = api;
     OrtCustomOpDomain* domain = nullptr;
-    SIMAM_ORT_RETURN_IF_ERROR(shared_domain(&domain));
+    SIMAM_ORT_RETURN_IF_ERROR(shared_domain(api, &domain));
     return api->AddCustomOpDomain(options, domain);
 }

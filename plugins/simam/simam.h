@@ -41,6 +41,14 @@ typedef enum simam_status {
 simam_status simam_forward_cpu(const void* x, void* y, int64_t N, int64_t C, int64_t H, int64_t W,
                                simam_dtype dtype, float e_lambda, int unbiased);
 
+/* simam_forward_cpu for planes [first_plane, end_plane) of the N*C planes only, on the calling
+ * thread (no worker pool). For adapters that bring their own thread pool (ONNX Runtime's intra-op
+ * threads): they split the planes into ranges and call this once per range. An empty range only
+ * validates the arguments. */
+simam_status simam_forward_cpu_planes(const void* x, void* y, int64_t N, int64_t C, int64_t H, int64_t W,
+                                      simam_dtype dtype, float e_lambda, int unbiased, int64_t first_plane,
+                                      int64_t end_plane);
+
 /* Launch on a CUDA stream (a cudaStream_t passed as void*; NULL = legacy default stream).
  * x and y are device pointers; y may equal x. Asynchronous: errors of the launch itself are
  * reported, errors of the running kernel surface at the next synchronisation.

@@ -214,6 +214,12 @@ int64_t task_count(int64_t planes, int64_t plane_size) {
     return std::min({planes, by_work, by_threads});
 }
 
+PlaneConstants plane_constants(int64_t H, int64_t W, float e_lambda, int unbiased) {
+    const int64_t n = H * W;
+    return PlaneConstants{n, e_lambda, 1.0 / static_cast<double>(n),
+                          1.0 / simam_detail::variance_divisor(n, unbiased)};
+}
+
 }  // namespace
 
 extern "C" simam_status simam_forward_cpu(const void* x, void* y, int64_t N, int64_t C, int64_t H, int64_t W,
@@ -221,15 +227,32 @@ extern "C" simam_status simam_forward_cpu(const void* x, void* y, int64_t N, int
     const simam_status status = simam_detail::validate(x, y, N, C, H, W, dtype, e_lambda, unbiased);
     if (status != SIMAM_OK) return status;
     const int64_t n = H * W;
-    const PlaneConstants constants{n, e_lambda, 1.0 / static_cast<double>(n),
-                                   1.0 / simam_detail::variance_divisor(n, unbiased)};
-    const Job job{x, y, dtype, constants};
+    const Job job{x, y, dtype, plane_constants(H, W, e_lambda, unbiased)};
     Split split;
     split.job = &job;
     split.planes = N * C;
     split.tasks = task_count(split.planes, n);
     simam_detail::parallel_for(split.tasks, run_split, &split);
     if (split.failed.load()) return set_error(SIMAM_ERR_INTERNAL, "simam: out of memory for the fp32 plane scratch");
+    return SIMAM_OK;
+}
+
+extern "C" simam_status simam_forward_cpu_planes(const void* x, void* y, int64_t N, int64_t C, int64_t H,
+                                                 int64_t W, simam_dtype dtype, float e_lambda, int unbiased,
+                                                 int64_t first_plane, int64_t end_plane) {
+    const simam_status status = simam_detail::validate(x, y, N, C, H, W, dtype, e_lambda, unbiased);
+    if (status != SIMAM_OK) return status;
+    if (first_plane < 0 || end_plane < first_plane || end_plane > N * C) {
+        char msg[200];
+        std::snprintf(msg, sizeof msg, "simam: plane range [%lld, %lld) is not inside [0, N*C=%lld)",
+                      static_cast<long long>(first_plane), static_cast<long long>(end_plane),
+                      static_cast<long long>(N * C));
+        return set_error(SIMAM_ERR_INVALID_ARGUMENT, msg);
+    }
+    const Job job{x, y, dtype, plane_constants(H, W, e_lambda, unbiased)};
+    if (!run_planes(job, first_plane, end_plane)) {
+        return set_error(SIMAM_ERR_INTERNAL, "simam: out of memory for the fp32 plane scratch");
+    }
     return SIMAM_OK;
 }
 

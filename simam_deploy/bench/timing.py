@@ -91,12 +91,15 @@ def time_callable(fn: Callable[[], object], device: str, warmup: int, iters: int
     return times
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], warmup: int, iters: int) -> dict[str, list[float]]:
-    """CPU: time several callables in turn, iteration by iteration; return each one's ms.
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], warmup: int, iters: int, block: int = 5
+) -> dict[str, list[float]]:
+    """CPU: time several callables in alternating blocks of ``block`` runs; return each one's ms.
 
-    Interleaving makes a comparison fair on a shared machine: a burst of load from elsewhere hits
-    every callable alike instead of whichever happened to run then. The order rotates each
-    iteration so that none always runs right after another (caches, frequency).
+    Alternating makes a comparison fair on a shared machine: a burst of load from elsewhere hits
+    every callable alike. Each block starts with one untimed run, because the callable before it may
+    leave threads busy for a moment (ONNX Runtime's intra-op workers spin after a run), which would
+    bill one callable for another's threads. The order rotates each round.
     """
     check_counts(warmup, iters)
     names = list(fns)
@@ -104,10 +107,12 @@ def time_interleaved(fns: dict[str, Callable[[], object]], warmup: int, iters: i
         for name in names:
             fns[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(iters):
-        shift = i % len(names)
+    for round_index in range(-(-iters // block)):
+        shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append((time.perf_counter() - t0) * 1e3)
+            fns[name]()  # settle
+            for _ in range(min(block, iters - len(times[name]))):
+                t0 = time.perf_counter()
+                fns[name]()
+                times[name].append((time.perf_counter() - t0) * 1e3)
     return times
