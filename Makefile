@@ -2,6 +2,7 @@
 #   make demo   creates .venv, installs, exports the model, proves ONNX Runtime parity
 #   make test   same set-up, then the whole test suite (Python + C++/CTest)
 # Knobs: PYTHON=python3.12  TORCH_SPEC="torch==2.13.0"  VENV=.venv  CUDA_ARCHS="87"  TENSORRT_ROOT=/opt/tensorrt
+#        ONNXRUNTIME_ROOT=/opt/onnxruntime/include
 #        EXTRAS=dev,trt-rtx,triton (the TensorRT for RTX wheels, pinned, and tritonclient; EXTRAS=dev leaves them out)
 #        TRT_HEADERS=$(SHARED)/third_party/tensorrt-headers (the header matrix of `make test-trt-matrix`)
 
@@ -35,6 +36,10 @@ CMAKE_DEFINES += -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="$(CUDA_ARCHS)"
 endif
 ifdef TENSORRT_ROOT
 CMAKE_DEFINES += -Ccmake.define.TENSORRT_ROOT="$(TENSORRT_ROOT)"
+endif
+# ONNX Runtime's C API headers for libsimam_ort_ops.so (default: ../shared's 1.21 headers when present)
+ifdef ONNXRUNTIME_ROOT
+CMAKE_DEFINES += -Ccmake.define.ONNXRUNTIME_ROOT="$(ONNXRUNTIME_ROOT)"
 endif
 
 .PHONY: help install demo test test-py test-cpp test-trt-matrix lint plugin clean triton-server FORCE

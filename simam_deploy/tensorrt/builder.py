@@ -18,6 +18,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import onnx
+
 from simam_deploy.errors import InputError, SimamDeployError
 from simam_deploy.fileio import atomic_output, check_output_path
 from simam_deploy.tensorrt.plugin import PLUGIN_NAME, register_plugin
@@ -205,9 +207,7 @@ def _parse_onnx(runtime: Runtime, builder: Any, logger: Any, onnx_path: Path) ->
     trt = runtime.module
     network = _create_network(runtime, builder)
     parser = trt.OnnxParser(network, logger)
-    # parse_from_file, not parse(bytes): weights in external data files (model.onnx.data) are found
-    # relative to the model's folder.
-    if not parser.parse_from_file(str(onnx_path)):
+    if not _parse(runtime, parser, onnx_path):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         # The plugin's own messages name the malformed attribute; the parser's errors say where.
         said = [message for message in logger.errors if message.startswith("SimAM")]
@@ -219,6 +219,21 @@ def _parse_onnx(runtime: Runtime, builder: Any, logger: Any, onnx_path: Path) ->
             "(simam-deploy export ... --mode plugin) or fix the attribute",
         )
     return ParsedNetwork(network=network, parser=parser)
+
+
+def _parse(runtime: Runtime, parser: Any, onnx_path: Path) -> bool:
+    """Parse the file; weights in external data files (model.onnx.data) are found relative to the
+    model's folder. Parsers before TensorRT 10.7 import a model-local function before looking for a
+    plugin of the same name, so there the local SimAM function (added by fuse for portability) is
+    dropped from an in-memory copy: every SimAM node then becomes our plugin."""
+    if not runtime.plugin_over_local_function:
+        from simam_deploy.graph.function import has_simam_function, remove_simam_function
+
+        model = onnx.load(str(onnx_path), load_external_data=False)
+        if has_simam_function(model):
+            remove_simam_function(model)
+            return parser.parse(model.SerializeToString(), str(onnx_path))
+    return parser.parse_from_file(str(onnx_path))
 
 
 def _set_precision(runtime: Runtime, config: Any, precision: str) -> None:

@@ -46,6 +46,10 @@ class Runtime:
     compute_capabilities: tuple[str, ...]
     # The IPluginRegistry layout (= TensorRT major of the headers a plugin must be built against).
     registry_layout: int
+    # Whether the ONNX parser takes a registered plugin over a model-local function of the same name
+    # (TensorRT >= 10.7 and RTX); older parsers import the function's body first. A parser behaviour,
+    # not an API feature, so this one is read from the version.
+    plugin_over_local_function: bool = True
 
     @property
     def label(self) -> str:
@@ -76,7 +80,16 @@ def probe(name: str, module: ModuleType) -> Runtime:
         strongly_typed_only="FP16" not in builder_flags,
         compute_capabilities=targets,
         registry_layout=_registry_layout(name, module),
+        plugin_over_local_function=name == "tensorrt-rtx" or _version_tuple(module) >= (10, 7),
     )
+
+
+def _version_tuple(module: ModuleType) -> tuple[int, ...]:
+    parts = []
+    for piece in str(module.__version__).split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
 
 
 def import_runtime(runtime: str = "auto") -> Runtime:
