@@ -492,3 +492,44 @@ def test_libs_without_a_built_plugin_exits_2_with_the_fix(tmp_path, capsys, monk
     assert code == 2 and "make plugin" in err
     code, out, _ = run_cli(["libs"], capsys)
     assert code == 0 and out.startswith("tensorrt\tnot built")
+
+
+# ---- fused files carry a local SimAM function (portable files) ------------------------------------
+
+
+@needs_rtx_plugin
+def test_rtx_takes_our_plugin_over_the_local_function(exported):
+    from simam_deploy.graph.function import has_simam_function
+    from simam_deploy.onnx_utils import load_onnx
+
+    source = exported("cifar-resnet20", "plugin")
+    assert has_simam_function(load_onnx(source, load_external=False))
+    runtime = simam_trt.import_runtime("tensorrt-rtx")
+    assert runtime.plugin_over_local_function
+    from simam_deploy.tensorrt import builder
+
+    logger = builder.collecting_logger(runtime.module, False)
+    builder.register_plugin(runtime, PLUGIN)
+    parsed = builder._parse_onnx(runtime, runtime.module.Builder(logger), logger, source)
+    assert builder.count_simam_layers(runtime.module, parsed.network)[0] == 9
+
+
+@needs_rtx_plugin
+def test_parsers_before_10_7_get_the_local_function_stripped_with_external_data(exported, tmp_path):
+    """A TensorRT < 10.7 parser would import the function's body instead of our plugin: the build
+    parses an in-memory copy without it, and external weights still resolve beside the file. The
+    real RTX parser runs that path here (the runtime told it is an older parser)."""
+    import dataclasses
+
+    from simam_deploy.onnx_utils import load_onnx, save_onnx
+    from simam_deploy.tensorrt import builder
+
+    external = tmp_path / "r20.onnx"
+    save_onnx(load_onnx(exported("cifar-resnet20", "plugin")), external, external_data="always")
+    assert (tmp_path / "r20.onnx.data").is_file()
+    runtime = dataclasses.replace(simam_trt.import_runtime("tensorrt-rtx"), plugin_over_local_function=False)
+    logger = builder.collecting_logger(runtime.module, False)
+    builder.register_plugin(runtime, PLUGIN)
+    parsed = builder._parse_onnx(runtime, runtime.module.Builder(logger), logger, external)
+    simam_layers, layers = builder.count_simam_layers(runtime.module, parsed.network)
+    assert simam_layers == 9 and layers > 9
