@@ -276,16 +276,41 @@ def test_other_backends_fail_only_for_the_missing_backend(tmp_path, server_dist,
 
     repo = tmp_path / "repo"
     write_repository(r20_decomposed, repo, name="ort")
+    engine = _rtx_engine(r20_decomposed, tmp_path)
+    if engine is not None:
+        report = write_repository(engine, repo, name="trt", onnx_source=r20_decomposed)
+        assert report.libraries == ["lib/libsimam_trt_plugin.so"]
     write_repository(r20_decomposed, repo, name="broken")
     config = repo / "broken" / "config.pbtxt"
     config.write_text(config.read_text().replace("max_batch_size", "max_batch_sise"))
     with LocalTritonServer(repo, server=server_dist, explicit=True, log_path=tmp_path / "log") as server:
         loaded, message = server.load("ort")
         broken_loaded, broken_message = server.load("broken")
+        trt_loaded, trt_message = server.load("trt") if engine is not None else (False, None)
     assert not loaded
     assert "unable to find backend library for backend 'onnxruntime'" in message, message
+    if engine is not None:  # a real engine from TensorRT for RTX's builder, platform tensorrt_plan
+        assert not trt_loaded
+        assert "unable to find backend library for backend 'tensorrt'" in trt_message, trt_message
     # The same check tells a config fault apart: a misspelt field fails on parsing, not on the backend.
     assert not broken_loaded and "unable to find backend library" not in broken_message, broken_message
+
+
+def _rtx_engine(onnx_path: Path, folder: Path) -> Path | None:
+    """A real serialized engine when TensorRT for RTX (it builds without a GPU) is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt_rtx_bindings") is None:
+        if IN_CI:
+            pytest.fail(
+                "CI installs TensorRT for RTX (make test): the tensorrt_plan repository needs an engine"
+            )
+        return None
+    from simam_deploy.tensorrt import build_engine
+
+    engine = folder / "r20.engine"
+    build_engine(onnx_path, engine, runtime="tensorrt-rtx")
+    return engine
 
 
 def test_server_stops_cleanly(tmp_path, server_dist, r20_decomposed):
