@@ -2,6 +2,8 @@
 #   make demo   creates .venv, installs, exports the model, proves ONNX Runtime parity
 #   make test   same set-up, then the whole test suite (Python + C++/CTest)
 # Knobs: PYTHON=python3.12  TORCH_SPEC="torch==2.13.0"  VENV=.venv  CUDA_ARCHS="87"  TENSORRT_ROOT=/opt/tensorrt
+#        EXTRAS=dev,trt-rtx (the TensorRT for RTX wheels, pinned; EXTRAS=dev leaves them out)
+#        TRT_HEADERS=$(SHARED)/third_party/tensorrt-headers (the header matrix of `make test-trt-matrix`)
 
 PYTHON      ?= python3
 VENV        ?= .venv
@@ -15,6 +17,18 @@ STAMP       := $(VENV)/.simam-installed
 
 NATIVE_SRC  := $(shell find plugins -type f \( -name '*.c*' -o -name '*.h' -o -name '*.txt' \) 2>/dev/null) CMakeLists.txt pyproject.toml
 
+EXTRAS      ?= dev,trt-rtx
+TRT_HEADERS ?= $(SHARED)/third_party/tensorrt-headers
+TRT_MATRIX  := 8.6 10.3 10.16 11.1
+
+# The plugin that TensorRT for RTX loads must be built against TensorRT 11 headers: use the shared
+# 11.1 headers when they are there and no TENSORRT_ROOT was given (TENSORRT_ROOT=... overrides).
+ifndef TENSORRT_ROOT
+ifneq ($(wildcard $(TRT_HEADERS)/11.1/include/NvInfer.h),)
+TENSORRT_ROOT := $(abspath $(TRT_HEADERS)/11.1)
+endif
+endif
+
 CMAKE_DEFINES :=
 ifdef CUDA_ARCHS
 CMAKE_DEFINES += -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="$(CUDA_ARCHS)"
@@ -23,7 +37,7 @@ ifdef TENSORRT_ROOT
 CMAKE_DEFINES += -Ccmake.define.TENSORRT_ROOT="$(TENSORRT_ROOT)"
 endif
 
-.PHONY: help install demo test test-py test-cpp lint plugin clean FORCE
+.PHONY: help install demo test test-py test-cpp test-trt-matrix lint plugin clean FORCE
 
 help:
 	@echo "make demo | make test | make lint | make plugin | make clean"
@@ -38,12 +52,12 @@ $(PY):
 # The CMake options in effect; a change (e.g. TENSORRT_ROOT) forces a rebuild of the extension.
 DEFINES_FILE := $(VENV)/.simam-cmake-defines
 $(DEFINES_FILE): FORCE $(PY)
-	@echo '$(CMAKE_DEFINES)' | cmp -s - $@ || echo '$(CMAKE_DEFINES)' > $@
+	@echo '$(CMAKE_DEFINES) [$(EXTRAS)]' | cmp -s - $@ || echo '$(CMAKE_DEFINES) [$(EXTRAS)]' > $@
 
 $(STAMP): $(PY) $(NATIVE_SRC) $(DEFINES_FILE)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet "scikit-build-core>=0.10" "nanobind>=2.0"
-	$(PY) -m pip install --no-build-isolation -e ".[dev]" $(CMAKE_DEFINES)
+	$(PY) -m pip install --no-build-isolation -e ".[$(EXTRAS)]" $(CMAKE_DEFINES)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -51,10 +65,22 @@ install: $(STAMP)
 demo: $(STAMP)
 	bash scripts/demo.sh $(CLI) $(OUTDIR) "$(CHECKPOINT)"
 
+# The header matrix runs first: tests/test_tensorrt_rtx.py loads its 10.x build into TensorRT for RTX.
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory test-trt-matrix
 	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory test-cpp
+
+# -Werror build of the plugin + CPU harness against every TensorRT header set in $(TRT_HEADERS)
+# (one CUDA architecture: enough to compile); skipped, saying why, when the headers are absent.
+test-trt-matrix: $(STAMP)
+	@if [ -d "$(TRT_HEADERS)" ]; then \
+	  CUDA_ARCHS="$(or $(CUDA_ARCHS),86)" JOBS="$(or $(JOBS),2)" bash scripts/trt_compile_matrix.sh \
+	    $(foreach v,$(TRT_MATRIX),$(abspath $(TRT_HEADERS)/$(v))); \
+	else \
+	  echo "test-trt-matrix: SKIPPED: no TensorRT headers at $(TRT_HEADERS) (set TRT_HEADERS=DIR)"; \
+	fi
 
 test-cpp: $(STAMP)
 	@$(PY) scripts/run_ctest.py

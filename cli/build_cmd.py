@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 import click
+from rich.console import Console
 
 from simam_deploy.cli.common import console, write_json
 
 EPILOG = """\b
 Examples:
-  simam-deploy build r20-plugin.onnx -o r20.engine --fp16
+  simam-deploy build r20-plugin.onnx -o r20.engine
+  simam-deploy build r20-plugin.onnx -o r20.engine --runtime tensorrt-rtx --compute-capability sm86,sm120
+  simam-deploy build r20-plugin.onnx -o r20.engine --embed-plugin --json -
+  simam-deploy build r20-plugin.onnx -o r20.engine --fp16       (TensorRT 8.6/10.x; 11 and RTX: fp16 ONNX)
   simam-deploy build r20-plugin.onnx -o r20.engine --shapes input=1x3x32x32:32x3x32x32:128x3x32x32
   simam-deploy build model.onnx -o model.engine --bf16 --workspace 2048 --timing-cache trt.cache
 \b
 trtexec equivalent (TensorRT >= 8.6; on 8.5 use --plugins=PATH instead of --dynamicPlugins):
   trtexec --onnx=r20-plugin.onnx --saveEngine=r20.engine --fp16 \\
-          --dynamicPlugins=build/plugin/plugins/tensorrt/libsimam_trt_plugin.so \\
+          --dynamicPlugins=$(simam-deploy libs --tensorrt) \\
           --minShapes=input:1x3x32x32 --optShapes=input:32x3x32x32 --maxShapes=input:128x3x32x32
 \b
-The plugin library is found automatically (--plugin-lib, $SIMAM_TRT_PLUGIN, the installed package,
-then build/); build it with `make plugin TENSORRT_ROOT=/path/to/TensorRT`.
-Exit codes: 0 ok, 2 bad input or TensorRT missing."""
+--runtime auto tries TensorRT (module tensorrt), then TensorRT for RTX (tensorrt_rtx_bindings,
+which builds engines without a GPU). The plugin library is found automatically (--plugin-lib,
+$SIMAM_TRT_PLUGIN, the installed package, then build/); build it with
+`make plugin TENSORRT_ROOT=/path/to/TensorRT` (for RTX: the 11.x headers).
+Exit codes: 0 ok, 2 bad input, a failed build, or TensorRT missing."""
 
 
 @click.command(epilog=EPILOG, context_settings={"max_content_width": 110})
 @click.argument("onnx_file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Engine file to write.")
 @click.option(
-    "--fp16", "precision", flag_value="fp16", help="Allow FP16 kernels (recommended, also on Jetson)."
+    "--fp16",
+    "precision",
+    flag_value="fp16",
+    help="Allow FP16 kernels (TensorRT 8.6/10.x; 11 and RTX take precision from the ONNX types).",
 )
 @click.option("--bf16", "precision", flag_value="bf16", help="Allow BF16 kernels (TensorRT >= 9, Ampere+).")
 @click.option(
@@ -44,6 +53,23 @@ Exit codes: 0 ok, 2 bad input or TensorRT missing."""
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), help="Write the report as JSON."
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]),
+    default="auto",
+    show_default=True,
+    help="Which TensorRT builds the engine.",
+)
+@click.option(
+    "--compute-capability",
+    "compute_capabilities",
+    metavar="SM[,SM...]",
+    default="",
+    help="TensorRT for RTX targets, e.g. sm86,sm89,sm120 (default: the builder's).",
+)
+@click.option(
+    "--embed-plugin", is_flag=True, help="Store the plugin library in the engine (plugins_to_serialize)."
+)
 @click.option("--verbose", is_flag=True, help="TensorRT's verbose log.")
 def build(
     onnx_file: str,
@@ -54,10 +80,13 @@ def build(
     workspace_mb: int | None,
     timing_cache: str | None,
     json_path: str | None,
+    runtime: str,
+    compute_capabilities: str,
+    embed_plugin: bool,
     verbose: bool,
 ) -> None:
     """Build a TensorRT engine from ONNX_FILE; its SimAM nodes run as the SimAM plugin."""
-    from simam_deploy.trt_build import build_engine
+    from simam_deploy.tensorrt import build_engine
 
     report = build_engine(
         onnx_file,
@@ -68,13 +97,20 @@ def build(
         workspace_mb=workspace_mb,
         timing_cache=timing_cache,
         verbose=verbose,
+        runtime=runtime,
+        compute_capabilities=[part for part in compute_capabilities.split(",") if part.strip()],
+        embed_plugin=embed_plugin,
     )
-    console.print(
-        f"[green]wrote[/green] {report.engine} ({report.engine_bytes / 1e6:.1f} MB, {report.precision}, "
-        f"TensorRT {report.tensorrt_version}, {report.build_seconds:.1f} s)"
+    out = Console(stderr=True, highlight=False) if json_path == "-" else console  # stdout: JSON only
+    built_by = "TensorRT for RTX" if report.runtime == "tensorrt-rtx" else "TensorRT"
+    targets = f", {'/'.join(report.compute_capabilities)}" if report.compute_capabilities else ""
+    out.print(
+        f"[green]wrote[/green] {report.engine} ({report.engine_bytes / 1e6:.2f} MB, {report.precision}, "
+        f"{built_by} {report.tensorrt_version}{targets}, built in {report.build_seconds:.2f} s)"
     )
-    console.print(
+    embedded = " (embedded in the engine)" if report.plugin_embedded else ""
+    out.print(
         f"  {report.simam_plugin_layers}/{report.simam_nodes} SimAM nodes -> SimAM plugin layers "
-        f"({report.layers} layers), plugin {report.plugin_library}"
+        f"({report.layers} layers), plugin {report.plugin_library}{embedded}"
     )
     write_json(json_path, report.to_dict())

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "convert": "convert_cmd:convert",
     "build": "build_cmd:build",
     "bench": "bench_cmd:bench",
+    "libs": "libs_cmd:libs",
 }
 
 SHORT_HELP = {
@@ -35,6 +36,7 @@ SHORT_HELP = {
     "convert": "Convert an ONNX file to float16/bfloat16 (SimAM statistics kept float32).",
     "build": "Build a TensorRT engine from ONNX with the SimAM plugin.",
     "bench": "Measure latency: fused kernel, PyTorch, ONNX Runtime, TensorRT side by side.",
+    "libs": "Print the paths of our native libraries (e.g. for trtexec --dynamicPlugins).",
 }
 
 

@@ -19,16 +19,29 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from simam_deploy import trt_build
+from simam_deploy import tensorrt as simam_trt
 from simam_deploy.errors import InputError, MissingDependencyError
 
-HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
-needs_trt = pytest.mark.skipif(not HAVE_TENSORRT, reason="TensorRT Python package not installed")
+# Any TensorRT that can build: plain TensorRT or TensorRT for RTX (which builds without a GPU).
+HAVE_TENSORRT = any(importlib.util.find_spec(name) for name in ("tensorrt", "tensorrt_rtx_bindings"))
+
+
+def _have_cuda_device() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# Running an engine needs a GPU, whatever TensorRT module is installed: ask for the device.
+needs_trt = pytest.mark.skipif(
+    not (HAVE_TENSORRT and _have_cuda_device()),
+    reason="needs a TensorRT Python package and a CUDA device (engines are deserialized and run)",
+)
 
 
 def _built_plugin() -> Path | None:
     try:
-        return trt_build.find_plugin_library()
+        return simam_trt.find_plugin_library()
     except (InputError, MissingDependencyError):
         return None
 
@@ -74,7 +87,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 @needs_plugin
 def test_plugin_loads_with_ctypes_and_exports_tensorrt_entry_points():
-    library = trt_build.load_plugin_library(PLUGIN)
+    library = simam_trt.load_plugin_library(PLUGIN)
     major, minor = (int(part) for part in library.info["tensorrt_headers"].split(".")[:2])
     # loadLibrary hands TensorRT's logger over through setLoggerFinder (TensorRT >= 8.6).
     assert ("setLoggerFinder" in library.entry_points) == ((major, minor) >= (8, 6))
@@ -98,52 +111,53 @@ def test_plugin_needs_nothing_from_libnvinfer():
 
 def test_explicit_missing_plugin_path_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        trt_build.find_plugin_library(tmp_path / "nope.so")
+        simam_trt.find_plugin_library(tmp_path / "nope.so")
 
 
 def test_env_var_pointing_nowhere_is_reported(tmp_path, monkeypatch):
-    monkeypatch.setenv(trt_build.PLUGIN_ENV, str(tmp_path / "missing.so"))
-    with pytest.raises(InputError, match=trt_build.PLUGIN_ENV):
-        trt_build.find_plugin_library()
+    monkeypatch.setenv(simam_trt.PLUGIN_ENV, str(tmp_path / "missing.so"))
+    with pytest.raises(InputError, match=simam_trt.PLUGIN_ENV):
+        simam_trt.find_plugin_library()
 
 
 def test_env_var_wins_over_build_tree(tmp_path, monkeypatch):
-    fake = tmp_path / trt_build.PLUGIN_LIBRARY_NAME
+    fake = tmp_path / simam_trt.PLUGIN_LIBRARY_NAME
     fake.write_bytes(b"\x7fELF")
-    monkeypatch.setenv(trt_build.PLUGIN_ENV, str(fake))
-    assert trt_build.find_plugin_library() == fake
+    monkeypatch.setenv(simam_trt.PLUGIN_ENV, str(fake))
+    assert simam_trt.find_plugin_library() == fake
 
 
 def test_a_library_that_is_not_a_plugin_is_refused():
     import simam_deploy._C as native
 
     with pytest.raises(InputError, match="not a TensorRT plugin library"):
-        trt_build.load_plugin_library(native.__file__)
+        simam_trt.load_plugin_library(native.__file__)
 
 
 def test_a_text_file_is_not_loadable(tmp_path):
     bogus = tmp_path / "libsimam_trt_plugin.so"
     bogus.write_text("not an ELF file")
     with pytest.raises(InputError, match="cannot load plugin library"):
-        trt_build.load_plugin_library(bogus)
+        simam_trt.load_plugin_library(bogus)
 
 
 def test_plugin_info_parsing_keeps_spaces_in_values():
-    info = trt_build.parse_plugin_info(
+    info = simam_trt.parse_plugin_info(
         "plugin=SimAM version=1 tensorrt_headers=10.16.0 api=IPluginV3 (IPluginV3OneCore/Build/Runtime, "
-        "IPluginCreatorV3One) cuda_kernels=yes statically_registered=no"
+        "IPluginCreatorV3One) cuda_kernels=yes registered_by=load-time registry_refused=no"
     )
     assert info["api"] == "IPluginV3 (IPluginV3OneCore/Build/Runtime, IPluginCreatorV3One)"
-    assert info["cuda_kernels"] == "yes" and info["statically_registered"] == "no"
+    assert info["cuda_kernels"] == "yes" and info["registered_by"] == "load-time"
+    assert info["registry_refused"] == "no"
 
 
 # ---- shapes ---------------------------------------------------------------------------------------
 
 
 def test_shapes_parse_named_and_unnamed_profiles():
-    shapes = trt_build.parse_shapes(["input=1x3x32x32:8x3x32x32:32x3x32x32"])
+    shapes = simam_trt.parse_shapes(["input=1x3x32x32:8x3x32x32:32x3x32x32"])
     assert shapes == {"input": ((1, 3, 32, 32), (8, 3, 32, 32), (32, 3, 32, 32))}
-    assert trt_build.parse_shapes(["2x3x8x8"]) == {None: ((2, 3, 8, 8),) * 3}
+    assert simam_trt.parse_shapes(["2x3x8x8"]) == {None: ((2, 3, 8, 8),) * 3}
 
 
 @pytest.mark.parametrize(
@@ -158,7 +172,7 @@ def test_shapes_parse_named_and_unnamed_profiles():
 )
 def test_bad_shapes_name_the_problem(spec, message):
     with pytest.raises(InputError, match=message):
-        trt_build.parse_shapes([spec])
+        simam_trt.parse_shapes([spec])
 
 
 # ---- without TensorRT: precise errors, exit code 2 ------------------------------------------------
@@ -169,8 +183,9 @@ def test_build_without_tensorrt_exits_2_with_install_hint(tmp_path):
     model = simam_onnx(tmp_path / "m.onnx")
     result = run_cli("build", str(model), "-o", str(tmp_path / "m.engine"), "--fp16")
     assert result.returncode == 2, result.stderr
-    assert "TensorRT Python package is not installed" in result.stderr
+    assert "no TensorRT Python package could be imported" in result.stderr
     assert 'pip install "simam-deploy[trt]"' in result.stderr and "JetPack" in result.stderr
+    assert "simam-deploy[trt-rtx]" in result.stderr
     assert not (tmp_path / "m.engine").exists()
 
 
@@ -194,7 +209,7 @@ def test_build_help_shows_trtexec_equivalent():
 
 
 def test_runner_rejects_missing_and_empty_engines(tmp_path):
-    from simam_deploy.backends.tensorrt import TensorRTRunner
+    from simam_deploy.tensorrt.runner import TensorRTRunner
 
     with pytest.raises(InputError, match="does not exist"):
         TensorRTRunner(tmp_path / "absent.engine")
@@ -208,14 +223,14 @@ def test_runner_rejects_missing_and_empty_engines(tmp_path):
         TensorRTRunner(tiny)
 
 
-@pytest.mark.skipif(HAVE_TENSORRT, reason="checks the message shown when TensorRT is missing")
-def test_runner_without_tensorrt_names_the_install(tmp_path):
-    from simam_deploy.backends.tensorrt import TensorRTRunner
+@pytest.mark.skipif(_have_cuda_device(), reason="checks the message shown on a machine without a GPU")
+def test_runner_without_a_gpu_says_so_whatever_tensorrt_is_installed(tmp_path):
+    from simam_deploy.backends import load_runner
 
     engine = tmp_path / "model.engine"
     engine.write_bytes(os.urandom(4096))
-    with pytest.raises(MissingDependencyError, match="TensorRT Python package"):
-        TensorRTRunner(engine)
+    with pytest.raises(MissingDependencyError, match="need an NVIDIA GPU"):
+        load_runner(engine)
 
 
 # ---- with TensorRT and a GPU ------------------------------------------------------------------------
@@ -223,14 +238,22 @@ def test_runner_without_tensorrt_names_the_install(tmp_path):
 
 @pytest.fixture(scope="module")
 def built_engine(tmp_path_factory):
-    if not HAVE_TENSORRT:
-        pytest.skip("TensorRT Python package not installed")
+    if not (HAVE_TENSORRT and _have_cuda_device()):
+        pytest.skip("needs a TensorRT Python package and a CUDA device")
+    import torch
+
+    runtime = simam_trt.import_runtime("auto")
+    device = "SM{}{}".format(*torch.cuda.get_device_capability())
+    if runtime.name == "tensorrt-rtx" and device not in runtime.compute_capabilities:
+        pytest.skip(
+            f"{runtime.label} has no {device} target (it has {', '.join(runtime.compute_capabilities)})"
+        )
     if PLUGIN is None:
         pytest.skip("SimAM TensorRT plugin not built (make install TENSORRT_ROOT=...)")
     folder = tmp_path_factory.mktemp("trt")
     model = simam_onnx(folder / "m.onnx", e_lambda=1e-4, unbiased=1, channels=4)
     engine = folder / "m.engine"
-    report = trt_build.build_engine(model, engine, precision="fp32", shapes=["input=1x4x8x8:2x4x8x8:4x4x8x8"])
+    report = simam_trt.build_engine(model, engine, precision="fp32", shapes=["input=1x4x8x8:2x4x8x8:4x4x8x8"])
     return model, engine, report
 
 
@@ -259,7 +282,7 @@ def test_engine_build_maps_every_simam_node_to_the_plugin(built_engine):
 @needs_trt
 @pytest.mark.parametrize("batch", [1, 3, 4])
 def test_engine_matches_reference_for_dynamic_batch(built_engine, batch):
-    from simam_deploy.backends.tensorrt import TensorRTRunner
+    from simam_deploy.tensorrt.runner import TensorRTRunner
 
     model, engine, _ = built_engine
     runner = TensorRTRunner(engine)
@@ -272,7 +295,7 @@ def test_engine_matches_reference_for_dynamic_batch(built_engine, batch):
 @needs_trt
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_engine_benchmark_returns_positive_latencies(built_engine, cuda_graph):
-    from simam_deploy.backends.tensorrt import TensorRTRunner
+    from simam_deploy.tensorrt.runner import TensorRTRunner
 
     _, engine, _ = built_engine
     runner = TensorRTRunner(engine)
@@ -284,11 +307,13 @@ def test_engine_benchmark_returns_positive_latencies(built_engine, cuda_graph):
 @pytest.mark.trt
 @needs_trt
 def test_fp16_engine_matches_reference_within_half_precision(built_engine, tmp_path):
-    from simam_deploy.backends.tensorrt import TensorRTRunner
+    from simam_deploy.tensorrt.runner import TensorRTRunner
 
-    model, _, _ = built_engine
+    model, _, report = built_engine
+    if report.runtime == "tensorrt-rtx" or report.tensorrt_version.startswith("11."):
+        pytest.skip("strongly typed TensorRT (11, RTX) has no fp16 flag: fp16 comes from an fp16 ONNX file")
     engine = tmp_path / "fp16.engine"
-    report = trt_build.build_engine(model, engine, precision="fp16", shapes=["input=1x4x8x8:2x4x8x8:4x4x8x8"])
+    report = simam_trt.build_engine(model, engine, precision="fp16", shapes=["input=1x4x8x8:2x4x8x8:4x4x8x8"])
     assert report.simam_plugin_layers == 1
     x = np.random.default_rng(7).standard_normal((2, 4, 8, 8)).astype(np.float32)
     got = TensorRTRunner(engine).infer({"input": x})["output"]
@@ -298,7 +323,7 @@ def test_fp16_engine_matches_reference_within_half_precision(built_engine, tmp_p
 @pytest.mark.trt
 @needs_trt
 def test_engine_outside_profile_is_an_input_error(built_engine):
-    from simam_deploy.backends.tensorrt import TensorRTRunner
+    from simam_deploy.tensorrt.runner import TensorRTRunner
 
     _, engine, _ = built_engine
     with pytest.raises(InputError, match="optimization profile"):
@@ -324,14 +349,14 @@ def test_exported_plugin_nodes_carry_what_the_trt_parser_turns_into_our_fields(t
     out = tmp_path / "tiny.onnx"
     export_onnx(model, out, mode="plugin", input_shape=(1, 3, 8, 8), exporter=exporter)
     proto = onnx.load(out)
-    assert not [f for f in proto.functions if f.name == trt_build.PLUGIN_NAME]
-    nodes = [n for n in proto.graph.node if n.op_type == trt_build.PLUGIN_NAME]
+    assert not [f for f in proto.functions if f.name == simam_trt.PLUGIN_NAME]
+    nodes = [n for n in proto.graph.node if n.op_type == simam_trt.PLUGIN_NAME]
     assert len(nodes) == 1
     attrs = {a.name: a for a in nodes[0].attribute}
     assert attrs["e_lambda"].type == onnx.AttributeProto.FLOAT
     assert attrs["e_lambda"].f == pytest.approx(1e-3)
     assert attrs["unbiased"].type == onnx.AttributeProto.INT and attrs["unbiased"].i == 0
     if "plugin_version" in attrs:
-        assert attrs["plugin_version"].s.decode() == trt_build.PLUGIN_VERSION
+        assert attrs["plugin_version"].s.decode() == simam_trt.PLUGIN_VERSION
     if "plugin_namespace" in attrs:
         assert attrs["plugin_namespace"].s.decode() == ""

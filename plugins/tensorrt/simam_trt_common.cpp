@@ -51,21 +51,26 @@ char const* severityTag(nvinfer1::ILogger::Severity severity) noexcept
     return "log";
 }
 
-char const* fieldTypeName(nvinfer1::PluginFieldType type) noexcept
+// Names by the enum's numeric value, which TensorRT keeps stable across releases: a field arriving
+// from a newer runtime (kINT64, kFP8, ... are unknown to 8.6 headers) is still named, never guessed.
+constexpr char const* kFieldTypeNames[] = {"kFLOAT16", "kFLOAT32", "kFLOAT64", "kINT8", "kINT16", "kINT32",
+    "kCHAR", "kDIMS", "kUNKNOWN", "kBF16", "kINT64", "kFP8", "kINT4", "kFP4"};
+
+} // namespace
+
+std::string fieldTypeName(nvinfer1::PluginFieldType type)
 {
-    switch (type)
+    auto const value = static_cast<int32_t>(type);
+    constexpr auto kKnown = static_cast<int32_t>(sizeof(kFieldTypeNames) / sizeof(kFieldTypeNames[0]));
+    if (value >= 0 && value < kKnown)
     {
-    case nvinfer1::PluginFieldType::kFLOAT16: return "kFLOAT16";
-    case nvinfer1::PluginFieldType::kFLOAT32: return "kFLOAT32";
-    case nvinfer1::PluginFieldType::kFLOAT64: return "kFLOAT64";
-    case nvinfer1::PluginFieldType::kINT8: return "kINT8";
-    case nvinfer1::PluginFieldType::kINT16: return "kINT16";
-    case nvinfer1::PluginFieldType::kINT32: return "kINT32";
-    case nvinfer1::PluginFieldType::kCHAR: return "kCHAR";
-    case nvinfer1::PluginFieldType::kDIMS: return "kDIMS";
-    default: return "another type";
+        return kFieldTypeNames[value];
     }
+    return "an unknown PluginFieldType (value " + std::to_string(value) + ")";
 }
+
+namespace
+{
 
 bool sameName(char const* name, char const* expected) noexcept
 {

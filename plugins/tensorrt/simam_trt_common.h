@@ -87,6 +87,10 @@ nvinfer1::PluginFieldCollection const* advertisedFields() noexcept;
 // estimator, and the ONNX attribute's default); unknown fields are ignored with a warning.
 bool parseFields(nvinfer1::PluginFieldCollection const* fc, SimamParams& out) noexcept;
 
+// "kINT64", "kFP8", ... by numeric value, so types newer than the headers are named too. May throw
+// (allocation): call inside a guard.
+std::string fieldTypeName(nvinfer1::PluginFieldType type);
+
 // Validate values however they arrived (fields, serialized blob).
 bool validParams(SimamParams const& params, std::string& why) noexcept;
 

@@ -51,7 +51,7 @@ def load_runner(target: str | Path, *, providers: Sequence[str] | None = None, *
 
         return OnnxRuntimeRunner(path, providers=providers)
     if suffix in ENGINE_SUFFIXES:
-        from simam_deploy.backends.tensorrt import TensorRTRunner
+        from simam_deploy.tensorrt.runner import TensorRTRunner
 
         return TensorRTRunner(path, **options)
     raise InputError(

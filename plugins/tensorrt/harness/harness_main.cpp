@@ -318,8 +318,8 @@ int groupLoad()
         std::printf("  %s\n", info.c_str());
         CHECK_MSG(info.find("plugin=SimAM version=1") != std::string::npos, "info names SimAM v1: " + info);
         // No libnvinfer in this process: the load-time registration must have stood down.
-        CHECK_MSG(info.find("statically_registered=no") != std::string::npos,
-            "no static registration without TensorRT");
+        CHECK_MSG(info.find("registered_by=none") != std::string::npos, "no static registration without TensorRT");
+        CHECK_MSG(info.find("registry_refused=no") != std::string::npos, "nothing refused without TensorRT");
     }
     auto creator = theCreator();
     CHECK_MSG(creator != nullptr, "exactly one creator of the expected interface kind");
@@ -697,6 +697,24 @@ int groupFields()
     expectRejected("e_lambda length 0", Fields{{lambdaField(&kLambda, PluginFieldType::kFLOAT32, 0), goodUnbiased}});
     expectRejected("e_lambda length 2", Fields{{lambdaField(twoLambdas, PluginFieldType::kFLOAT32, 2), goodUnbiased}});
     expectRejected("e_lambda null data", Fields{{lambdaField(nullptr, PluginFieldType::kFLOAT32, 1), goodUnbiased}});
+    // Type names come from the enum's value, so types newer than these headers (kINT64 = 10, kFP4 = 13)
+    // and values no release has are named too (never "another type").
+    struct NamedType
+    {
+        int32_t value;
+        char const* name;
+    };
+    int64_t const lambdaAs64 = 1;
+    for (NamedType const& named : {NamedType{10, "kINT64"}, NamedType{13, "kFP4"}, NamedType{9, "kBF16"},
+             NamedType{99, "unknown PluginFieldType (value 99)"}})
+    {
+        int errors = 0;
+        auto const type = static_cast<PluginFieldType>(named.value);
+        CHECK_MSG(!creates(Fields{{lambdaField(&lambdaAs64, type, 1), goodUnbiased}}, errors),
+            std::string("e_lambda as ") + named.name + " rejected");
+        CHECK_MSG(!kLogCaptured || gLogger.allErrors().find(named.name) != std::string::npos,
+            std::string("message names ") + named.name + ": " + gLogger.allErrors());
+    }
     expectRejected("e_lambda NaN", Fields{{lambdaField(&nan, PluginFieldType::kFLOAT32, 1), goodUnbiased}});
     expectRejected("e_lambda +inf", Fields{{lambdaField(&inf, PluginFieldType::kFLOAT32, 1), goodUnbiased}});
     expectRejected("e_lambda -inf", Fields{{lambdaField(&ninf, PluginFieldType::kFLOAT32, 1), goodUnbiased}});

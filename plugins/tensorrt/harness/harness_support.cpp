@@ -40,6 +40,7 @@ void CapturingLogger::log(Severity severity, nvinfer1::AsciiChar const* msg) noe
     {
         ++mErrors;
         mLastError = msg != nullptr ? msg : "";
+        mAllErrors += mLastError + "\n";
     }
     if (verbose || severity <= Severity::kWARNING)
     {

@@ -38,16 +38,23 @@ public:
     {
         return mLastError;
     }
+    // Every error since reset(), one per line (the first names the cause, later ones the context).
+    std::string const& allErrors() const
+    {
+        return mAllErrors;
+    }
     void reset()
     {
         mErrors = 0;
         mLastError.clear();
+        mAllErrors.clear();
     }
     bool verbose{false};
 
 private:
     int mErrors{0};
     std::string mLastError;
+    std::string mAllErrors;
 };
 
 #if NV_TENSORRT_MAJOR > 8 || (NV_TENSORRT_MAJOR == 8 && NV_TENSORRT_MINOR >= 6)

@@ -1,16 +1,20 @@
 // Registration harness: this executable plays libnvinfer's part for plugin registration. It
 // exports getPluginRegistry() (the symbol REGISTER_TENSORRT_PLUGIN calls, and which the plugin
-// references weakly) and implements IPluginRegistry::loadLibrary the way TensorRT documents it:
-// dlopen the library, ask its creator list (getCreators / getPluginCreators), register every
-// creator, fail on a duplicate. It checks that load-time registration and loadLibrary together
-// register SimAM exactly once, and that the registered creator works.
+// references weakly) and getInferLibVersion(), and implements IPluginRegistry::loadLibrary the way
+// the real registry behaves (checked against TensorRT for RTX 1.7's from Python, see
+// tests/test_tensorrt_rtx.py): dlopen the library, ask its creator list (getCreators /
+// getPluginCreators), fail when the list is EMPTY ("No creator returned"), register every creator,
+// fail (return null) on a duplicate. It checks that a plain dlopen (load-time registration) and
+// loadLibrary together register SimAM exactly once, in either order, that the registered creator
+// works, and, with --runtime-version, that a runtime of another registry layout is never called.
 //
-//   simam_trt_registry_harness --plugin PATH
+//   simam_trt_registry_harness --plugin PATH [--runtime-version ENCODED]
 #include "harness_support.h"
 
 #include <dlfcn.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -63,7 +67,23 @@ class FakeRegistry final : public IPluginRegistry
 public:
     std::vector<Creator*> creators;
     int registerCalls{0};
+    int deregisterCalls{0};
     int duplicateRejections{0};
+    int emptyLists{0};
+
+    bool remove(Creator const& creator)
+    {
+        ++deregisterCalls;
+        for (auto it = creators.begin(); it != creators.end(); ++it)
+        {
+            if (*it == &creator)
+            {
+                creators.erase(it);
+                return true;
+            }
+        }
+        return false;
+    }
 
     bool add(Creator& creator, char const* pluginNamespace)
     {
@@ -103,7 +123,8 @@ public:
         return nullptr;
     }
 
-    // IPluginRegistry::loadLibrary as documented: returns null if any creator is already registered.
+    // IPluginRegistry::loadLibrary as the real registry does it: null for an empty creator list (an
+    // API usage error there) and when a creator is already registered.
     PluginLibraryHandle loadLibrary(AsciiChar const* pluginPath) noexcept override
     {
         void* handle = dlopen(pluginPath, RTLD_NOW | RTLD_LOCAL);
@@ -121,7 +142,12 @@ public:
         setFinder(finder);
         int32_t count = -1;
         Creator* const* creatorsOfLibrary = list(count);
-        if (count < 0 || (count > 0 && creatorsOfLibrary == nullptr))
+        if (count == 0)
+        {
+            ++emptyLists;
+            return nullptr;
+        }
+        if (count < 0 || creatorsOfLibrary == nullptr)
         {
             return nullptr;
         }
@@ -177,9 +203,14 @@ public:
         return find(name, version, ns);
 #endif
     }
-    bool deregisterCreator(IPluginCreator const&) noexcept override
+    bool deregisterCreator(IPluginCreator const& creator) noexcept override
     {
+#if NV_TENSORRT_MAJOR >= 10
+        (void) creator;
         return false;
+#else
+        return remove(creator);
+#endif
     }
 #endif
 #if NV_TENSORRT_MAJOR >= 10
@@ -197,9 +228,9 @@ public:
     {
         return find(name, version, ns);
     }
-    bool deregisterCreator(IPluginCreatorInterface const&) noexcept override
+    bool deregisterCreator(IPluginCreatorInterface const& creator) noexcept override
     {
-        return false;
+        return remove(creator);
     }
     IPluginResource* acquirePluginResource(AsciiChar const*, IPluginResource*) noexcept override
     {
@@ -222,6 +253,8 @@ public:
 #pragma GCC diagnostic pop
 
 FakeRegistry gRegistry;
+int gRegistryCalls{0};
+int32_t gRuntimeVersion{0};
 harness::CapturingLogger gLogger;
 harness::LoggerFinder gFinder(&gLogger);
 
@@ -231,61 +264,123 @@ harness::LoggerFinder gFinder(&gLogger);
 // exports its dynamic symbols (ENABLE_EXPORTS).
 extern "C" __attribute__((visibility("default"))) IPluginRegistry* getPluginRegistry() noexcept
 {
+    ++gRegistryCalls;
     return &gRegistry;
 }
 
+// The version the plugin checks before calling the registry: by default the headers' own (encoded
+// as TensorRT does: major*1000+minor*100+patch up to 9.x, major*10000+... from 10), or
+// --runtime-version to play another runtime.
+extern "C" __attribute__((visibility("default"))) int32_t getInferLibVersion() noexcept
+{
+    return gRuntimeVersion;
+}
+
+namespace
+{
+
+std::string pluginInfo(void* handle)
+{
+    auto info = reinterpret_cast<char const* (*) ()>(handle != nullptr ? dlsym(handle, "simamTrtPluginInfo") : nullptr);
+    return info != nullptr ? info() : "";
+}
+
+bool creatorWorks(Creator* creator)
+{
+    if (creator == nullptr)
+    {
+        return false;
+    }
+    float const lambda = 1e-4F;
+    int32_t const unbiased = 1;
+    PluginField fields[] = {PluginField("e_lambda", &lambda, PluginFieldType::kFLOAT32, 1),
+        PluginField("unbiased", &unbiased, PluginFieldType::kINT32, 1)};
+    PluginFieldCollection fc{2, fields};
+#if NV_TENSORRT_MAJOR >= 10
+    auto* v3 = static_cast<IPluginCreatorV3One*>(creator);
+    IPluginV3* plugin = v3->createPlugin("layer", &fc, TensorRTPhase::kBUILD);
+    bool const ok = plugin != nullptr;
+    delete plugin;
+#else
+    IPluginV2* plugin = creator->createPlugin("layer", &fc);
+    bool const ok = plugin != nullptr;
+    if (plugin != nullptr)
+    {
+        plugin->destroy();
+    }
+#endif
+    return ok;
+}
+
+// A plain dlopen first (ctypes, LD_PRELOAD, trtexec --staticPlugins), then loadLibrary
+// (trtexec --dynamicPlugins, Python load_library): the load-time registration hands over.
+void dlopenThenLoadLibrary(char const* path)
+{
+    void* plain = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    CHECK_MSG(plain != nullptr, "plain dlopen succeeds");
+    CHECK_MSG(gRegistry.registerCalls == 1 && gRegistry.creators.size() == 1, "load-time registration: once");
+    CHECK_MSG(pluginInfo(plain).find("registered_by=load-time") != std::string::npos, "info: load-time");
+
+    IPluginRegistry::PluginLibraryHandle handle = gRegistry.loadLibrary(path);
+    CHECK_MSG(gRegistry.emptyLists == 0, "getCreators never returns an empty list (the real registry fails)");
+    CHECK_MSG(handle != nullptr, "loadLibrary after the load-time registration succeeds");
+    CHECK_MSG(gRegistry.deregisterCalls == 1, "the load-time registration was handed over (deregistered once)");
+    CHECK_MSG(gRegistry.creators.size() == 1, "SimAM registered exactly once");
+    CHECK_MSG(gRegistry.duplicateRejections == 0, "no duplicate registration attempted");
+    CHECK_MSG(pluginInfo(plain).find("registered_by=loadLibrary") != std::string::npos, "info: loadLibrary");
+
+    // The real registry refuses a second loadLibrary of a library it holds (returns null), and
+    // SimAM stays registered once.
+    IPluginRegistry::PluginLibraryHandle again = gRegistry.loadLibrary(path);
+    CHECK_MSG(again == nullptr && gRegistry.creators.size() == 1, "second loadLibrary: refused, still one");
+
+    // A plain dlopen after loadLibrary runs no constructor and changes nothing.
+    void* later = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    CHECK_MSG(later != nullptr && gRegistry.creators.size() == 1 && gRegistry.registerCalls == 3,
+        "dlopen after loadLibrary changes nothing");
+    CHECK_MSG(creatorWorks(gRegistry.find("SimAM", "1", "")), "the registered creator creates a plugin");
+}
+
+// A runtime whose registry has another layout: the plugin must not call into it at all.
+void refuseOtherLayout(char const* path)
+{
+    void* plain = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    CHECK_MSG(plain != nullptr, "plain dlopen succeeds");
+    CHECK_MSG(gRegistryCalls == 0, "getPluginRegistry never called for another registry layout");
+    CHECK_MSG(gRegistry.registerCalls == 0 && gRegistry.creators.empty(), "nothing registered");
+    std::string const info = pluginInfo(plain);
+    std::printf("  %s\n", info.c_str());
+    CHECK_MSG(info.find("registry_refused=yes") != std::string::npos, "info: the registration was refused");
+    CHECK_MSG(info.find("registered_by=none") != std::string::npos, "info: registered by none");
+}
+
+int32_t encodedHeaderVersion()
+{
+    return NV_TENSORRT_MAJOR >= 10 ? NV_TENSORRT_MAJOR * 10000 + NV_TENSORRT_MINOR * 100 + NV_TENSORRT_PATCH
+                                   : NV_TENSORRT_MAJOR * 1000 + NV_TENSORRT_MINOR * 100 + NV_TENSORRT_PATCH;
+}
+
+} // namespace
+
 int main(int argc, char** argv)
 {
-    if (argc != 3 || std::string(argv[1]) != "--plugin")
+    if ((argc != 3 && argc != 5) || std::string(argv[1]) != "--plugin"
+        || (argc == 5 && std::string(argv[3]) != "--runtime-version"))
     {
-        std::fprintf(stderr, "usage: simam_trt_registry_harness --plugin PATH\n");
+        std::fprintf(stderr, "usage: simam_trt_registry_harness --plugin PATH [--runtime-version ENCODED]\n");
         return 2;
     }
     gRegistry.finder = &gFinder;
-    std::printf("simam_trt_registry_harness: TensorRT headers %d.%d.%d\n", NV_TENSORRT_MAJOR, NV_TENSORRT_MINOR,
-        NV_TENSORRT_PATCH);
-
-    IPluginRegistry::PluginLibraryHandle handle = gRegistry.loadLibrary(argv[2]);
-    CHECK_MSG(handle != nullptr, "loadLibrary succeeds");
-    CHECK_MSG(gRegistry.creators.size() == 1, "SimAM registered exactly once");
-    CHECK_MSG(gRegistry.duplicateRejections == 0, "no duplicate registration attempted");
-    CHECK_MSG(gRegistry.registerCalls == 1, "one registration (the load-time one)");
-
-    auto info = reinterpret_cast<char const* (*) ()>(handle != nullptr ? dlsym(handle, "simamTrtPluginInfo") : nullptr);
-    CHECK(info != nullptr);
-    if (info != nullptr)
+    gRuntimeVersion = argc == 5 ? std::atoi(argv[4]) : encodedHeaderVersion();
+    std::printf("simam_trt_registry_harness: TensorRT headers %d.%d.%d, runtime version %d\n", NV_TENSORRT_MAJOR,
+        NV_TENSORRT_MINOR, NV_TENSORRT_PATCH, static_cast<int>(gRuntimeVersion));
+    if (gRuntimeVersion == encodedHeaderVersion())
     {
-        std::printf("  %s\n", info());
-        CHECK_MSG(std::strstr(info(), "statically_registered=yes") != nullptr, "load-time registration happened");
+        dlopenThenLoadLibrary(argv[2]);
     }
-
-    // Loading the same library a second time must not register it again either.
-    IPluginRegistry::PluginLibraryHandle again = gRegistry.loadLibrary(argv[2]);
-    CHECK_MSG(again != nullptr && gRegistry.creators.size() == 1, "second loadLibrary is harmless");
-
-    // The registered creator is the SimAM creator and works.
-    Creator* creator = gRegistry.find("SimAM", "1", "");
-    CHECK(creator != nullptr);
-    if (creator != nullptr)
+    else
     {
-        float const lambda = 1e-4F;
-        int32_t const unbiased = 1;
-        PluginField fields[] = {PluginField("e_lambda", &lambda, PluginFieldType::kFLOAT32, 1),
-            PluginField("unbiased", &unbiased, PluginFieldType::kINT32, 1)};
-        PluginFieldCollection fc{2, fields};
-#if NV_TENSORRT_MAJOR >= 10
-        auto* v3 = static_cast<IPluginCreatorV3One*>(creator);
-        IPluginV3* plugin = v3->createPlugin("layer", &fc, TensorRTPhase::kBUILD);
-        CHECK(plugin != nullptr);
-        delete plugin;
-#else
-        IPluginV2* plugin = creator->createPlugin("layer", &fc);
-        CHECK(plugin != nullptr);
-        if (plugin != nullptr)
-        {
-            plugin->destroy();
-        }
-#endif
+        refuseOtherLayout(argv[2]);
     }
     std::printf("%d checks, %d failed\n", harness::checksRun(), harness::failures());
     return harness::failures() == 0 ? 0 : 1;

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from simam_deploy.errors import InputError, MissingDependencyError
-from simam_deploy.trt_build import import_tensorrt, register_plugin
+from simam_deploy.tensorrt.plugin import register_plugin
+from simam_deploy.tensorrt.runtime import import_runtime
 
 MIN_ENGINE_BYTES = 64  # smaller files cannot be a TensorRT plan
 
@@ -81,17 +82,20 @@ class TensorRTRunner:
 
     name = "tensorrt"
 
-    def __init__(self, path: str | os.PathLike, plugin_lib: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, plugin_lib: str | os.PathLike | None = None, runtime: str = "auto"
+    ) -> None:
         self.path = check_engine_file(path)
-        self.trt = import_tensorrt()
-        self.torch = _torch_cuda()
+        self.torch = _torch_cuda()  # before TensorRT: without a GPU nothing below can run
+        self.runtime = import_runtime(runtime)
+        self.trt = self.runtime.module
         self.logger = self.trt.Logger(self.trt.Logger.WARNING)
         self.plugin_library = self._register_plugin(plugin_lib)
-        self.runtime = self.trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
+        self.trt_runtime = self.trt.Runtime(self.logger)
+        self.engine = self.trt_runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise InputError(
-                f"TensorRT {self.trt.__version__} could not deserialize {self.path.name}",
+                f"{self.runtime.label} could not deserialize {self.path.name}",
                 "likely causes: the engine was built with another TensorRT version or for another GPU "
                 "(engines are not portable: rebuild it here), or the SimAM plugin was not loaded "
                 "(pass --plugin-lib or set SIMAM_TRT_PLUGIN)",
@@ -106,7 +110,7 @@ class TensorRTRunner:
 
     def _register_plugin(self, plugin_lib: str | os.PathLike | None) -> str | None:
         try:
-            return str(register_plugin(self.trt, plugin_lib))
+            return str(register_plugin(self.runtime, plugin_lib))
         except MissingDependencyError:
             if plugin_lib is not None:
                 raise

@@ -1,0 +1,529 @@
+"""Build TensorRT engines from ONNX files that contain ``SimAM`` nodes.
+
+One library function, :func:`build_engine`, for every runtime: TensorRT 8.6/10.x/11.x (``tensorrt``)
+and TensorRT for RTX 1.x (``tensorrt_rtx_bindings``, which builds without a GPU). The SimAM nodes
+become our plugin through TensorRT's ONNX parser (RTX networks have no ``add_plugin_v3``). Anything
+that goes wrong is an :class:`InputError` (exit 2) with what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from simam_deploy.errors import InputError, SimamDeployError
+from simam_deploy.fileio import atomic_output, check_output_path
+from simam_deploy.tensorrt.plugin import PLUGIN_NAME, register_plugin
+from simam_deploy.tensorrt.runtime import Runtime, import_runtime
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+@dataclass
+class BuildReport:
+    engine: str
+    onnx: str
+    precision: str
+    runtime: str  # "tensorrt" | "tensorrt-rtx"
+    tensorrt_version: str
+    plugin_library: str | None
+    simam_nodes: int
+    simam_plugin_layers: int
+    layers: int
+    engine_bytes: int
+    build_seconds: float
+    profiles: dict[str, list[list[int]]]
+    compute_capabilities: list[str] = field(default_factory=list)
+    plugin_embedded: bool = False
+    schema: str = "simam-deploy/build/v1"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_LOGGERS: dict[str, Any] = {}
+
+
+def collecting_logger(trt: ModuleType, verbose: bool) -> Any:
+    """The process's TensorRT logger for ``trt``, emptied for a new build. It keeps error messages (the
+    plugin's field errors arrive here once TensorRT hands it its logger) so a failure can say what the
+    parser and the plugin said. One per process: TensorRT routes plugin messages to the logger of the
+    first builder it made, whatever logger later builders are given."""
+    logger = _LOGGERS.get(trt.__name__)
+    if logger is None:
+        errors_at = (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR)
+
+        class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+                self.errors: list[str] = []
+                self.verbose = False
+
+            def log(self, severity: Any, msg: str) -> None:
+                if severity in errors_at:
+                    self.errors.append(str(msg))
+                    if not self.verbose:
+                        return  # reported in the InputError that follows, once
+                threshold = trt.ILogger.Severity.VERBOSE if self.verbose else trt.ILogger.Severity.WARNING
+                if int(severity) <= int(threshold):
+                    print(f"[TensorRT] {str(severity).split('.')[-1]}: {msg}", file=sys.stderr)
+
+        logger = _LOGGERS[trt.__name__] = _Logger()
+    logger.errors = []
+    logger.verbose = verbose
+    return logger
+
+
+def parse_dims(text: str) -> tuple[int, ...]:
+    """'1x3x32x32' -> (1, 3, 32, 32)."""
+    parts = text.lower().split("x")
+    if not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise InputError(
+            f"bad shape {text!r}", "write dimensions as positive integers joined by x, e.g. 1x3x32x32"
+        )
+    return tuple(int(part) for part in parts)
+
+
+def parse_shapes(specs: Sequence[str]) -> dict[str | None, tuple[tuple[int, ...], ...]]:
+    """``["input=1x3x32x32:8x3x32x32:32x3x32x32"]`` -> {name: (min, opt, max)}. The ``name=`` part may be
+    left out when the model has a single input (key None)."""
+    shapes: dict[str | None, tuple[tuple[int, ...], ...]] = {}
+    for spec in specs:
+        name, _, dims = spec.rpartition("=")
+        parts = dims.split(":")
+        if len(parts) == 1:
+            parts = parts * 3  # one shape: a static profile
+        if len(parts) != 3:
+            raise InputError(
+                f"bad --shapes {spec!r}", "use [NAME=]MIN:OPT:MAX, e.g. input=1x3x32x32:8x3x32x32:32x3x32x32"
+            )
+        profile = tuple(parse_dims(part) for part in parts)
+        low, opt, high = profile
+        if not (len(low) == len(opt) == len(high)):
+            raise InputError(
+                f"--shapes {spec!r}: min, opt and max have different ranks", "give all three the same rank"
+            )
+        if any(not (a <= b <= c) for a, b, c in zip(low, opt, high, strict=True)):
+            raise InputError(
+                f"--shapes {spec!r}: need min <= opt <= max in every dimension", "reorder the shapes"
+            )
+        key = name or None
+        if key in shapes:
+            raise InputError(f"--shapes given twice for {name or 'the input'}", "give each input once")
+        shapes[key] = profile
+    return shapes
+
+
+def _count_simam_nodes(onnx_path: Path) -> int:
+    """SimAM nodes of the graph (read without its weights), after checking that every external-data
+    file the parser will open lies inside the model's folder and exists."""
+    import onnx
+
+    from simam_deploy.onnx_utils import SIMAM_OP_TYPE
+
+    if onnx_path.stat().st_size == 0:
+        raise InputError(f"{onnx_path} is empty", "re-export the model")
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:
+        raise InputError(
+            f"{onnx_path} is not a readable ONNX file ({type(exc).__name__})",
+            "give a .onnx model file (is it truncated, or another format?)",
+        ) from exc
+    _check_external_data(model, onnx_path)
+    return sum(node.op_type == SIMAM_OP_TYPE for node in model.graph.node)
+
+
+def _check_external_data(model: Any, onnx_path: Path) -> None:
+    import onnx
+
+    folder = onnx_path.resolve().parent
+    for tensor in model.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise InputError(
+                f"{onnx_path}: weight {tensor.name!r} points outside the model's folder ({location!r})",
+                "keep external data files beside the model, referenced by relative names",
+            )
+        if not target.is_file():
+            raise InputError(
+                f"{onnx_path}: weight {tensor.name!r} lives in {location}, which is missing",
+                f"copy {location} beside {onnx_path.name}",
+            )
+
+
+def _plugin_layer_name(trt: ModuleType, layer: Any) -> str | None:
+    """The plugin name behind a plugin layer, or None for other layers."""
+    layer_type = layer.type
+    if layer_type == getattr(trt.LayerType, "PLUGIN_V3", object()):
+        layer.__class__ = trt.IPluginV3Layer
+        core = layer.plugin.get_capability_interface(trt.PluginCapabilityType.CORE)
+        return str(core.plugin_name)
+    if layer_type == getattr(trt.LayerType, "PLUGIN_V2", object()):
+        layer.__class__ = trt.IPluginV2Layer
+        return str(layer.plugin.plugin_type)
+    return None
+
+
+def count_simam_layers(trt: ModuleType, network: Any) -> tuple[int, int]:
+    """(SimAM plugin layers, all layers) of a parsed network."""
+    simam = 0
+    for index in range(network.num_layers):
+        if _plugin_layer_name(trt, network.get_layer(index)) == PLUGIN_NAME:
+            simam += 1
+    return simam, network.num_layers
+
+
+@dataclass
+class ParsedNetwork:
+    """The network and the parser that filled it: the parser owns weights the network points to,
+    so both live together (TensorRT's INetworkDefinition takes no extra Python attributes)."""
+
+    network: Any
+    parser: Any
+
+
+def _create_network(runtime: Runtime, builder: Any) -> Any:
+    trt = runtime.module
+    flags = 0
+    if runtime.explicit_batch_flag:  # TensorRT 8.x only: later versions are always explicit-batch
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    return builder.create_network(flags)
+
+
+def _parse_onnx(runtime: Runtime, builder: Any, logger: Any, onnx_path: Path) -> ParsedNetwork:
+    trt = runtime.module
+    network = _create_network(runtime, builder)
+    parser = trt.OnnxParser(network, logger)
+    # parse_from_file, not parse(bytes): weights in external data files (model.onnx.data) are found
+    # relative to the model's folder.
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        # The plugin's own messages name the malformed attribute; the parser's errors say where.
+        said = [message for message in logger.errors if message.startswith("SimAM")]
+        text = "\n  ".join(said + [" ".join(error.split()) for error in errors])
+        raise InputError(
+            f"{runtime.label}'s ONNX parser rejected {onnx_path}:\n  {text}",
+            "a 'Plugin not found' error means the SimAM plugin is not registered (see --plugin-lib); "
+            "'SimAM: field ...' errors name a malformed SimAM attribute: re-export the model "
+            "(simam-deploy export ... --mode plugin) or fix the attribute",
+        )
+    return ParsedNetwork(network=network, parser=parser)
+
+
+def _set_precision(runtime: Runtime, config: Any, precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return
+    if runtime.strongly_typed_only:
+        raise InputError(
+            f"{runtime.label} builds strongly typed networks: there is no {precision} builder flag",
+            f"export the ONNX model in {precision} (its tensor types decide the precision) and build "
+            "without --fp16/--bf16",
+        )
+    flag = getattr(runtime.module.BuilderFlag, precision.upper(), None)
+    if flag is None:
+        raise InputError(
+            f"{runtime.label} has no {precision} builder flag",
+            "use --fp16 (bf16 needs TensorRT >= 9), or export the ONNX model in that precision",
+        )
+    config.set_flag(flag)
+
+
+def _normalise_capability(text: str) -> str:
+    """'sm86', 'SM_86', '86' -> 'SM86' (the ComputeCapability member name)."""
+    return "SM" + text.strip().upper().replace("_", "").removeprefix("SM")
+
+
+def _set_compute_capabilities(runtime: Runtime, config: Any, targets: Sequence[str]) -> list[str]:
+    """RTX's ahead-of-time targets, e.g. ["sm86", "sm120"]; an empty list keeps the builder's default."""
+    if not targets:
+        return []
+    if not runtime.compute_capabilities:
+        raise InputError(
+            f"{runtime.label} builds for the GPU it runs on: --compute-capability is for TensorRT for RTX",
+            "drop --compute-capability, or build with --runtime tensorrt-rtx",
+        )
+    names = [_normalise_capability(target) for target in targets]
+    unknown = [name for name in names if name not in runtime.compute_capabilities]
+    if unknown:
+        raise InputError(
+            f"{runtime.label} cannot target {', '.join(unknown)}",
+            f"choose from {', '.join(runtime.compute_capabilities)} (SM75 needs FP16 GEMMs; no SM90)",
+        )
+    trt = runtime.module
+    config.num_compute_capabilities = len(names)
+    for index, name in enumerate(names):
+        config.set_compute_capability(getattr(trt.ComputeCapability, name), index)
+    return names
+
+
+# Without --shapes, an input whose only dynamic dimension is the batch gets batch 1..32, tuned for 1
+# (latency), like trtexec's default of tuning for the smallest shape.
+DEFAULT_BATCH_PROFILE = (1, 1, 32)
+
+
+def _default_batch_profiles(tensors: list[Any]) -> dict[str, tuple[tuple[int, ...], ...]]:
+    profiles = {}
+    for tensor in tensors:
+        dims = tuple(tensor.shape)
+        if dims and dims[0] < 0 and all(d > 0 for d in dims[1:]):
+            profiles[tensor.name] = tuple((batch, *dims[1:]) for batch in DEFAULT_BATCH_PROFILE)
+    return profiles
+
+
+def _profile_example(tensor: Any) -> str:
+    """'input=1x3xHxW:8x3xHxW:32x3xHxW' for an input declared (-1, 3, -1, -1)."""
+    letters = "NCHW" if len(tensor.shape) == 4 else "D" * len(tensor.shape)
+
+    def shape(batch: int) -> str:
+        dims = [
+            str(d) if d > 0 else (str(batch) if i == 0 else letters[i]) for i, d in enumerate(tensor.shape)
+        ]
+        return "x".join(dims)
+
+    return f"{tensor.name}={shape(1)}:{shape(8)}:{shape(32)}"
+
+
+def _add_profile(trt: ModuleType, builder: Any, config: Any, network: Any, shapes: dict) -> dict:
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    dynamic = [tensor for tensor in inputs if any(d < 0 for d in tensor.shape)]
+    if None in shapes:
+        if len(inputs) != 1:
+            names = ", ".join(t.name for t in inputs)
+            raise InputError("--shapes without NAME= needs a model with one input", f"name them: {names}")
+        shapes = {inputs[0].name: shapes[None]}
+    unknown = set(shapes) - {t.name for t in inputs}
+    if unknown:
+        names = ", ".join(t.name for t in inputs)
+        raise InputError(f"--shapes names unknown input(s) {sorted(unknown)}", f"the model's inputs: {names}")
+    shapes = {**_default_batch_profiles([t for t in dynamic if t.name not in shapes]), **shapes}
+    missing = [t.name for t in dynamic if t.name not in shapes]
+    if missing:
+        first = next(tensor for tensor in dynamic if tensor.name == missing[0])
+        raise InputError(
+            f"input(s) {missing} have dynamic dimensions {tuple(first.shape)}; TensorRT needs a "
+            "min:opt:max range",
+            f"add --shapes {_profile_example(first)} (replace the letters with your sizes)",
+        )
+    if not shapes:
+        return {}
+    profile = builder.create_optimization_profile()
+    for tensor in inputs:
+        if tensor.name not in shapes:
+            continue
+        low, opt, high = shapes[tensor.name]
+        declared = tuple(tensor.shape)
+        fits = len(declared) == len(low) and all(
+            d < 0 or d == v for shape in (low, opt, high) for d, v in zip(declared, shape, strict=True)
+        )
+        if not fits:
+            raise InputError(
+                f"--shapes for {tensor.name} does not fit its declared shape {declared}",
+                "keep the static dimensions as declared and only vary the dynamic ones",
+            )
+        profile.set_shape(tensor.name, low, opt, high)
+    config.add_optimization_profile(profile)
+    return {name: [list(s) for s in spec] for name, spec in shapes.items()}
+
+
+def _make_progress_monitor(trt: ModuleType) -> Any | None:
+    """A rich progress display fed by TensorRT's IProgressMonitor (TensorRT >= 10), or None."""
+    base = getattr(trt, "IProgressMonitor", None)
+    if base is None or not sys.stderr.isatty():
+        return None
+    from rich.progress import Progress
+
+    class RichProgressMonitor(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.progress = Progress(transient=True)
+            self.tasks: dict[str, Any] = {}
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            if not self.tasks:
+                self.progress.start()
+            self.tasks[phase_name] = self.progress.add_task(phase_name, total=num_steps)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            if phase_name in self.tasks:
+                self.progress.update(self.tasks[phase_name], completed=step + 1)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            task = self.tasks.pop(phase_name, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            if not self.tasks:
+                self.progress.stop()
+
+    return RichProgressMonitor()
+
+
+@contextlib.contextmanager
+def _status(message: str, enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(message):
+        yield
+
+
+@dataclass
+class BuildOptions:
+    """Everything :func:`build_engine` takes besides the two paths (for callers that pass options along)."""
+
+    precision: str = "fp32"
+    shapes: Sequence[str] | dict | None = None
+    plugin_lib: str | os.PathLike | None = None
+    workspace_mb: int | None = None
+    timing_cache: str | os.PathLike | None = None
+    runtime: str = "auto"
+    compute_capabilities: Sequence[str] = ()
+    embed_plugin: bool = False
+    verbose: bool = False
+
+
+def build_engine(
+    onnx_path: str | os.PathLike,
+    output: str | os.PathLike,
+    precision: str = "fp32",
+    shapes: Sequence[str] | dict | None = None,
+    plugin_lib: str | os.PathLike | None = None,
+    workspace_mb: int | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    verbose: bool = False,
+    *,
+    runtime: str = "auto",
+    compute_capabilities: Sequence[str] = (),
+    embed_plugin: bool = False,
+) -> BuildReport:
+    """Parse ``onnx_path`` with TensorRT's ONNX parser (SimAM nodes -> our plugin), build a serialized
+    engine and write it atomically to ``output``.
+
+    ``runtime``: "auto" (plain TensorRT first, then TensorRT for RTX), "tensorrt" or "tensorrt-rtx".
+    ``compute_capabilities``: RTX targets such as ("sm86", "sm89", "sm120"). ``embed_plugin`` stores
+    the plugin library in the engine (``plugins_to_serialize``), so running it needs no separate copy."""
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise InputError(f"{onnx_path} does not exist", "check the path of the ONNX file")
+    out = check_output_path(output, [onnx_path])
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
+    if workspace_mb is not None and workspace_mb <= 0:
+        raise InputError(f"--workspace must be > 0 MiB, got {workspace_mb}", "e.g. --workspace 1024")
+    shape_specs = parse_shapes(shapes) if isinstance(shapes, Sequence) else dict(shapes or {})
+    simam_nodes = _count_simam_nodes(onnx_path)
+    rt = import_runtime(runtime)
+    options = BuildOptions(
+        precision=precision,
+        shapes=shapes,
+        plugin_lib=plugin_lib,
+        workspace_mb=workspace_mb,
+        timing_cache=timing_cache,
+        runtime=runtime,
+        compute_capabilities=compute_capabilities,
+        embed_plugin=embed_plugin,
+        verbose=verbose,
+    )
+    try:
+        return _build(rt, onnx_path, out, simam_nodes, shape_specs, options)
+    except SimamDeployError:
+        raise
+    except Exception as exc:  # a TensorRT binding raising: still a message, never a traceback
+        raise InputError(
+            f"{rt.label} failed while building {onnx_path.name}: {type(exc).__name__}: {exc}",
+            "rerun with --verbose for TensorRT's log; report it if the model is valid",
+        ) from exc
+
+
+def _build(
+    rt: Runtime, onnx_path: Path, out: Path, simam_nodes: int, shape_specs: dict, options: BuildOptions
+) -> BuildReport:
+    trt = rt.module
+    logger = collecting_logger(trt, options.verbose)
+    plugin_path = register_plugin(rt, options.plugin_lib) if simam_nodes or options.embed_plugin else None
+    builder = trt.Builder(logger)
+    parsed = _parse_onnx(rt, builder, logger, onnx_path)
+    simam_layers, layers = count_simam_layers(trt, parsed.network)
+    if simam_layers != simam_nodes:
+        raise InputError(
+            f"{simam_nodes} SimAM node(s) in {onnx_path.name} but {simam_layers} SimAM plugin layer(s) "
+            "in the parsed network",
+            "the parser mapped some SimAM nodes elsewhere; check the nodes' domain/plugin_version attributes",
+        )
+    config = builder.create_builder_config()
+    if options.workspace_mb is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
+    _set_precision(rt, config, options.precision)
+    targets = _set_compute_capabilities(rt, config, options.compute_capabilities)
+    if options.embed_plugin and plugin_path is not None:
+        config.plugins_to_serialize = [str(plugin_path.resolve())]
+    profiles = _add_profile(trt, builder, config, parsed.network, shape_specs)
+    cache = _load_timing_cache(config, options.timing_cache)
+    monitor = _make_progress_monitor(trt)
+    if monitor is not None:
+        config.progress_monitor = monitor
+
+    started = time.perf_counter()
+    status = f"building TensorRT engine ({options.precision}, {rt.label})"
+    with _status(status, enabled=monitor is None and sys.stderr.isatty()):
+        serialized = builder.build_serialized_network(parsed.network, config)
+    seconds = time.perf_counter() - started
+    if serialized is None:
+        said = "\n  ".join(logger.errors[-5:])
+        raise InputError(
+            f"{rt.label} could not build an engine"
+            + (f":\n  {said}" if said else " (see the messages above)"),
+            "rerun with --verbose; common causes: too little --workspace, shapes outside the profile",
+        )
+    data = memoryview(serialized)
+    with atomic_output(out) as tmp:
+        tmp.write_bytes(data)
+    if cache is not None and options.timing_cache is not None:
+        with atomic_output(options.timing_cache) as tmp:
+            tmp.write_bytes(memoryview(cache.serialize()))
+    return BuildReport(
+        engine=str(out),
+        onnx=str(onnx_path),
+        precision=options.precision,
+        runtime=rt.name,
+        tensorrt_version=rt.version,
+        plugin_library=str(plugin_path) if plugin_path is not None else None,
+        simam_nodes=simam_nodes,
+        simam_plugin_layers=simam_layers,
+        layers=layers,
+        engine_bytes=len(data),
+        build_seconds=round(seconds, 3),
+        profiles=profiles,
+        compute_capabilities=targets,
+        plugin_embedded=bool(options.embed_plugin and plugin_path is not None),
+    )
+
+
+def _load_timing_cache(config: Any, path: str | os.PathLike | None) -> Any | None:
+    """Reuse tactic timings across builds: load ``path`` if it exists; it is rewritten after the build."""
+    if path is None:
+        return None
+    cache_file = Path(path)
+    blob = cache_file.read_bytes() if cache_file.is_file() else b""
+    cache = config.create_timing_cache(blob)
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise InputError(
+            f"timing cache {cache_file} was not accepted by this TensorRT version or GPU",
+            "delete it (it is rebuilt automatically) or pass another --timing-cache path",
+        )
+    return cache
