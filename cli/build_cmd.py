@@ -12,11 +12,12 @@ Examples:
   simam-deploy build r20-plugin.onnx -o r20.engine
   simam-deploy build r20-plugin.onnx -o r20.engine --runtime tensorrt-rtx --compute-capability sm86,sm120
   simam-deploy build r20-plugin.onnx -o r20.engine --embed-plugin --json -
-  simam-deploy build r20-plugin.onnx -o r20.engine --fp16       (TensorRT 8.6/10.x; 11 and RTX: fp16 ONNX)
+  simam-deploy build r20-plugin.onnx -o r20.engine --fp16       (11 and RTX: converted to fp16 on the way)
   simam-deploy build r20-plugin.onnx -o r20.engine --shapes input=1x3x32x32:32x3x32x32:128x3x32x32
   simam-deploy build model.onnx -o model.engine --bf16 --workspace 2048 --timing-cache trt.cache
 \b
-trtexec equivalent (TensorRT >= 8.6; on 8.5 use --plugins=PATH instead of --dynamicPlugins):
+trtexec equivalent (TensorRT >= 8.6; on 8.5 use --plugins=PATH instead of --dynamicPlugins; trtexec 11
+has no --fp16: give it `simam-deploy convert r20-plugin.onnx --precision fp16 -o r20-fp16.onnx` instead):
   trtexec --onnx=r20-plugin.onnx --saveEngine=r20.engine --fp16 \\
           --dynamicPlugins=$(simam-deploy libs --tensorrt) \\
           --minShapes=input:1x3x32x32 --optShapes=input:32x3x32x32 --maxShapes=input:128x3x32x32
@@ -35,9 +36,14 @@ Exit codes: 0 ok, 2 bad input, a failed build, or TensorRT missing."""
     "--fp16",
     "precision",
     flag_value="fp16",
-    help="Allow FP16 kernels (TensorRT 8.6/10.x; 11 and RTX take precision from the ONNX types).",
+    help="FP16: the builder flag on TensorRT 8.6/10.x; on 11 and RTX the file is converted to fp16 first.",
 )
-@click.option("--bf16", "precision", flag_value="bf16", help="Allow BF16 kernels (TensorRT >= 9, Ampere+).")
+@click.option(
+    "--bf16",
+    "precision",
+    flag_value="bf16",
+    help="BF16: the builder flag on TensorRT 9/10 (Ampere+); on 11 and RTX the file is converted first.",
+)
 @click.option(
     "--shapes",
     "shapes",
@@ -107,10 +113,13 @@ def build(
         embed_plugin=embed_plugin,
     )
     out = Console(stderr=True, highlight=False) if json_path == "-" else console  # stdout: JSON only
+    for notice in report.notices:
+        out.print(f"[yellow]notice:[/yellow] {notice}")
     built_by = "TensorRT for RTX" if report.runtime == "tensorrt-rtx" else "TensorRT"
     targets = f", {'/'.join(report.compute_capabilities)}" if report.compute_capabilities else ""
     out.print(
-        f"[green]wrote[/green] {report.engine} ({report.engine_bytes / 1e6:.2f} MB, {report.precision}, "
+        f"[green]wrote[/green] {report.engine} ({report.engine_bytes / 1e6:.2f} MB, "
+        f"{report.precision} network{''.join(f' + {flag} flag' for flag in report.builder_flags)}, "
         f"{built_by} {report.tensorrt_version}{targets}, built in {report.build_seconds:.2f} s)"
     )
     embedded = " (embedded in the engine)" if report.plugin_embedded else ""

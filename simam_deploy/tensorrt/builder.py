@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ import onnx
 
 from simam_deploy.errors import InputError, SimamDeployError
 from simam_deploy.fileio import atomic_output, check_output_path
+from simam_deploy.precision import network_precision, typed_onnx_for_build
 from simam_deploy.tensorrt.plugin import PLUGIN_NAME, register_plugin
 from simam_deploy.tensorrt.runtime import Runtime, import_runtime
 
@@ -44,6 +46,8 @@ class BuildReport:
     profiles: dict[str, list[list[int]]]
     compute_capabilities: list[str] = field(default_factory=list)
     plugin_embedded: bool = False
+    builder_flags: list[str] = field(default_factory=list)  # FP16/BF16 flags set (TensorRT <= 10)
+    notices: list[str] = field(default_factory=list)
     schema: str = "simam-deploy/build/v1"
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,17 +240,13 @@ def _parse(runtime: Runtime, parser: Any, onnx_path: Path) -> bool:
     return parser.parse_from_file(str(onnx_path))
 
 
-def _set_precision(runtime: Runtime, config: Any, precision: str) -> None:
+def _set_precision(runtime: Runtime, config: Any, precision: str) -> list[str]:
+    """Set the FP16/BF16 builder flag where TensorRT has one (<= 10); returns the flags set.
+    Strongly typed runtimes have none: build_engine handed them a file already in ``precision``."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return
-    if runtime.strongly_typed_only:
-        raise InputError(
-            f"{runtime.label} builds strongly typed networks: there is no {precision} builder flag",
-            f"export the ONNX model in {precision} (its tensor types decide the precision) and build "
-            "without --fp16/--bf16",
-        )
+    if precision == "fp32" or runtime.strongly_typed_only:
+        return []
     flag = getattr(runtime.module.BuilderFlag, precision.upper(), None)
     if flag is None:
         raise InputError(
@@ -254,6 +254,7 @@ def _set_precision(runtime: Runtime, config: Any, precision: str) -> None:
             "use --fp16 (bf16 needs TensorRT >= 9), or export the ONNX model in that precision",
         )
     config.set_flag(flag)
+    return [precision.upper()]
 
 
 def _normalise_capability(text: str) -> str:
@@ -432,7 +433,7 @@ def build_engine(
     ``runtime``: "auto" (plain TensorRT first, then TensorRT for RTX), "tensorrt" or "tensorrt-rtx".
     ``compute_capabilities``: RTX targets such as ("sm86", "sm89", "sm120"). ``embed_plugin`` stores
     the plugin library in the engine (``plugins_to_serialize``), so running it needs no separate copy."""
-    onnx_path = Path(onnx_path)
+    onnx_path = options_source = Path(onnx_path)
     if not onnx_path.is_file():
         raise InputError(f"{onnx_path} does not exist", "check the path of the ONNX file")
     out = check_output_path(output, [onnx_path])
@@ -441,7 +442,6 @@ def build_engine(
     if workspace_mb is not None and workspace_mb <= 0:
         raise InputError(f"--workspace must be > 0 MiB, got {workspace_mb}", "e.g. --workspace 1024")
     shape_specs = parse_shapes(shapes) if isinstance(shapes, Sequence) else dict(shapes or {})
-    simam_nodes = _count_simam_nodes(onnx_path)
     rt = import_runtime(runtime)
     options = BuildOptions(
         precision=precision,
@@ -454,15 +454,24 @@ def build_engine(
         embed_plugin=embed_plugin,
         verbose=verbose,
     )
-    try:
-        return _build(rt, onnx_path, out, simam_nodes, shape_specs, options)
-    except SimamDeployError:
-        raise
-    except Exception as exc:  # a TensorRT binding raising: still a message, never a traceback
-        raise InputError(
-            f"{rt.label} failed while building {onnx_path.name}: {type(exc).__name__}: {exc}",
-            "rerun with --verbose for TensorRT's log; report it if the model is valid",
-        ) from exc
+    with tempfile.TemporaryDirectory(prefix="simam-build-") as workdir:
+        notices: list[str] = []
+        if precision != "fp32" and rt.strongly_typed_only:
+            # strongly typed TensorRT has no FP16/BF16 flag: the ONNX file's tensor types decide
+            onnx_path, notice = typed_onnx_for_build(onnx_path, precision, workdir)
+            notices += [notice] if notice else []
+        simam_nodes = _count_simam_nodes(onnx_path)
+        try:
+            report = _build(rt, onnx_path, out, simam_nodes, shape_specs, options)
+        except SimamDeployError:
+            raise
+        except Exception as exc:  # a TensorRT binding raising: still a message, never a traceback
+            raise InputError(
+                f"{rt.label} failed while building {onnx_path.name}: {type(exc).__name__}: {exc}",
+                "rerun with --verbose for TensorRT's log; report it if the model is valid",
+            ) from exc
+    report.onnx, report.notices = str(options_source), notices
+    return report
 
 
 def _build(
@@ -483,7 +492,7 @@ def _build(
     config = builder.create_builder_config()
     if options.workspace_mb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
-    _set_precision(rt, config, options.precision)
+    flags = _set_precision(rt, config, options.precision)
     targets = _set_compute_capabilities(rt, config, options.compute_capabilities)
     if options.embed_plugin and plugin_path is not None:
         config.plugins_to_serialize = [str(plugin_path.resolve())]
@@ -514,7 +523,7 @@ def _build(
     return BuildReport(
         engine=str(out),
         onnx=str(onnx_path),
-        precision=options.precision,
+        precision=network_precision(parsed.network),  # from the network's tensor types, not a flag
         runtime=rt.name,
         tensorrt_version=rt.version,
         plugin_library=str(plugin_path) if plugin_path is not None else None,
@@ -526,6 +535,7 @@ def _build(
         profiles=profiles,
         compute_capabilities=targets,
         plugin_embedded=bool(options.embed_plugin and plugin_path is not None),
+        builder_flags=flags,
     )
 
 
