@@ -272,7 +272,10 @@ def test_weights_in_external_data_are_found_by_parse_from_file(exported, tmp_pat
 @needs_rtx_plugin
 def test_precision_on_a_strongly_typed_runtime_converts_the_file_on_the_way(exported, tmp_path):
     report = simam_trt.build_engine(
-        exported("cifar-resnet20", "plugin"), tmp_path / "x.engine", precision="fp16"
+        exported("cifar-resnet20", "plugin"),
+        tmp_path / "x.engine",
+        precision="fp16",
+        shapes=_profile("cifar-resnet20", "batch"),
     )
     assert report.precision == "fp16" and report.builder_flags == []
     assert any("no fp16 builder flag" in n and "converted" in n for n in report.notices)
