@@ -265,7 +265,7 @@ def test_weights_in_external_data_are_found_by_parse_from_file(exported, tmp_pat
         if entry.key == "location":
             entry.value = "../outside.data"
     onnx.save(escaping, tmp_path / "escaping.onnx")
-    with pytest.raises(InputError, match="points outside the model's folder"):
+    with pytest.raises(InputError, match="climbs out of the model's folder"):
         simam_trt.build_engine(tmp_path / "escaping.onnx", tmp_path / "x.engine")
 
 

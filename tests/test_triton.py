@@ -136,7 +136,7 @@ def test_external_data_outside_the_folder_is_refused_and_nothing_written(tmp_pat
     inner = tmp_path / "inner"
     inner.mkdir()
     onnx.save(hostile, str(inner / "hostile.onnx"))
-    with pytest.raises(InputError, match="outside its own folder"):
+    with pytest.raises(InputError, match="out of the model's folder"):
         write_repository(inner / "hostile.onnx", tmp_path / "repo")
     assert list((tmp_path / "repo").iterdir()) == []  # no model folder, no staging folder
 

@@ -130,42 +130,10 @@ def parse_shapes(specs: Sequence[str]) -> dict[str | None, tuple[tuple[int, ...]
 def _count_simam_nodes(onnx_path: Path) -> int:
     """SimAM nodes of the graph (read without its weights), after checking that every external-data
     file the parser will open lies inside the model's folder and exists."""
-    import onnx
+    from simam_deploy.onnx_utils import SIMAM_OP_TYPE, load_onnx
 
-    from simam_deploy.onnx_utils import SIMAM_OP_TYPE
-
-    if onnx_path.stat().st_size == 0:
-        raise InputError(f"{onnx_path} is empty", "re-export the model")
-    try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:
-        raise InputError(
-            f"{onnx_path} is not a readable ONNX file ({type(exc).__name__})",
-            "give a .onnx model file (is it truncated, or another format?)",
-        ) from exc
-    _check_external_data(model, onnx_path)
+    model = load_onnx(onnx_path, check=False, load_external=False)
     return sum(node.op_type == SIMAM_OP_TYPE for node in model.graph.node)
-
-
-def _check_external_data(model: Any, onnx_path: Path) -> None:
-    import onnx
-
-    folder = onnx_path.resolve().parent
-    for tensor in model.graph.initializer:
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
-        target = (folder / location).resolve()
-        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
-            raise InputError(
-                f"{onnx_path}: weight {tensor.name!r} points outside the model's folder ({location!r})",
-                "keep external data files beside the model, referenced by relative names",
-            )
-        if not target.is_file():
-            raise InputError(
-                f"{onnx_path}: weight {tensor.name!r} lives in {location}, which is missing",
-                f"copy {location} beside {onnx_path.name}",
-            )
 
 
 def _plugin_layer_name(trt: ModuleType, layer: Any) -> str | None:

@@ -396,33 +396,18 @@ def _populate(stage: Path, artefact: Path, backend: str, config: str, lib: Path 
 
 
 def _copy_onnx(source: Path, version_dir: Path) -> list[str]:
-    """Copy the ONNX file as model.onnx, with its external data files (kept beside it by name)."""
-    model = onnx.load(str(source), load_external_data=False)
-    locations = sorted(
-        {
-            entry.value
-            for init in model.graph.initializer
-            if init.data_location == onnx.TensorProto.EXTERNAL
-            for entry in init.external_data
-            if entry.key == "location"
-        }
-    )
+    """Copy the ONNX file as model.onnx, with its external data files (kept beside it by name; their
+    locations are checked to stay inside the model's folder first)."""
+    from simam_deploy.onnx_utils import check_external_data_locations
+
     folder = source.resolve().parent
-    for location in locations:
-        data = (folder / location).resolve()
-        if Path(location).is_absolute() or folder not in data.parents:
-            raise InputError(
-                f"{source} names external data {location!r} outside its own folder",
-                "re-save the model with its data files beside it",
-            )
-        if not data.is_file():
-            raise InputError(f"external data {data} of {source} is missing", "copy it beside the model")
+    data_files = [path.relative_to(folder) for path in check_external_data_locations(source)]
     shutil.copyfile(source, version_dir / "model.onnx")
-    for location in locations:
-        target = version_dir / location
+    for relative in data_files:
+        target = version_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(folder / location, target)
-    return ["1/model.onnx", *(f"1/{loc}" for loc in locations)]
+        shutil.copyfile(folder / relative, target)
+    return ["1/model.onnx", *(f"1/{relative.as_posix()}" for relative in data_files)]
 
 
 @contextlib.contextmanager
