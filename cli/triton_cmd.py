@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from simam_deploy.cli.common import check_outputs, envelope, human_console, write_json
+from simam_deploy.triton.repository import BACKENDS
 
 EPILOG = """\b
 What gets written (REPO/NAME/):
@@ -57,7 +58,7 @@ def _batch_sizes(_ctx: click.Context, _param: click.Parameter, value: str | None
 @click.option("--name", help="Model name [default: the artefact's file name without suffix].")
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "tensorrt", "onnxruntime", "python"]),
+    type=click.Choice(BACKENDS),
     default="auto",
     show_default=True,
     help="auto: tensorrt for engines, onnxruntime for ONNX.",

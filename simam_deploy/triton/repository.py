@@ -308,13 +308,9 @@ def _library_to_ship(
         if not path.is_file():
             raise InputError(f"library {path} does not exist", "give the path printed by simam-deploy libs")
         return path
-    if backend == "tensorrt":
-        from simam_deploy.libs import find_library
-
-        return find_library("tensorrt")
     from simam_deploy.libs import find_library
 
-    return find_library("onnxruntime")
+    return find_library("tensorrt" if backend == "tensorrt" else "onnxruntime")
 
 
 # ---- the files ---------------------------------------------------------------------------------
