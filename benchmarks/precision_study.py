@@ -228,7 +228,7 @@ def strict_run(model: onnx.ModelProto, x: np.ndarray, batch: int = 128) -> np.nd
 
 
 def ort_run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+    from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "m.onnx")

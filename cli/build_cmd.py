@@ -92,7 +92,7 @@ def build(
     verbose: bool,
 ) -> None:
     """Build a TensorRT engine from ONNX_FILE; its SimAM nodes run as the SimAM plugin."""
-    from simam_deploy.tensorrt import build_engine
+    from simam_deploy.backends.tensorrt import build_engine
 
     # The timing cache is read and rewritten: an output that must not collide with -o, --json or an input.
     check_outputs(

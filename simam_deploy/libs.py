@@ -14,13 +14,13 @@ from simam_deploy.errors import SimamDeployError
 
 
 def _tensorrt_plugin() -> Path:
-    from simam_deploy.tensorrt.plugin import find_plugin_library
+    from simam_deploy.backends.tensorrt.plugin import find_plugin_library
 
     return find_plugin_library().resolve()
 
 
 def _onnxruntime_ops() -> Path:
-    from simam_deploy.ort import library_path
+    from simam_deploy.backends.onnxruntime.library import library_path
 
     return library_path().resolve()
 

@@ -267,7 +267,7 @@ def onnx_probe_runner(
 ) -> ProbedRunner:
     """Through the repo's ONNX Runtime backend, so SimAM nodes run on whichever op it registers."""
     # (imported here: the backend imports onnxruntime, which `import simam_deploy.per_layer` must not)
-    from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+    from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 
     outputs = [o.name for o in model.graph.output]
     probed = probe_model(model, [b.onnx for b in blocks])

@@ -10,7 +10,7 @@ import torch
 
 from simam_deploy import per_layer as per_layer_mod
 from simam_deploy.backends import ONNX_SUFFIXES, load_runner
-from simam_deploy.backends.torch_backend import TorchRunner
+from simam_deploy.backends.torch.runner import TorchRunner
 from simam_deploy.errors import InputError
 from simam_deploy.inputs import (
     DEFAULT_BATCH,

@@ -5,7 +5,7 @@ import onnx
 import pytest
 import torch
 
-from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 from simam_deploy.errors import InputError
 from simam_deploy.export import export_onnx, parse_shape, resolve_exporter
 from simam_deploy.nn import SimAM

@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 from simam_deploy.export import export_onnx
 from simam_deploy.export_plugin import export_plugin_onnx
 from simam_deploy.graph import contract

@@ -13,7 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 from simam_deploy.errors import InputError
 from simam_deploy.graph import contract
 from simam_deploy.graph.fuse import fuse_simam

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from simam_deploy import inputs as inp
-from simam_deploy.backends.torch_backend import TorchRunner
+from simam_deploy.backends.torch.runner import TorchRunner
 from simam_deploy.validate import validate
 from simam_deploy.zoo import build_model
 from tests.cli_runner import run_cli

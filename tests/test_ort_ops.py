@@ -12,8 +12,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from simam_deploy import ort as simam_ort
-from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+from simam_deploy.backends.onnxruntime import library as simam_ort
+from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.nn import simam_reference_numpy
 from tests.onnx_corpus import simam_node_model

@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
-from simam_deploy import ort as simam_ort
+from simam_deploy.backends.onnxruntime import library as simam_ort
 from simam_deploy.errors import MissingDependencyError
 from tests.conftest import REPO, SHARED
 from tests.onnx_corpus import simam_node_model

@@ -14,7 +14,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from simam_deploy import ort as simam_ort
+from simam_deploy.backends.onnxruntime import library as simam_ort
 from simam_deploy.errors import MissingDependencyError
 from simam_deploy.graph import contract
 from simam_deploy.graph.fuse import fuse_simam

@@ -14,7 +14,7 @@ import torch
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
-from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 from simam_deploy.errors import InputError
 from simam_deploy.export import export_onnx
 from simam_deploy.graph import contract

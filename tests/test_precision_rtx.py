@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from simam_deploy import tensorrt as simam_trt
+from simam_deploy.backends import tensorrt as simam_trt
 from simam_deploy.errors import InputError
 from simam_deploy.precision import convert_file
 from tests.cli_runner import run_cli

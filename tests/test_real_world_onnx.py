@@ -182,7 +182,7 @@ def test_onnx_reference_evaluator_runs_the_fused_file(exported, tmp_path):
 
 
 def test_with_our_op_registered_onnx_runtime_runs_the_fused_kernel(exported, tmp_path):
-    from simam_deploy import ort as simam_ort
+    from simam_deploy.backends.onnxruntime import library as simam_ort
 
     src, net = exported["paper", "torchscript-17"]
     out = tmp_path / "fused.onnx"

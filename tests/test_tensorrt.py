@@ -19,7 +19,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from simam_deploy import tensorrt as simam_trt
+from simam_deploy.backends import tensorrt as simam_trt
 from simam_deploy.errors import InputError, MissingDependencyError
 
 # Any TensorRT that can build: plain TensorRT or TensorRT for RTX (which builds without a GPU).
@@ -209,7 +209,7 @@ def test_build_help_shows_trtexec_equivalent():
 
 
 def test_runner_rejects_missing_and_empty_engines(tmp_path):
-    from simam_deploy.tensorrt.runner import TensorRTRunner
+    from simam_deploy.backends.tensorrt.runner import TensorRTRunner
 
     with pytest.raises(InputError, match="does not exist"):
         TensorRTRunner(tmp_path / "absent.engine")
@@ -282,7 +282,7 @@ def test_engine_build_maps_every_simam_node_to_the_plugin(built_engine):
 @needs_trt
 @pytest.mark.parametrize("batch", [1, 3, 4])
 def test_engine_matches_reference_for_dynamic_batch(built_engine, batch):
-    from simam_deploy.tensorrt.runner import TensorRTRunner
+    from simam_deploy.backends.tensorrt.runner import TensorRTRunner
 
     model, engine, _ = built_engine
     runner = TensorRTRunner(engine)
@@ -295,7 +295,7 @@ def test_engine_matches_reference_for_dynamic_batch(built_engine, batch):
 @needs_trt
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_engine_benchmark_returns_positive_latencies(built_engine, cuda_graph):
-    from simam_deploy.tensorrt.runner import TensorRTRunner
+    from simam_deploy.backends.tensorrt.runner import TensorRTRunner
 
     _, engine, _ = built_engine
     runner = TensorRTRunner(engine)
@@ -307,7 +307,7 @@ def test_engine_benchmark_returns_positive_latencies(built_engine, cuda_graph):
 @pytest.mark.trt
 @needs_trt
 def test_fp16_engine_matches_reference_within_half_precision(built_engine, tmp_path):
-    from simam_deploy.tensorrt.runner import TensorRTRunner
+    from simam_deploy.backends.tensorrt.runner import TensorRTRunner
 
     model, _, report = built_engine
     engine = tmp_path / "fp16.engine"
@@ -323,7 +323,7 @@ def test_fp16_engine_matches_reference_within_half_precision(built_engine, tmp_p
 @pytest.mark.trt
 @needs_trt
 def test_engine_outside_profile_is_an_input_error(built_engine):
-    from simam_deploy.tensorrt.runner import TensorRTRunner
+    from simam_deploy.backends.tensorrt.runner import TensorRTRunner
 
     _, engine, _ = built_engine
     with pytest.raises(InputError, match="optimization profile"):

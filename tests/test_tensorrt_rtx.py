@@ -20,7 +20,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from simam_deploy import tensorrt as simam_trt
+from simam_deploy.backends import tensorrt as simam_trt
 from simam_deploy.errors import InputError, MissingDependencyError
 from tests.cli_runner import run_cli
 
@@ -511,7 +511,7 @@ def test_rtx_takes_our_plugin_over_the_local_function(exported):
     assert has_simam_function(load_onnx(source, load_external=False))
     runtime = simam_trt.import_runtime("tensorrt-rtx")
     assert runtime.plugin_over_local_function
-    from simam_deploy.tensorrt import builder
+    from simam_deploy.backends.tensorrt import builder
 
     logger = builder.collecting_logger(runtime.module, False)
     builder.register_plugin(runtime, PLUGIN)
@@ -526,8 +526,8 @@ def test_parsers_before_10_7_get_the_local_function_stripped_with_external_data(
     real RTX parser runs that path here (the runtime told it is an older parser)."""
     import dataclasses
 
+    from simam_deploy.backends.tensorrt import builder
     from simam_deploy.onnx_utils import load_onnx, save_onnx
-    from simam_deploy.tensorrt import builder
 
     external = tmp_path / "r20.onnx"
     save_onnx(load_onnx(exported("cifar-resnet20", "plugin")), external, external_data="always")

@@ -96,7 +96,7 @@ def test_fused_onnx_ships_the_op_library(tmp_path, r20_fused):
     config = _parse_config(tmp_path / "repo" / "f" / "config.pbtxt")
     assert list(config.model_operations.op_library_filename) == ["/models/f/lib/libsimam_ort_ops.so"]
     shipped = tmp_path / "repo" / "f" / "lib" / "libsimam_ort_ops.so"
-    from simam_deploy.ort import library_path
+    from simam_deploy.backends.onnxruntime.library import library_path
 
     assert shipped.read_bytes() == library_path().read_bytes()
     assert report.simam_nodes == 9
@@ -198,9 +198,9 @@ def server_dist():
 @pytest.fixture(scope="module")
 def r20_fused(tmp_path_factory, r20_decomposed) -> Path:
     """cifar-resnet20 with its 9 SimAM subgraphs fused into SimAM nodes (run by our op library)."""
+    from simam_deploy.backends.onnxruntime.library import library_path
     from simam_deploy.errors import MissingDependencyError
     from simam_deploy.graph.pipeline import fuse_file
-    from simam_deploy.ort import library_path
 
     try:
         library_path()
@@ -315,7 +315,7 @@ def _rtx_engine(onnx_path: Path, folder: Path) -> Path | None:
                 "CI installs TensorRT for RTX (make test): the tensorrt_plan repository needs an engine"
             )
         return None
-    from simam_deploy.tensorrt import build_engine
+    from simam_deploy.backends.tensorrt import build_engine
 
     engine = folder / "r20.engine"
     build_engine(onnx_path, engine, runtime="tensorrt-rtx")

@@ -47,11 +47,11 @@ def load_runner(target: str | Path, *, providers: Sequence[str] | None = None, *
         raise InputError(f"{path} does not exist", "check the path")
     suffix = path.suffix.lower()
     if suffix in ONNX_SUFFIXES:
-        from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+        from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(path, providers=providers)
     if suffix in ENGINE_SUFFIXES:
-        from simam_deploy.tensorrt.runner import TensorRTRunner
+        from simam_deploy.backends.tensorrt.runner import TensorRTRunner
 
         return TensorRTRunner(path, **options)
     raise InputError(

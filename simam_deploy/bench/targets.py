@@ -223,7 +223,7 @@ def _bench_exported_onnx(bench: TargetBenchmark, model: torch.nn.Module, shape) 
 def _onnx_pair(bench: TargetBenchmark, proto) -> list[tuple[str, object]]:
     """[(backend name, runner)] for ``proto`` and, where there is one, its counterpart:
     decomposed first, fused second."""
-    from simam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+    from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
     from simam_deploy.graph.fuse import fuse_simam
     from simam_deploy.graph.unfuse import unfuse_simam
     from simam_deploy.onnx_utils import count_simam_nodes

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simam_deploy.backends.tensorrt.runtime import Runtime
 from simam_deploy.errors import InputError, MissingDependencyError
-from simam_deploy.tensorrt.runtime import Runtime
 
 PLUGIN_LIBRARY_NAME = "libsimam_trt_plugin.so"
 PLUGIN_ENV = "SIMAM_TRT_PLUGIN"
@@ -24,7 +24,7 @@ PLUGIN_BUILD_HINT = (
     f"build it with `make plugin TENSORRT_ROOT=/path/to/TensorRT` (or `make install TENSORRT_ROOT=...`), "
     f"then pass --plugin-lib PATH or set {PLUGIN_ENV}=PATH"
 )
-_PACKAGE = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parents[2]
 _REPO_ROOT = _PACKAGE.parent
 
 

@@ -1,5 +1,6 @@
 """ONNX Runtime backend. Models with ``SimAM`` nodes run through the compiled op library
-(``simam_deploy.ort``: libsimam_ort_ops.so, CPU float32/float16/bfloat16 and the CUDA EP)."""
+(``simam_deploy.backends.onnxruntime.library``: libsimam_ort_ops.so, CPU float32/float16/bfloat16
+and the CUDA EP)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ class OnnxRuntimeRunner:
         # an unmodified file is opened by path, so ONNX Runtime reads external data (and > 2 GB) itself
         model_bytes = str(model) if from_file and not needs_rewrite else proto.SerializeToString()
         if count_simam_nodes(proto):
-            from simam_deploy import ort as simam_ort
+            from simam_deploy.backends.onnxruntime import library as simam_ort
 
             simam_ort.register(options)
         self.providers = list(providers) if providers else ["CPUExecutionProvider"]

@@ -7,7 +7,7 @@ so the same file serves Python, C/C++ (``RegisterCustomOpsLibrary``) and Triton
 (``model_operations { op_library_filename: ... }``)::
 
     import onnxruntime as ort
-    from simam_deploy import ort as simam_ort
+    from simam_deploy.backends.onnxruntime import library as simam_ort
 
     session = ort.InferenceSession("fused.onnx", simam_ort.session_options())
 """
@@ -31,7 +31,7 @@ BUILD_HINT = (
     "standard ops only"
 )
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[2]
 _REPO_ROOT = _PACKAGE_DIR.parent
 
 

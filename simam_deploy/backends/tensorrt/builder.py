@@ -21,11 +21,11 @@ from typing import Any
 
 import onnx
 
+from simam_deploy.backends.tensorrt.plugin import PLUGIN_NAME, register_plugin
+from simam_deploy.backends.tensorrt.runtime import Runtime, import_runtime
 from simam_deploy.errors import InputError, SimamDeployError
 from simam_deploy.fileio import atomic_output, check_output_path
 from simam_deploy.precision import network_precision, typed_onnx_for_build
-from simam_deploy.tensorrt.plugin import PLUGIN_NAME, register_plugin
-from simam_deploy.tensorrt.runtime import Runtime, import_runtime
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 

@@ -1,6 +1,6 @@
 """Everything TensorRT, in one home: runtime probing, the plugin library, the engine builder, the runner.
 
-``import simam_deploy.tensorrt`` needs no TensorRT: the modules import it only when a function
+``import simam_deploy.backends.tensorrt`` needs no TensorRT: the modules import it only when a function
 asks for it (``import_runtime``). The runner (which needs torch with CUDA) is imported lazily.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simam_deploy.tensorrt.builder import (
+from simam_deploy.backends.tensorrt.builder import (
     PRECISIONS,
     BuildOptions,
     BuildReport,
@@ -17,7 +17,7 @@ from simam_deploy.tensorrt.builder import (
     parse_dims,
     parse_shapes,
 )
-from simam_deploy.tensorrt.plugin import (
+from simam_deploy.backends.tensorrt.plugin import (
     PLUGIN_ENV,
     PLUGIN_LIBRARY_NAME,
     PLUGIN_NAME,
@@ -28,7 +28,13 @@ from simam_deploy.tensorrt.plugin import (
     parse_plugin_info,
     register_plugin,
 )
-from simam_deploy.tensorrt.runtime import RUNTIME_CHOICES, RUNTIMES, Runtime, import_runtime, rtx_parser_link
+from simam_deploy.backends.tensorrt.runtime import (
+    RUNTIME_CHOICES,
+    RUNTIMES,
+    Runtime,
+    import_runtime,
+    rtx_parser_link,
+)
 
 __all__ = [
     "PLUGIN_ENV",
@@ -58,7 +64,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "TensorRTRunner":
-        from simam_deploy.tensorrt.runner import TensorRTRunner
+        from simam_deploy.backends.tensorrt.runner import TensorRTRunner
 
         return TensorRTRunner
     raise AttributeError(name)

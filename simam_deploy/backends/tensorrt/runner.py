@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from simam_deploy.backends.tensorrt.plugin import register_plugin
+from simam_deploy.backends.tensorrt.runtime import import_runtime
 from simam_deploy.errors import InputError, MissingDependencyError
-from simam_deploy.tensorrt.plugin import register_plugin
-from simam_deploy.tensorrt.runtime import import_runtime
 
 MIN_ENGINE_BYTES = 64  # smaller files cannot be a TensorRT plan
 

@@ -1,0 +1,1 @@
+"""ONNX Runtime backend: the runner (``runner``) and our custom-op library (``library``)."""

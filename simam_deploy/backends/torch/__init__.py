@@ -1,0 +1,1 @@
+"""PyTorch backend: the reference runner (``runner``)."""
