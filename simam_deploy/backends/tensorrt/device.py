@@ -282,6 +282,12 @@ def find_provider(which: str | None = None) -> tuple[str, Any]:
             return name, importer()
         except ImportError as exc:  # also a package whose native library is missing
             problems.append(f"{name}: {exc}")
+    if which != "auto":
+        raise MissingDependencyError(
+            f"the TensorRT runner was told to take its GPU buffers from {which} ({PROVIDER_ENV}), which "
+            f"does not import ({problems[0]})",
+            f"install it, or unset {PROVIDER_ENV} to use whichever of {', '.join(PROVIDERS)} is installed",
+        )
     raise MissingDependencyError(
         "the TensorRT runner needs GPU buffers from cuda-python, pycuda or torch, and none imports ("
         + "; ".join(problems)
