@@ -106,7 +106,11 @@ def validate(
 
     seed_list = _parse_seeds(seeds)
     npz = None if inputs == "random" else inputs
-    check_outputs({"--json": json_path, "--plot": plot}, [target, checkpoint, npz, plugin_lib])
+    check_outputs(
+        {"--json": json_path, "--plot": plot},
+        [target, checkpoint, npz, plugin_lib, onnx_source, reference if ":" in reference else None],
+        folders={"--save-inputs": save_inputs, "--save-outputs": save_outputs},
+    )
     shape = parse_shape(input_shape) if input_shape else None
     out = human_console(json_path)
     table = _make_table()
