@@ -7,7 +7,9 @@ read-only tmpfs (skipped with the reason where this process may not mount)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import textwrap
 from pathlib import Path
 
@@ -301,3 +303,92 @@ def test_npz_with_zero_samples_is_refused(r20_fixed, tmp_path, capsys):
 def test_sloppy_shape_strings_are_refused(shape, r20_fixed, capsys):
     code, out, err = run(["validate", r20_fixed, "--reference", R20, "--input-shape", shape], capsys)
     _refused(code, out, err, "shape")
+
+
+# ---- what users found confusing ---------------------------------------------------------------------
+def test_bench_counts_simam_by_formula_like_export(user_dir, capsys):
+    """The user's own SimAM class is not ours, so 'fused' cannot swap a kernel in, but bench must
+    not claim there is no SimAM when export finds one."""
+    spec = f"{user_dir / 'mynet.py'}:build"
+    code, out, err = run(
+        ["bench", spec, "--input-shape", "1x3x16x16", "--compare", "eager,fused", "--iters", "2",
+         "--warmup", "0", "--device", "cpu", "--json", "-"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, out + err
+    notes = " ".join(json.loads(out)["notes"])
+    assert "1 SimAM block(s) by formula" in notes and "no SimAM" not in notes, notes
+
+
+def test_a_directory_as_model_or_checkpoint_is_called_a_directory(r20_fixed, tmp_path, capsys):
+    folder = tmp_path / "looks-like.onnx"
+    folder.mkdir()
+    code, out, err = run(["validate", folder, "--reference", R20], capsys)
+    _refused(code, out, err, "is a directory")
+    code, out, err = run(["fuse", folder, "-o", tmp_path / "f.onnx"], capsys)
+    _refused(code, out, err, "is a directory")
+    ckpt = tmp_path / "weights.pth"
+    ckpt.mkdir()
+    code, out, err = run(["validate", r20_fixed, "--reference", R20, "--checkpoint", ckpt], capsys)
+    _refused(code, out, err, "checkpoint", "is a directory")
+
+
+def test_a_text_file_as_checkpoint_says_what_it_is(r20_fixed, tmp_path, capsys):
+    ckpt = tmp_path / "weights.pth"
+    ckpt.write_text("epoch 101, top-1 92.3\n")
+    code, out, err = run(["validate", r20_fixed, "--reference", R20, "--checkpoint", ckpt], capsys)
+    _refused(code, out, err, "not a PyTorch checkpoint", "torch.save")
+
+
+@pytest.fixture(scope="module")
+def r20_plugin_dynamic(tmp_path_factory) -> Path:
+    """SimAM nodes, dynamic batch, H and W: what a user builds engines from."""
+    return export_once(tmp_path_factory, "r20-plugin.onnx", "--dynamic", "all", "--mode", "plugin")
+
+
+def test_build_refuses_a_profile_with_1x1_simam_planes(r20_plugin_dynamic, tmp_path, capsys):
+    engine = tmp_path / "r20.engine"
+    code, out, err = run(
+        ["build", r20_plugin_dynamic, "-o", engine, "--shapes", "input=1x3x1x1:1x3x32x32:4x3x32x32"], capsys
+    )
+    _refused(code, out, err, "1x1 plane", "min profile")
+    assert not engine.exists()
+
+
+def test_build_takes_trtexec_min_opt_max_shapes(r20_plugin_dynamic, tmp_path, capsys):
+    pytest.importorskip("tensorrt_rtx_bindings", reason="the RTX builder (make install) builds without a GPU")
+    engine = tmp_path / "r20.engine"
+    code, out, err = run(
+        ["build", r20_plugin_dynamic, "-o", engine, "--runtime", "tensorrt-rtx",
+         "--minShapes=input:1x3x32x32", "--optShapes=input:2x3x32x32", "--maxShapes=input:4x3x32x32",
+         "--json", "-"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, out + err
+    assert json.loads(out)["profiles"] == {"input": [[1, 3, 32, 32], [2, 3, 32, 32], [4, 3, 32, 32]]}
+    assert engine.stat().st_size > 0
+    code, out, err = run(
+        ["build", r20_plugin_dynamic, "-o", tmp_path / "b.engine", "--minShapes=input:1x3x32x32"], capsys
+    )
+    _refused(code, out, err, "--optShapes", "--maxShapes")
+
+
+def test_triton_server_command_is_quoted_for_paths_with_spaces(r20_fixed, tmp_path, capsys):
+    repo = tmp_path / "my models"
+    code, out, err = run(["triton", r20_fixed, "-o", repo, "--json", "-"], capsys)
+    assert code == 0, out + err
+    command = json.loads(out)["server_command"]
+    assert shlex.split(command) == ["tritonserver", f"--model-repository={repo.resolve()}"], command
+
+
+def test_convert_json_has_the_envelope(r20_fixed, tmp_path, capsys):
+    code, out, err = run(
+        ["convert", r20_fixed, "--precision", "fp16", "-o", tmp_path / "h.onnx", "--json", "-"], capsys
+    )
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["schema"] == "simam-deploy/convert/v1"
+    assert report["inputs"] == {"onnx": str(r20_fixed)}
+    assert report["outputs"] == {"onnx": str(tmp_path / "h.onnx"), "json": "-"}
+    doc = (Path(__file__).parents[1] / "docs" / "cli-contract.md").read_text()
+    assert "| `simam-deploy/convert/v1` |" in doc
