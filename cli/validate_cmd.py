@@ -126,7 +126,17 @@ def validate(
         )
     npz = None if inputs == "random" else inputs
     check_outputs(
-        {"--json": json_path, "--plot": plot}, [target, checkpoint, npz, plugin_lib, reference_outputs]
+        {"--json": json_path, "--plot": plot},
+        [
+            target,
+            checkpoint,
+            npz,
+            plugin_lib,
+            onnx_source,
+            reference_outputs,
+            reference if reference and ":" in reference else None,
+        ],
+        folders={"--save-inputs": save_inputs, "--save-outputs": save_outputs},
     )
     shape = None
     if input_shape:

@@ -246,18 +246,19 @@ def _split_batches(x: np.ndarray, shape: Sequence, batch_size: int) -> list[np.n
 
 
 def load_callable(spec_text: str, spec: InputSpec) -> InputSet:
-    from simam_deploy.zoo import _import_target
+    from simam_deploy.zoo import _import_target, user_code_errors
 
     target, _, attr = spec_text.rpartition(":")
     factory = getattr(_import_target(target), attr, None)
     if factory is None or not callable(factory):
         raise InputError(f"'{attr}' is not a callable in {target}", "check the name after the ':'")
-    try:
-        items = factory()
-        iterator = iter(items)
-    except TypeError as exc:
-        raise InputError(f"{spec_text} must return an iterable of input dicts or arrays ({exc})") from exc
-    batches = [_as_feed(item, spec, spec_text, i) for i, item in enumerate(_take(iterator))]
+    with user_code_errors(spec_text, "inputs callable"):
+        try:
+            items = factory()
+            iterator = iter(items)
+        except TypeError as exc:
+            raise InputError(f"{spec_text} must return an iterable of input dicts or arrays ({exc})") from exc
+        batches = [_as_feed(item, spec, spec_text, i) for i, item in enumerate(_take(iterator))]
     if not batches:
         raise InputError(f"{spec_text} yielded no inputs", "yield at least one batch")
     return InputSet(spec_text, "callable", batches)
@@ -319,7 +320,35 @@ def load_inputs(
     size: str | Sequence[int] | None = None,
     batch_size: int = DEFAULT_BATCH,
 ) -> InputSet:
-    """Read ``--inputs``: a .npz, a folder of images, a saved-tensors folder, or module:callable."""
+    """Read ``--inputs``: a .npz, a folder of images, a saved-tensors folder, or module:callable.
+
+    Every batch must hold at least one sample: 0 samples would make any comparison pass vacuously."""
+    found = _load_inputs(
+        source, spec, reference=reference, mean=mean, std=std, size=size, batch_size=batch_size
+    )
+    for i, batch in enumerate(found.batches):
+        empty = [name for name, arr in batch.items() if arr.ndim == 0 or arr.shape[0] == 0 or arr.size == 0]
+        if empty or not batch:
+            where = f" (batch {i + 1})" if len(found.batches) > 1 else ""
+            raise InputError(
+                f"--inputs {found.source}{where} holds 0 samples"
+                + (f" in {', '.join(empty)}" if empty else "")
+                + "; nothing would be compared",
+                "give at least one sample per input (batch axis >= 1)",
+            )
+    return found
+
+
+def _load_inputs(
+    source: str | os.PathLike,
+    spec: InputSpec,
+    *,
+    reference: str | None,
+    mean: str | Sequence[float] | None,
+    std: str | Sequence[float] | None,
+    size: str | Sequence[int] | None,
+    batch_size: int,
+) -> InputSet:
     text = str(source)
     path = Path(text)
     if path.suffix.lower() == ".npz":
@@ -456,7 +485,10 @@ def save_tensors(
         raise InputError(
             f"folder {target.parent} does not exist", f"create it first: mkdir -p {target.parent}"
         )
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    from simam_deploy.fileio import write_errors_name
+
+    with write_errors_name(target, parent):
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
     try:
         if inputs is not None:
             _write_tensors(staging, "inputs", inputs)
@@ -614,16 +646,16 @@ def check_new_outputs(
     inputs: Sequence[str | os.PathLike],
     *folders_then_plot: str | os.PathLike | None,
 ) -> None:
-    """Refuse bad output paths before any work: save folders must be new or empty, the plot no input."""
-    from simam_deploy.fileio import check_output_path
+    """Refuse bad output paths before any work: save folders must be new or empty and writable, no
+    output an input."""
+    from simam_deploy.fileio import check_output_folder, check_output_path
 
     *folders, plot = folders_then_plot
     if plot is not None:
-        check_output_path(plot, inputs)
+        check_output_path(plot, inputs, option="--plot")
     for folder in folders:
-        path = Path(folder) if folder is not None else None
-        if path is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise InputError(f"{path} exists and is not an empty folder", "give a new folder name")
+        if folder is not None:
+            check_output_folder(folder, inputs)
 
 
 def random_feed(spec: InputSpec, shape: Sequence[int], seed: int) -> dict[str, np.ndarray]:

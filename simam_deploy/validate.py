@@ -32,6 +32,7 @@ from simam_deploy.parity import (
     input_shapes_to_try,
 )
 from simam_deploy.precision import resolve_tolerances
+from simam_deploy.resources import check_input_memory, out_of_memory_is_input
 
 if TYPE_CHECKING:
     import torch
@@ -191,14 +192,31 @@ def validate(
         ) from exc
     from simam_deploy import per_layer as per_layer_mod
     from simam_deploy.backends.torch.runner import TorchRunner
-    from simam_deploy.zoo import build_model, check_model_spec
+    from simam_deploy.zoo import build_model, check_model_spec, user_code_errors
 
     if inputs is None and not seeds:
         raise InputError("no seeds given for random inputs", "give e.g. --seeds 0,1,2, or --inputs FILE.npz")
     if any(s < 0 for s in seeds):
         raise InputError(f"seeds must be >= 0, got {list(seeds)}", "e.g. --seeds 0,1,2")
     check_model_spec(reference)  # blame an unknown name before loading anything
-    check_new_outputs([p for p in (target, inputs) if p is not None], save_inputs, save_outputs, plot)
+    protected = [target, inputs, checkpoint, onnx_source, plugin_lib, reference if ":" in reference else None]
+    check_new_outputs([p for p in protected if p is not None], save_inputs, save_outputs, plot)
+    # the user's own model runs inside: its exceptions (and sys.exit) are its errors, exit 2
+    with user_code_errors(reference), out_of_memory_is_input("--input-shape / --inputs"):
+        return _validate(
+            target, reference, checkpoint=checkpoint, atol=atol, rtol=rtol, precision=precision,
+            inputs=inputs, seeds=seeds, input_shape=input_shape, providers=providers, plugin_lib=plugin_lib,
+            on_run=on_run, allow_nonfinite=allow_nonfinite, on_start=on_start, per_layer=per_layer,
+            onnx_source=onnx_source, probe_precision=probe_precision, mean=mean, std=std, size=size,
+            batch_size=batch_size, save_inputs=save_inputs, save_outputs=save_outputs, plot=plot,
+        )  # fmt: skip
+
+
+def _validate(
+    target, reference, *, checkpoint, atol, rtol, precision, inputs, seeds, input_shape, providers,
+    plugin_lib, on_run, allow_nonfinite, on_start, per_layer, onnx_source, probe_precision, mean, std, size,
+    batch_size, save_inputs, save_outputs, plot,
+) -> ParityReport:  # fmt: skip
     options = {"plugin_lib": plugin_lib} if plugin_lib else {}
     model, _ = build_model(reference, checkpoint)
     probe_proto = None
@@ -223,6 +241,8 @@ def validate(
     else:
         shape = resolve_input_shape(spec[0][1], reference, input_shape)
         shapes = input_shapes_to_try(spec[0][1], shape)
+        for tried in shapes:  # refuse a batch of 10^9 with its size, before allocating it
+            check_input_memory({name: tried for name, _, _ in spec}, "--input-shape", copies=2)
     check_simam_planes(model, shapes)
     if per_layer and probe_proto is None:
         runner, blocks = per_layer_mod.engine_probe_runner(
