@@ -167,6 +167,8 @@ class PyCuda:
         self._allocations.pop(ptr).free()
 
     def to_device(self, ptr: int, host: np.ndarray) -> None:
+        # pageable host memory: the copy is staged by the driver (synchronous to the host), still in
+        # stream order; page-locked buffers would only matter for overlapping copies, which we never do
         self.cuda.memcpy_htod_async(ptr, host, self.stream)
 
     def to_host(self, host: np.ndarray, ptr: int) -> None:
