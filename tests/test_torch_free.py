@@ -81,6 +81,28 @@ def _no_traceback(done: subprocess.CompletedProcess) -> None:
     assert "Traceback" not in done.stderr, done.stderr
 
 
+DEVICE_PATH = (
+    "simam_deploy",
+    "simam_deploy.cli.main",
+    "simam_deploy.cli.validate_cmd",
+    "simam_deploy.validate",
+    "simam_deploy.inputs",
+    "simam_deploy.parity",
+    "simam_deploy.saved_reference",
+    "simam_deploy.backends.onnxruntime.runner",
+    "simam_deploy.backends.tensorrt.runner",
+    "simam_deploy.backends.tensorrt.device",
+)
+
+
+def test_every_module_on_the_device_path_imports_without_torch(engine_env):
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *DEVICE_PATH], env=engine_env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_help_works_without_torch(no_torch_env):
     top = cli(no_torch_env, "--help")
     assert top.returncode == 0 and "validate" in top.stdout, top.stderr
