@@ -190,9 +190,7 @@ def validate(
             "install torch, or compare with outputs saved on the host: --reference-outputs DIR "
             "(validate --save-inputs DIR --save-outputs DIR there; see docs/jetson.md)",
         ) from exc
-    from simam_deploy import per_layer as per_layer_mod
-    from simam_deploy.backends.torch.runner import TorchRunner
-    from simam_deploy.zoo import build_model, check_model_spec, user_code_errors
+    from simam_deploy.zoo import check_model_spec, user_code_errors
 
     if inputs is None and not seeds:
         raise InputError("no seeds given for random inputs", "give e.g. --seeds 0,1,2, or --inputs FILE.npz")
@@ -217,6 +215,10 @@ def _validate(
     plugin_lib, on_run, allow_nonfinite, on_start, per_layer, onnx_source, probe_precision, mean, std, size,
     batch_size, save_inputs, save_outputs, plot,
 ) -> ParityReport:  # fmt: skip
+    from simam_deploy import per_layer as per_layer_mod
+    from simam_deploy.backends.torch.runner import TorchRunner
+    from simam_deploy.zoo import build_model
+
     options = {"plugin_lib": plugin_lib} if plugin_lib else {}
     model, _ = build_model(reference, checkpoint)
     probe_proto = None
