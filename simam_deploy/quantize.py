@@ -28,10 +28,14 @@ packages that clash with ours.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import os
+import re
+import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -405,6 +409,21 @@ def _run(model: onnx.ModelProto, batches: Sequence[dict[str, np.ndarray]]) -> np
 # -- quantizers ------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """The quantizers print progress to stdout (where `--json -` writes) and warn on the root logger
+    about things we decide on purpose (no pre-processing pass): stdout goes to stderr, warnings are
+    kept to errors."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        root.setLevel(level)
+
+
 def _ort_quantize(
     model_path: Path,
     out_path: Path,
@@ -425,27 +444,28 @@ def _ort_quantize(
     # quantize_static does by default; only there to measure what keeping SimAM is worth
     op_types = None if naive else list(QUANTIZED_OP_TYPES)
     extra = {} if naive else {"OpTypesToExcludeOutputQuantization": list(QUANTIZED_OP_TYPES)}
-    quantize_static(
-        str(model_path),
-        str(out_path),
-        reader,
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=op_types,
-        per_channel=True,
-        reduce_range=False,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=list(exclude),
-        use_external_data_format=external,
-        calibrate_method=calibrate,
-        extra_options={
-            "ActivationSymmetric": True,  # TensorRT: zero point 0
-            "WeightSymmetric": True,
-            "QuantizeBias": False,  # RTX refuses int32 DequantizeLinear; TensorRT fuses float bias
-            # Q/DQ on layer inputs only: a Q/DQ on a Conv's output would sit on a SimAM block's input
-            **extra,
-        },
-    )
+    with _quiet_quantizer():
+        quantize_static(
+            str(model_path),
+            str(out_path),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=op_types,
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude),
+            use_external_data_format=external,
+            calibrate_method=calibrate,
+            extra_options={
+                "ActivationSymmetric": True,  # TensorRT: zero point 0
+                "WeightSymmetric": True,
+                "QuantizeBias": False,  # RTX refuses int32 DequantizeLinear; TensorRT fuses float bias
+                # Q/DQ on layer inputs only: a Q/DQ on a Conv's output would sit on a SimAM block's input
+                **extra,
+            },
+        )
 
 
 def _modelopt_quantize(
@@ -464,22 +484,21 @@ def _modelopt_quantize(
             "pip install 'nvidia-modelopt[onnx]' in a separate environment (its pins clash with ours), "
             "or use --quantizer onnxruntime",
         ) from exc
-    if method == "percentile":
-        raise InputError("ModelOpt calibrates with entropy or max only", "use --method entropy or minmax")
     names = list(batches[0])
     data = {name: np.concatenate([b[name] for b in batches], axis=0) for name in names}
-    mo_quantize(
-        onnx_path=str(model_path),
-        quantize_mode="int8",
-        calibration_data=data,
-        calibration_method={"entropy": "entropy", "minmax": "max"}[method],
-        calibration_eps=["cpu"],
-        op_types_to_quantize=list(QUANTIZED_OP_TYPES),
-        nodes_to_exclude=list(exclude),
-        use_external_data_format=external,
-        output_path=str(out_path),
-        high_precision_dtype="fp32",  # fp16 is our own pass, with SimAM statistics kept float32
-    )
+    with _quiet_quantizer():
+        mo_quantize(
+            onnx_path=str(model_path),
+            quantize_mode="int8",
+            calibration_data=data,
+            calibration_method={"entropy": "entropy", "minmax": "max"}[method],
+            calibration_eps=["cpu"],
+            op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+            nodes_to_exclude=[f"^{re.escape(name)}$" for name in exclude],  # it reads patterns
+            use_external_data_format=external,
+            output_path=str(out_path),
+            high_precision_dtype="fp32",  # fp16 is our own pass, with SimAM statistics kept float32
+        )
 
 
 # -- the whole pass ----------------------------------------------------------------------------------
@@ -490,6 +509,8 @@ def _check_options(method: str, quantizer: str, high_precision: str, samples: in
         raise InputError(f"unknown --method {method!r}", f"use one of {', '.join(METHODS)}")
     if quantizer not in QUANTIZERS:
         raise InputError(f"unknown --quantizer {quantizer!r}", f"use one of {', '.join(QUANTIZERS)}")
+    if quantizer == "modelopt" and method == "percentile":
+        raise InputError("ModelOpt calibrates with entropy or max only", "use --method entropy or minmax")
     if high_precision not in HIGH_PRECISIONS:
         raise InputError(
             f"unknown --high-precision {high_precision!r}", f"use one of {', '.join(HIGH_PRECISIONS)}"

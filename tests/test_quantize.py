@@ -22,12 +22,14 @@ from simam_deploy.quantize import (
     agreement,
     find_blocks,
     layout_problems,
+    quantize_file,
     quantized_layers,
     split_samples,
 )
 from simam_deploy.zoo import build_model
 from tests.cli_runner import run_cli
 from tests.real_images import make_photo_folder
+from tests.test_tensorrt_rtx import needs_rtx_plugin
 
 R20_BLOCKS = 9
 
@@ -204,3 +206,25 @@ def test_split_and_agreement_metrics():
     q = np.array([[4.0, 0.0, 0.0], [0.3, 0.0, 0.2], [0.0, 0.0, 4.5]])
     a = agreement(q, ref)
     assert a.top1 == pytest.approx(1 / 3) and a.confident_rows == 2 and a.confident_top1 == 0.5
+
+
+@needs_rtx_plugin
+@pytest.mark.parametrize("kind", ["decomposed", "fused"])
+def test_rtx_builds_an_int8_engine(kind, r20, photos, tmp_path, capsys):
+    """TensorRT for RTX (strongly typed, no GPU needed to build) takes the Q/DQ file as it is."""
+    from simam_deploy.backends.tensorrt.builder import build_engine
+
+    q = tmp_path / "int8.onnx"
+    quantize_file(r20[kind], q, photos, samples=32, method="minmax", reference="cifar-resnet20")
+    fp32 = build_engine(r20[kind], tmp_path / "fp32.engine", runtime="tensorrt-rtx")
+    int8 = build_engine(q, tmp_path / "int8.engine", runtime="tensorrt-rtx")
+    assert fp32.qdq_layers == 0 and int8.qdq_layers > 0
+    assert "INT8" not in int8.builder_flags  # strongly typed: the file's Q/DQ decide, no flag
+    assert int8.simam_plugin_layers == (R20_BLOCKS if kind == "fused" else 0)
+    # int8 weights: a quarter of float32's plus the float parts (biases, BatchNorm); the engine file
+    # itself holds kernels for several GPU generations and does not shrink (docs/precision.md)
+    assert fp32.weights_bytes and int8.weights_bytes
+    assert int8.weights_bytes <= 0.35 * fp32.weights_bytes, (int8.weights_bytes, fp32.weights_bytes)
+    code, out, err = run_cli(["build", str(q), "-o", str(tmp_path / "cli.engine"), "--json", "-"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["qdq_layers"] == int8.qdq_layers and "INT8 Q/DQ" in err
