@@ -38,14 +38,16 @@ from simam_deploy.zoo import build_model  # noqa: E402
 from tests.real_images import make_photo_folder  # noqa: E402
 
 
-def _engine_bytes(onnx_path: Path, out: Path) -> int | None:
+def _engine(onnx_path: Path, out: Path) -> dict | None:
+    """Engine file bytes and the builder's weight bytes of a TensorRT for RTX build."""
     try:
         from simam_deploy.backends.tensorrt.builder import build_engine
 
-        return build_engine(onnx_path, out, runtime="tensorrt-rtx").engine_bytes
+        report = build_engine(onnx_path, out, runtime="tensorrt-rtx")
     except Exception as exc:  # no RTX wheels or plugin: report, do not fail the study
         print(f"  (no RTX engine for {onnx_path.name}: {exc})", file=sys.stderr)
         return None
+    return {"engine_bytes": report.engine_bytes, "weights_bytes": report.weights_bytes}
 
 
 def _latency(paths: dict[str, Path], feed: dict[str, np.ndarray], runs: int) -> dict[str, float]:
@@ -71,7 +73,7 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=344)
     parser.add_argument("--evaluate", type=int, default=944)
     parser.add_argument("--target", type=float, default=0.99)
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
 
@@ -132,8 +134,8 @@ def main() -> None:
     sizes = {
         "onnx_fp32": fp32.stat().st_size,
         "onnx_int8": int8.stat().st_size,
-        "engine_fp32": _engine_bytes(fused, work / "fp32.engine"),
-        "engine_int8": _engine_bytes(fused_int8, work / "int8.engine"),
+        "engine_fp32": _engine(fused, work / "fp32.engine"),
+        "engine_int8": _engine(fused_int8, work / "int8.engine"),
     }
     print("sizes:", sizes)
     feed1 = {k: v[:1] for k, v in evaluate[0].items()}
