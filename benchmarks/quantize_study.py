@@ -94,10 +94,16 @@ def main() -> None:
     reference = _run(proto, evaluate)
     print(f"{inputs.count} crops: {args.calibrate} calibrate, {args.held_out} held out, rest evaluate")
 
+    import torch
+
+    with torch.no_grad():  # PyTorch float32: what validate compares against
+        torch_out = np.concatenate([model(torch.from_numpy(b["input"])).numpy() for b in evaluate])
     rows = []
 
     def row(label: str, q, report) -> None:
-        a = agreement(_run(q, evaluate), reference)
+        out = _run(q, evaluate)
+        a = agreement(out, reference)
+        err = np.abs(out.astype(np.float64) - torch_out)
         rows.append(
             {
                 "config": label,
@@ -107,10 +113,15 @@ def main() -> None:
                 "samples": a.samples,
                 "conv_weight_share": report.conv_weight_share,
                 "kept_layers": [d.name for d in report.kept if d.op_type != "SimAM"],
+                "max_abs_vs_torch": float(err.max()),
+                "p99_abs_vs_torch": float(np.quantile(err, 0.99)),
+                "max_rel_vs_torch": float(
+                    (err / np.maximum(np.abs(torch_out), 1e-6))[np.abs(torch_out) > 1].max()
+                ),
             }
         )
         print(f"{label:40s} top-1 {a.top1:.4f}  confident {a.confident_top1:.4f} ({a.confident_rows})  "
-              f"conv int8 {report.conv_weight_share:.1%}")  # fmt: skip
+              f"conv int8 {report.conv_weight_share:.1%}  max|err| vs torch {err.max():.3f}")  # fmt: skip
 
     for method in ("minmax", "percentile", "entropy"):
         q, rep = quantize_model(proto, calib, keep_simam=False, method=method)

@@ -44,6 +44,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from simam_deploy import parity
 from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.fileio import check_output_path
 from simam_deploy.graph import contract
@@ -65,7 +66,6 @@ CONV_OP_TYPES = ("Conv", "ConvTranspose")
 DEFAULT_SAMPLES = 256
 DEFAULT_MIN_QUANTIZED = 0.8  # share of convolution weights the accuracy-driven mode keeps quantized
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-CONFIDENT = 0.5  # a row is "confident" when fp32's top softmax probability exceeds this
 
 SIMAM_REASON = (
     "SimAM block: its per-plane statistics and the sigmoid of the energy are sensitive to int8 "
@@ -371,32 +371,18 @@ class _Reader:
 # -- agreement -------------------------------------------------------------------------------------
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def agreement(quantized: np.ndarray, reference: np.ndarray) -> Agreement:
-    """Top-1 agreement (all rows and rows where the reference's softmax top is > 0.5), mean row cosine
-    similarity (embeddings) and normalised squared error of ``quantized`` against ``reference``."""
+    """Top-1 agreement (all rows, and rows where the reference's softmax top is > 0.5), mean row
+    cosine similarity and normalised squared error of ``quantized`` against ``reference``."""
     q = quantized.reshape(quantized.shape[0], -1).astype(np.float64)
     r = reference.reshape(reference.shape[0], -1).astype(np.float64)
     rows = np.isfinite(q).all(axis=1) & np.isfinite(r).all(axis=1)
+    top1, _ = parity._top1(q, r)
+    sure, sure_rows = parity.confident_top1(q, r)
     q, r = q[rows], r[rows]
-    top1 = conf_top1 = None
-    confident = 0
-    if q.shape[0] and q.shape[1] >= 2:
-        same = np.argmax(q, 1) == np.argmax(r, 1)
-        top1 = float(same.mean())
-        mask = _softmax(r).max(axis=1) > CONFIDENT
-        confident = int(mask.sum())
-        conf_top1 = float(same[mask].mean()) if confident else None
-    norms = np.linalg.norm(q, axis=1) * np.linalg.norm(r, axis=1)
-    cosine = float(np.mean(np.sum(q * r, axis=1) / np.where(norms > 0, norms, 1))) if q.size else 0.0
     denom = float(np.sum(r * r))
     nmse = float(np.sum((q - r) ** 2) / denom) if denom > 0 else float(np.sum((q - r) ** 2))
-    return Agreement(int(q.shape[0]), top1, confident, conf_top1, cosine, nmse)
+    return Agreement(int(q.shape[0]), top1, sure_rows, sure, parity.mean_cosine(q, r) or 0.0, nmse)
 
 
 def _run(model: onnx.ModelProto, batches: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
