@@ -137,7 +137,8 @@ def build(
     targets = f", {'/'.join(report.compute_capabilities)}" if report.compute_capabilities else ""
     out.print(
         f"[green]wrote[/green] {report.engine} ({report.engine_bytes / 1e6:.2f} MB, "
-        f"{report.precision} network{''.join(f' + {flag} flag' for flag in report.builder_flags)}, "
+        f"{report.precision} network{' with INT8 Q/DQ' if report.qdq_layers else ''}"
+        f"{''.join(f' + {flag} flag' for flag in report.builder_flags)}, "
         f"{built_by} {report.tensorrt_version}{targets}, built in {report.build_seconds:.2f} s)"
     )
     embedded = " (embedded in the engine)" if report.plugin_embedded else ""

@@ -56,7 +56,7 @@ be installed): a folder written by --save-outputs (its inputs are read from the 
 @click.option("--rtol", type=float, help="Relative tolerance [default: per precision].")
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+    type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]),
     default="auto",
     show_default=True,
     help="Precision the target computes in, for default tolerances (auto: from an ONNX file's types).",
@@ -271,6 +271,18 @@ def _print_verdict(out, report: ParityReport) -> None:
         f"max abs {worst['max_abs']:.3g}, max rel {worst['max_rel']:.3g}"
         + (f", {worst['nonfinite']} NaN/Inf" if worst["nonfinite"] else "")
         + ("" if top1 is None else f", top-1 agreement >= {top1:.1%}")
+        + _quantized_metrics(report, worst)
+    )
+
+
+def _quantized_metrics(report: ParityReport, worst: dict) -> str:
+    """int8 targets: the agreement that matters beside the elementwise rule."""
+    if report.precision != "int8":
+        return ""
+    sure, cosine = worst.get("min_confident_top1"), worst.get("min_cosine")
+    rows = sum(o.confident_rows for r in report.runs for o in r.outputs.values())
+    return ("" if sure is None else f", confident-row (p > 0.5, {rows} rows) agreement >= {sure:.1%}") + (
+        "" if cosine is None else f", cosine >= {cosine:.4f}"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -46,7 +47,9 @@ class BuildReport:
     profiles: dict[str, list[list[int]]]
     compute_capabilities: list[str] = field(default_factory=list)
     plugin_embedded: bool = False
-    builder_flags: list[str] = field(default_factory=list)  # FP16/BF16 flags set (TensorRT <= 10)
+    builder_flags: list[str] = field(default_factory=list)  # FP16/BF16/INT8 flags set (TensorRT <= 10)
+    qdq_layers: int = 0  # Quantize/Dequantize layers: an explicitly quantized (INT8) network
+    weights_bytes: int | None = None  # the builder's "Total Weights Memory" (None: not logged)
     notices: list[str] = field(default_factory=list)
     schema: str = "simam-deploy/build/v1"
 
@@ -55,6 +58,7 @@ class BuildReport:
 
 
 _LOGGERS: dict[str, Any] = {}
+_WEIGHTS_MEMORY = re.compile(r"Total Weights Memory: (\d+) bytes")
 
 
 def collecting_logger(trt: ModuleType, verbose: bool) -> Any:
@@ -71,8 +75,12 @@ def collecting_logger(trt: ModuleType, verbose: bool) -> Any:
                 trt.ILogger.__init__(self)
                 self.errors: list[str] = []
                 self.verbose = False
+                self.weights_bytes: int | None = None
 
             def log(self, severity: Any, msg: str) -> None:
+                weights = _WEIGHTS_MEMORY.search(str(msg))
+                if weights:  # the only place TensorRT states the engine's weight bytes
+                    self.weights_bytes = int(weights.group(1))
                 if severity in errors_at:
                     self.errors.append(str(msg))
                     if not self.verbose:
@@ -84,6 +92,7 @@ def collecting_logger(trt: ModuleType, verbose: bool) -> Any:
         logger = _LOGGERS[trt.__name__] = _Logger()
     logger.errors = []
     logger.verbose = verbose
+    logger.weights_bytes = None
     return logger
 
 
@@ -314,6 +323,25 @@ def _set_precision(runtime: Runtime, config: Any, precision: str) -> list[str]:
         )
     config.set_flag(flag)
     return [precision.upper()]
+
+
+def count_qdq_layers(trt: ModuleType, network: Any) -> int:
+    """Quantize/Dequantize layers of a parsed network (Q/DQ ONNX files, `simam-deploy quantize`)."""
+    kinds = {getattr(trt.LayerType, name, None) for name in ("QUANTIZE", "DEQUANTIZE")} - {None}
+    return sum(network.get_layer(i).type in kinds for i in range(network.num_layers))
+
+
+def _set_int8(runtime: Runtime, config: Any, qdq_layers: int) -> list[str]:
+    """Weakly typed TensorRT (8.x-10.x) runs a network's Q/DQ layers in INT8 only with the INT8 flag
+    (explicit quantization: scales come from the file, no calibrator); strongly typed TensorRT (11,
+    RTX) has no such flag and takes the types the Q/DQ layers state."""
+    if not qdq_layers or runtime.strongly_typed_only:
+        return []
+    flag = getattr(runtime.module.BuilderFlag, "INT8", None)
+    if flag is None:
+        return []
+    config.set_flag(flag)
+    return ["INT8"]
 
 
 def _normalise_capability(text: str) -> str:
@@ -552,6 +580,8 @@ def _build(
     if options.workspace_mb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
     flags = _set_precision(rt, config, options.precision)
+    qdq_layers = count_qdq_layers(trt, parsed.network)
+    flags += _set_int8(rt, config, qdq_layers)
     targets = _set_compute_capabilities(rt, config, options.compute_capabilities)
     if options.embed_plugin and plugin_path is not None:
         config.plugins_to_serialize = [str(plugin_path.resolve())]
@@ -595,6 +625,8 @@ def _build(
         compute_capabilities=targets,
         plugin_embedded=bool(options.embed_plugin and plugin_path is not None),
         builder_flags=flags,
+        qdq_layers=qdq_layers,
+        weights_bytes=logger.weights_bytes,
     )
 
 
