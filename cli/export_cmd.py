@@ -38,13 +38,18 @@ Examples:
     show_default=True,
     help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET}.",
 )
-@click.option("--input-shape", metavar="NxCxHxW", help="Example input shape [default: the zoo model's].")
+@click.option(
+    "--input-shape",
+    metavar="SHAPE",
+    help="Example input shape, any rank: 1x3x64x64, or 2x200x80 for [B,T,F] features [default: the zoo "
+    "model's]. With --dynamic all, an input that is not NCHW keeps every axis but the last dynamic.",
+)
 @click.option(
     "--dynamic",
     type=click.Choice(DYNAMIC_CHOICES),
     default="batch",
     show_default=True,
-    help="Dynamic axes: batch only, batch+H+W, or none.",
+    help="Dynamic axes: batch only, batch+H+W (other ranks: all but the last axis), or none.",
 )
 @click.option(
     "--exporter",

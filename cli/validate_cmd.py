@@ -5,7 +5,7 @@ from rich.table import Table
 
 from simam_deploy.cli.common import check_outputs, envelope, human_console, progress, write_json
 from simam_deploy.errors import InputError
-from simam_deploy.export import parse_shape
+from simam_deploy.export import parse_input_shapes
 from simam_deploy.parity import ParityReport, RunResult
 from simam_deploy.precision import DEFAULT_TOLERANCES
 
@@ -85,7 +85,10 @@ first diverging block; see docs/per-layer.md.
 @click.option("--plot", metavar="FILE.png", help="--per-layer: error per SimAM block as a PNG (log scale).")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds for random inputs.")
 @click.option(
-    "--input-shape", metavar="NxCxHxW", help="Shape for random inputs [default: from the file / zoo]."
+    "--input-shape",
+    metavar="SHAPE|NAME=SHAPE,...",
+    help="Shape for random inputs, any rank (1x3x32x32, 2x200x80), or one per input "
+    "(feats=2x200x80,mask=2x200) [default: from the file / zoo].",
 )
 @click.option("--plugin-lib", metavar="PATH", help="TensorRT plugin library (engines only).")
 @click.option(
@@ -111,7 +114,7 @@ def validate(
         [target, checkpoint, npz, plugin_lib, onnx_source, reference if ":" in reference else None],
         folders={"--save-inputs": save_inputs, "--save-outputs": save_outputs},
     )
-    shape = parse_shape(input_shape) if input_shape else None
+    shape = parse_input_shapes(input_shape) if input_shape else None
     out = human_console(json_path)
     table = _make_table()
     progress(f"validate: loading {target} and the PyTorch reference {reference} ...")
@@ -120,7 +123,7 @@ def validate(
         for name, s in run.outputs.items():
             table.add_row(
                 str(run.seed) if run.seed is not None else "file",
-                "x".join(map(str, next(iter(run.input_shapes.values())))),
+                ", ".join("x".join(map(str, s)) for s in run.input_shapes.values()),
                 name,
                 f"{s.max_abs:.3g}",
                 f"{s.max_rel:.3g}",

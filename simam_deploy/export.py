@@ -18,6 +18,7 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -66,8 +67,9 @@ class ExportReport:
         return asdict(self)
 
 
-def parse_shape(text: str | tuple[int, ...] | list[int]) -> tuple[int, int, int, int]:
-    """Parse '1x3x224x224' (or a tuple) into an NCHW shape, refusing anything but 4 positive dims."""
+def parse_shape(text: str | tuple[int, ...] | list[int], rank: int | None = 4) -> tuple[int, ...]:
+    """Parse '1x3x224x224' (or a tuple) into a shape of positive sizes; ``rank`` (4: NCHW, the
+    default) is required unless None (networks whose input is not an image, e.g. [B,T,80])."""
     if isinstance(text, str):
         # strict: '1xx3x32x32' or a trailing 'x' is a typo, not a shape with an axis left out
         if not re.fullmatch(r"\d+(?:[x,]\d+)*", text.strip().lower()):
@@ -78,7 +80,9 @@ def parse_shape(text: str | tuple[int, ...] | list[int]) -> tuple[int, int, int,
         dims = tuple(int(p) for p in re.split(r"[x,]", text.strip().lower()))
     else:
         dims = tuple(int(d) for d in text)
-    if len(dims) != 4:
+    if rank is None and not dims:
+        raise InputError(f"input shape {text!r} is empty", "write it as sizes joined by x, e.g. 2x200x80")
+    if rank is not None and len(dims) != rank:
         raise InputError(
             f"input shape {'x'.join(map(str, dims)) or text!r} has {len(dims)} dimensions; SimAM networks "
             "take 4-D NCHW input",
@@ -86,7 +90,57 @@ def parse_shape(text: str | tuple[int, ...] | list[int]) -> tuple[int, int, int,
         )
     if any(d <= 0 for d in dims):
         raise InputError(f"input shape {dims} has a non-positive dimension", "every dimension must be >= 1")
-    return dims  # type: ignore[return-value]
+    return dims
+
+
+# 'feats=2x200x80,lengths=2': a ',' followed by the next input's NAME= starts a new entry (a bare
+# shape may itself use ',' between sizes, as in '1,3,32,32').
+_NEXT_INPUT = re.compile(r",\s*(?=[^,=\s]+=)")
+
+
+def parse_input_shapes(text: str | Sequence[int]) -> dict[str | None, tuple[int, ...]]:
+    """``--input-shape`` for any network: one shape of any rank ('2x200x80', key None: the single
+    input) or one per input ('feats=2x200x80,lengths=2'). Only the SimAM tensors inside are 4-D."""
+    if not isinstance(text, str):
+        return {None: parse_shape(text, rank=None)}
+    if "=" not in text:
+        return {None: parse_shape(text, rank=None)}
+    shapes: dict[str | None, tuple[int, ...]] = {}
+    for entry in _NEXT_INPUT.split(text.strip()):
+        name, sep, dims = entry.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InputError(
+                f"cannot read --input-shape entry {entry!r}",
+                "write NAME=SHAPE per input, e.g. feats=2x200x80",
+            )
+        if name in shapes:
+            raise InputError(f"--input-shape names input {name!r} twice", "give each input once")
+        shapes[name] = parse_shape(dims, rank=None)
+    return shapes
+
+
+def shapes_for_inputs(
+    shapes: Mapping[str | None, tuple[int, ...]], names: Sequence[str]
+) -> dict[str, tuple[int, ...]]:
+    """Assign parsed ``--input-shape`` entries to the model's input ``names`` (an unnamed shape fits a
+    single-input model only); every name must exist, and every input must get a shape."""
+    if None in shapes:
+        if len(names) != 1:
+            raise InputError(
+                f"the model has {len(names)} inputs ({', '.join(names)}); one unnamed --input-shape fits one",
+                "name each input: --input-shape " + ",".join(f"{n}=SHAPE" for n in names),
+            )
+        return {names[0]: shapes[None]}
+    unknown = [n for n in shapes if n not in names]
+    missing = [n for n in names if n not in shapes]
+    if unknown or missing:
+        raise InputError(
+            f"--input-shape names {sorted(shapes)}; the model's inputs are {list(names)}",
+            "give one NAME=SHAPE per model input, e.g. --input-shape "
+            + ",".join(f"{n}=SHAPE" for n in names),
+        )
+    return {n: shapes[n] for n in names}
 
 
 def resolve_exporter(exporter: str, opset: int) -> str:
@@ -107,8 +161,12 @@ def resolve_exporter(exporter: str, opset: int) -> str:
     return exporter
 
 
-def probe_simam_inputs(model: nn.Module, example: torch.Tensor) -> list[dict]:
-    """Run the model once, recording what each SimAM sees; refuse planes the formula cannot handle."""
+def probe_simam_inputs(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> list[dict]:
+    """Run the model once (``example``: its input, or a tuple of its inputs), recording what each
+    SimAM sees; refuse planes the formula cannot handle. The network's inputs may have any rank;
+    only the tensors SimAM receives must be 4-D."""
+    args = example if isinstance(example, tuple) else (example,)
+    given = ", ".join("x".join(map(str, a.shape)) for a in args)
     seen: list[dict] = []
     handles = []
 
@@ -120,7 +178,7 @@ def probe_simam_inputs(model: nn.Module, example: torch.Tensor) -> list[dict]:
             h, w = int(x.shape[2]), int(x.shape[3])
             if module.unbiased and h * w == 1:
                 raise InputError(
-                    f"SimAM layer '{name}' sees a 1x1 plane for input shape {tuple(example.shape)}: the "
+                    f"SimAM layer '{name}' sees a 1x1 plane for input shape {given}: the "
                     "paper's variance divides by H*W-1 = 0, so its output would be 0/0 (NaN)",
                     "use a larger input (H and W) or a network without SimAM after global pooling",
                 )
@@ -139,12 +197,12 @@ def probe_simam_inputs(model: nn.Module, example: torch.Tensor) -> list[dict]:
         handles.append(module.register_forward_pre_hook(hook(name, module)))
     try:
         with torch.no_grad():
-            model(example)
+            model(*args)
     except InputError:
         raise
     except RuntimeError as exc:
         raise InputError(
-            f"the model fails on an input of shape {tuple(example.shape)}: {str(exc).splitlines()[0]}",
+            f"the model fails on an input of shape {given}: {str(exc).splitlines()[0]}",
             "check --input-shape (channels and size the network expects)",
         ) from exc
     finally:
@@ -182,7 +240,7 @@ def export_onnx(
     if dynamic not in DYNAMIC_CHOICES:
         raise InputError(f"unknown --dynamic '{dynamic}'", f"use one of: {', '.join(DYNAMIC_CHOICES)}")
     exporter = resolve_exporter(exporter, opset)
-    shape = parse_shape(input_shape)
+    shape = parse_shape(input_shape, rank=None)  # any input rank: only the SimAM tensors are 4-D
     out = check_output_path(output, inputs_to_protect)
     check_input_memory({input_name: shape}, "--input-shape", copies=2)
     start = time.perf_counter()
@@ -288,7 +346,11 @@ def _no_simam_found(model: nn.Module, report: ExportReport, allow_none: bool) ->
     report.notes.append(f"{message}; {hint}")
 
 
-def _dynamic_axes(dynamic: str) -> dict[int, str]:
+def _dynamic_axes(dynamic: str, rank: int = 4) -> dict[int, str]:
+    """Axes left dynamic. 'all' on an image is batch, H and W; on any other input (e.g. [B,T,F]
+    speech features) every axis but the last, which is the feature size the weights are made for."""
+    if dynamic == "all" and rank != 4:
+        return {i: "batch" if i == 0 else f"dim{i}" for i in range(max(rank - 1, 1))}
     return {"batch": {0: "batch"}, "all": {0: "batch", 2: "height", 3: "width"}, "none": {}}[dynamic]
 
 
@@ -319,7 +381,7 @@ def export_model_proto(
     custom_translation_table: dict | None = None,
 ) -> onnx.ModelProto:
     """Run one of torch's exporters and return the ModelProto (nothing written to disk)."""
-    axes = _dynamic_axes(dynamic)
+    axes = _dynamic_axes(dynamic, example.dim())
     try:
         with quiet_exporter():
             if exporter == "dynamo":
