@@ -8,7 +8,8 @@ Sources (``--inputs``):
 * a folder written by ``--save-inputs`` (it holds ``inputs.manifest.json``): loaded back bit for bit;
 * ``package.module:callable`` or ``path/file.py:callable``: a function with no arguments returning an
   iterable of input dicts ``{name: array}`` or arrays (single-input models); one item = one batch;
-* ``FILE.npz`` as before.
+* ``FILE.npz`` as before;
+* ``FILE.json``: Polygraphy's ``--save-inputs`` (a list of feed dicts, one batch each).
 
 Saved tensors (``--save-inputs`` / ``--save-outputs``) are written three ways in one folder:
 ``<tensor>.bin`` raw little-endian C-order data, which ``trtexec --loadInputs=name:file`` (and
@@ -20,7 +21,6 @@ Polygraphy's JSON (a list of feed dicts for ``--load-inputs``, a ``RunResults`` 
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import os
@@ -355,6 +355,8 @@ def _load_inputs(
         from simam_deploy.parity import load_inputs_npz
 
         return InputSet(text, "npz", [load_inputs_npz(path, [n for n, _, _ in spec])])
+    if path.suffix.lower() == ".json":
+        return InputSet(text, "polygraphy", load_polygraphy_inputs(path))
     if path.is_dir():
         if (path / "inputs.manifest.json").is_file():
             return InputSet(text, "saved", [load_tensors(path, "inputs")])
@@ -363,8 +365,8 @@ def _load_inputs(
     if ":" in text and not path.exists():
         return load_callable(text, spec)
     raise InputError(
-        f"--inputs {text!r} is neither an .npz file, a folder, nor module:callable",
-        "e.g. --inputs batch.npz, --inputs photos/, --inputs mypkg.data:batches",
+        f"--inputs {text!r} is neither an .npz file, Polygraphy JSON, a folder, nor module:callable",
+        "e.g. --inputs batch.npz, --inputs photos/, --inputs inputs.json, --inputs mypkg.data:batches",
     )
 
 
@@ -559,16 +561,70 @@ def _read_raw(base: Path, entry: dict) -> np.ndarray:
 
 
 def _load_polygraphy(path: Path, kind: str) -> dict[str, np.ndarray]:
+    if kind == "inputs":
+        return load_polygraphy_inputs(path)[0]
+    return load_polygraphy_outputs(path)[1][0]
+
+
+def _read_json(path: Path) -> object:
     try:
-        data = json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {path} ({exc})") from exc
-    with contextlib.suppress(KeyError, IndexError, TypeError):
-        if kind == "inputs":
-            return {k: _decode_ndarray(v, f"{path}:{k}") for k, v in data[0].items()}
-        iteration = data["lst"][0][1][0]["outputs"]
-        return {k: _decode_ndarray(v["values"], f"{path}:{k}") for k, v in iteration.items()}
-    raise InputError(f"{path} does not have the layout Polygraphy writes for {kind}")
+        raise InputError(f"cannot read {path} as JSON ({exc})") from exc
+
+
+def _decode_tensor(obj: object, where: str) -> np.ndarray:
+    """A Polygraphy ndarray entry, bare or inside a LazyArray (``{"values": ...}``), numeric only."""
+    if isinstance(obj, Mapping) and obj.get(POLYGRAPHY_CLASS) == "LazyArray":
+        obj = obj.get("values")
+    arr = _decode_ndarray(obj, where)
+    if arr.dtype.kind not in "fiub":
+        raise InputError(f"{where}: dtype {arr.dtype} is not numeric", "save numeric tensors")
+    return arr
+
+
+def _decode_feed(feed: object, where: str, layout: str) -> dict[str, np.ndarray]:
+    if not isinstance(feed, Mapping) or not feed:
+        raise InputError(f"{where} is not a dict of tensors", layout)
+    return {str(k): _decode_tensor(v, f"{where}:{k}") for k, v in feed.items()}
+
+
+def load_polygraphy_inputs(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
+    """Polygraphy's ``--save-inputs`` JSON: one feed dict per iteration."""
+    layout = "write it with `polygraphy run --save-inputs FILE.json` or `validate --save-inputs DIR`"
+    data = _read_json(Path(path))
+    if not isinstance(data, list) or not data:
+        raise InputError(f"{path} is not Polygraphy input data (a non-empty list of feed dicts)", layout)
+    return [_decode_feed(feed, f"{path} iteration {i}", layout) for i, feed in enumerate(data)]
+
+
+def load_polygraphy_outputs(path: str | os.PathLike) -> tuple[str, list[dict[str, np.ndarray]]]:
+    """Polygraphy's ``--save-outputs`` JSON (RunResults): the runner's name and one output dict per
+    iteration. Results of several runners are refused: which one is the reference would be a guess."""
+    layout = "write it with `polygraphy run MODEL --onnxrt --save-outputs FILE.json` (one runner)"
+    data = _read_json(Path(path))
+    runs = data.get("lst") if isinstance(data, Mapping) else None
+    if not isinstance(runs, list) or data.get(POLYGRAPHY_CLASS) != "RunResults":
+        raise InputError(f"{path} is not Polygraphy RunResults JSON", layout)
+    ok = all(isinstance(r, list) and len(r) == 2 and isinstance(r[1], list) for r in runs)
+    if not ok or not runs:
+        raise InputError(f"{path} holds no runner results", layout)
+    if len(runs) > 1:
+        names = ", ".join(str(r[0]) for r in runs)
+        raise InputError(
+            f"{path} holds the results of {len(runs)} runners ({names}); the reference must be one",
+            "save the reference runner alone (e.g. polygraphy run MODEL --onnxrt --save-outputs FILE.json)",
+        )
+    runner, iterations = str(runs[0][0]), runs[0][1]
+    if not iterations:
+        raise InputError(f"{path}: runner {runner} has no iterations", layout)
+    outputs = []
+    for i, it in enumerate(iterations):
+        where = f"{path} runner {runner} iteration {i}"
+        if not isinstance(it, Mapping) or it.get(POLYGRAPHY_CLASS) != "IterationResult":
+            raise InputError(f"{where} is not an IterationResult", layout)
+        outputs.append(_decode_feed(it.get("outputs"), where, layout))
+    return runner, outputs
 
 
 # -- helpers for validate ---------------------------------------------------------------------------------

@@ -1,18 +1,20 @@
-"""``validate``: prove that an exported artefact computes what the PyTorch model computes."""
+"""``validate``: prove that an exported artefact computes what the PyTorch model computes.
+
+torch is imported only on the live-reference path: with ``reference_outputs`` (outputs saved on the
+host, :mod:`simam_deploy.saved_reference`) this module runs where torch is not installed.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from simam_deploy import per_layer as per_layer_mod
 from simam_deploy.backends import ONNX_SUFFIXES, load_runner
-from simam_deploy.backends.torch.runner import TorchRunner
-from simam_deploy.errors import InputError
+from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.inputs import (
     DEFAULT_BATCH,
     check_new_outputs,
@@ -33,7 +35,9 @@ from simam_deploy.parity import (
 )
 from simam_deploy.precision import resolve_tolerances
 from simam_deploy.resources import check_input_memory, out_of_memory_is_input
-from simam_deploy.zoo import build_model, check_model_spec, default_input_shape, user_code_errors
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _is_fixed(d: object) -> bool:
@@ -47,6 +51,8 @@ def resolve_input_shape(
     axes with batch 1 where the batch is dynamic and the zoo default where H/W are dynamic."""
     if explicit is not None:
         return _check_explicit_shape(tuple(explicit), spec_shape)
+    from simam_deploy.zoo import default_input_shape
+
     fallback = default_input_shape(reference)
     rank = len(spec_shape)
     dims, unknown = [], []
@@ -73,7 +79,7 @@ def resolve_input_shape(
 def _explicit_shapes(input_shape, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
     """--input-shape as {input name: shape}: a bare shape (single-input models only) or NAME=SHAPE
     for some or all inputs (the others take the file's fixed sizes, batch 1 where dynamic)."""
-    from simam_deploy.export import shapes_for_inputs
+    from simam_deploy.shapes import shapes_for_inputs
 
     if input_shape is None:
         return {}
@@ -115,6 +121,8 @@ def check_simam_planes(
 
     ``shapes``: one shape per run (single-input models), or per run a {input name: shape} mapping
     (any number of inputs of any rank; ``spec`` gives their order and dtypes)."""
+    import torch
+
     from simam_deploy.export import probe_simam_inputs
 
     dtypes = {name: np.dtype(dtype) for name, _, dtype in spec or ()}
@@ -130,8 +138,9 @@ def check_simam_planes(
 
 def validate(
     target: str | os.PathLike,
-    reference: str,
+    reference: str | None = None,
     *,
+    reference_outputs: str | os.PathLike | None = None,
     checkpoint: str | os.PathLike | None = None,
     atol: float | None = None,
     rtol: float | None = None,
@@ -155,13 +164,68 @@ def validate(
     save_outputs: str | os.PathLike | None = None,
     plot: str | os.PathLike | None = None,
 ) -> ParityReport:
-    """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT) with the PyTorch ``reference``.
+    """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT) with the PyTorch ``reference``,
+    or with ``reference_outputs`` saved on the host (a ``save_outputs`` folder or Polygraphy
+    ``--save-outputs`` JSON; ``inputs`` then names the saved inputs, by default those in the same
+    folder; see :mod:`simam_deploy.saved_reference`; torch is not needed).
 
     ``inputs``: an .npz, a folder of images, a folder written by ``save_inputs``, or module:callable
     (see :mod:`simam_deploy.inputs`); random inputs when None. NaN/Inf in either side's outputs fail
     the check unless ``allow_nonfinite`` (see parity). Tolerances not given default per precision
     (``simam_deploy.precision.resolve_tolerances``). ``per_layer`` also compares every SimAM block
     (see :mod:`simam_deploy.per_layer`): the report gains ``layers`` and ``first_divergence``."""
+    if reference_outputs is not None:
+        torch_only = {
+            "--reference": reference,
+            "--checkpoint": checkpoint,
+            "--per-layer": per_layer,
+            "--onnx-source": onnx_source,
+            "--input-shape": input_shape,
+            "--mean": mean,
+            "--std": std,
+            "--size": size,
+            "--save-inputs": save_inputs,
+            "--save-outputs": save_outputs,
+            "--plot": plot,
+        }
+        given = [flag for flag, value in torch_only.items() if value]
+        if given:
+            raise InputError(
+                f"{', '.join(given)} cannot be combined with --reference-outputs: "
+                f"{'it needs' if len(given) == 1 else 'they need'} the PyTorch model",
+                "compare with the saved outputs alone, or use --reference MODEL instead",
+            )
+        from simam_deploy.saved_reference import validate_saved
+
+        return validate_saved(
+            target,
+            reference_outputs,
+            inputs=inputs,
+            atol=atol,
+            rtol=rtol,
+            precision=precision,
+            providers=providers,
+            plugin_lib=plugin_lib,
+            on_run=on_run,
+            allow_nonfinite=allow_nonfinite,
+            on_start=on_start,
+        )
+    if reference is None:
+        raise InputError(
+            "nothing to compare with",
+            "give the PyTorch model (--reference MODEL) or outputs saved on the host "
+            "(--reference-outputs DIR|FILE.json)",
+        )
+    try:
+        import torch  # noqa: F401  (the live reference is a PyTorch model)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"--reference {reference} runs the PyTorch model, and torch cannot be imported ({exc})",
+            "install torch, or compare with outputs saved on the host: --reference-outputs DIR "
+            "(validate --save-inputs DIR --save-outputs DIR there; see docs/jetson.md)",
+        ) from exc
+    from simam_deploy.zoo import check_model_spec, user_code_errors
+
     if inputs is None and not seeds:
         raise InputError("no seeds given for random inputs", "give e.g. --seeds 0,1,2, or --inputs FILE.npz")
     if any(s < 0 for s in seeds):
@@ -185,6 +249,10 @@ def _validate(
     plugin_lib, on_run, allow_nonfinite, on_start, per_layer, onnx_source, probe_precision, mean, std, size,
     batch_size, save_inputs, save_outputs, plot,
 ) -> ParityReport:  # fmt: skip
+    from simam_deploy import per_layer as per_layer_mod
+    from simam_deploy.backends.torch.runner import TorchRunner
+    from simam_deploy.zoo import build_model
+
     options = {"plugin_lib": plugin_lib} if plugin_lib else {}
     model, _ = build_model(reference, checkpoint)
     probe_proto = None

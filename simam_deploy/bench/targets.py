@@ -154,7 +154,7 @@ def benchmark_target(
 
 # ---- model targets ----------------------------------------------------------------------------
 def _model_input_shape(target: str, batch: int | None, input_shape) -> tuple[int, int, int, int]:
-    from simam_deploy.export import parse_shape
+    from simam_deploy.shapes import parse_shape
     from simam_deploy.zoo import default_input_shape
 
     if input_shape is not None:
@@ -294,8 +294,8 @@ def _time_onnx_pair(bench: TargetBenchmark, runners, inputs: dict[str, np.ndarra
 
 # ---- file targets -----------------------------------------------------------------------------
 def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray]:
-    from simam_deploy.export import parse_input_shapes, shapes_for_inputs
     from simam_deploy.parity import check_feed, describe_dims
+    from simam_deploy.shapes import parse_input_shapes, shapes_for_inputs
 
     spec = runner.input_spec()
     forced = (
@@ -378,7 +378,7 @@ def add_triton(
 ) -> None:
     """Time ``model`` on the Triton server at ``url`` (http://HOST:PORT or grpc://HOST:PORT), one
     request at a time, on inputs of the shape the other rows used (or ``input_shape``/``batch``)."""
-    from simam_deploy.export import parse_shape
+    from simam_deploy.shapes import parse_shape
     from simam_deploy.triton.client import TritonEndpoint, random_inputs, split_url
 
     protocol, _ = split_url(url)
