@@ -7,7 +7,7 @@ from simam_deploy.cli.common import check_outputs, envelope, human_console, writ
 from simam_deploy.errors import InputError
 from simam_deploy.export import DEFAULT_OPSET, DYNAMIC_CHOICES, MAX_OPSET, MIN_OPSET, MODES, export_onnx
 from simam_deploy.onnx_utils import EXTERNAL_DATA_CHOICES
-from simam_deploy.zoo import build_model, default_input_shape, user_code_errors
+from simam_deploy.zoo import build_model, check_model_spec, default_input_shape, user_code_errors
 
 EPILOG = """\b
 Examples:
@@ -85,6 +85,7 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
     model_file = model.rpartition(":")[0] if ":" in model else None
     check_outputs({"-o": output, "--json": json_path}, [checkpoint, model if model_file else None])
     console = human_console(json_path)
+    check_model_spec(model)  # an unknown name is blamed first, before the shape it would need
     shape = input_shape or default_input_shape(model)
     if shape is None:
         raise InputError(f"{model} is not a zoo model: give --input-shape", "e.g. --input-shape 1x3x64x64")

@@ -96,7 +96,9 @@ be installed): a folder written by --save-outputs (its inputs are read from the 
 @click.option(
     "--save-outputs", metavar="DIR", help="Write PyTorch's outputs on them (--loadRefOutputs, JSON)."
 )
-@click.option("--plot", metavar="FILE.png", help="--per-layer: error per SimAM block as a PNG (log scale).")
+@click.option(
+    "--plot", metavar="FILE.png", help="Write the error per SimAM block as a PNG (--per-layer; log scale)."
+)
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds for random inputs.")
 @click.option(
     "--input-shape",

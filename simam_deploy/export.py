@@ -92,6 +92,7 @@ def probe_simam_inputs(model: nn.Module, example: torch.Tensor | tuple[torch.Ten
     given = ", ".join("x".join(map(str, a.shape)) for a in args)
     seen: list[dict] = []
     handles = []
+    from simam_deploy.backends.torch.runner import tensor_outputs
 
     def hook(name: str, module: SimAM):
         def record(_mod, args):
@@ -120,7 +121,7 @@ def probe_simam_inputs(model: nn.Module, example: torch.Tensor | tuple[torch.Ten
         handles.append(module.register_forward_pre_hook(hook(name, module)))
     try:
         with torch.no_grad():
-            model(*args)
+            tensor_outputs(model(*args))  # a forward returning no tensor is the model's error, named
     except InputError:
         raise
     except RuntimeError as exc:

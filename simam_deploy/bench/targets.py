@@ -182,10 +182,13 @@ def _bench_model(
 
 
 def _time_model(bench: TargetBenchmark, backends, shape, spec: str, checkpoint, progress) -> None:
+    from simam_deploy.backends.torch.runner import tensor_outputs
     from simam_deploy.nn import set_simam_fused
     from simam_deploy.zoo import build_model
 
     model, _ = build_model(spec, checkpoint)
+    with torch.inference_mode():  # one call first: a forward returning no tensors is refused, not timed
+        tensor_outputs(model(torch.zeros(shape)))
     # A file target records its numpy dtype name (float32); a model target one of DTYPES (fp32).
     torch_dtype = DTYPES[bench.dtype] if bench.dtype in DTYPES else getattr(torch, bench.dtype)
     x = torch.randn(shape, device=bench.device, dtype=torch_dtype)
