@@ -85,7 +85,7 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
     model_file = model.rpartition(":")[0] if ":" in model else None
     check_outputs({"-o": output, "--json": json_path}, [checkpoint, model if model_file else None])
     console = human_console(json_path)
-    check_model_spec(model)  # an unknown name is blamed first, before the shape it would need
+    check_model_spec(model)  # blame an unknown name before asking for its input shape
     shape = input_shape or default_input_shape(model)
     if shape is None:
         raise InputError(f"{model} is not a zoo model: give --input-shape", "e.g. --input-shape 1x3x64x64")
