@@ -40,16 +40,17 @@ Examples:
 )
 @click.option(
     "--input-shape",
-    metavar="SHAPE",
-    help="Example input shape, any rank: 1x3x64x64, or 2x200x80 for [B,T,F] features [default: the zoo "
-    "model's]. With --dynamic all, an input that is not NCHW keeps every axis but the last dynamic.",
+    metavar="SHAPE|NAME=SHAPE,...",
+    help="Example input shape, any rank: 1x3x64x64, or 2x200x80 for [B,T,F] features; several inputs as "
+    "NAME=SHAPE in forward's argument order (the names become the ONNX input names) [default: the zoo "
+    "model's]. --dynamic all on [B,T,F] features keeps F fixed, on [B,T] nothing.",
 )
 @click.option(
     "--dynamic",
     type=click.Choice(DYNAMIC_CHOICES),
     default="batch",
     show_default=True,
-    help="Dynamic axes: batch only, batch+H+W (other ranks: all but the last axis), or none.",
+    help="Dynamic axes: batch only, batch+H+W (other ranks: all but the feature/channel axis), or none.",
 )
 @click.option(
     "--exporter",

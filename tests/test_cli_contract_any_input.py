@@ -126,3 +126,26 @@ def test_validate_and_bench_several_inputs(two_inputs_onnx, capsys):
         capsys,
     )
     assert code == 2 and "mask" in err, out + err
+
+
+@pytest.mark.parametrize("mode", ["decomposed", "plugin"])
+def test_export_several_inputs_then_validate(mode, tmp_path, capsys):
+    out = tmp_path / f"two-{mode}.onnx"
+    code, _, err = run(
+        ["export", TWO_INPUTS, "--input-shape", "feats=2x150x80,weights=2x150", "--opset", "17",
+         "--dynamic", "all", "--mode", mode, "-o", out],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    graph = onnx.load(out).graph
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert set(dims) == {"feats", "weights"} and dims["feats"][2] == 80
+    assert all(isinstance(d, str) for d in (*dims["feats"][:2], *dims["weights"]))  # batch and frames dynamic
+    assert sum(n.op_type == "SimAM" for n in graph.node) == (2 if mode == "plugin" else 0)
+    code, out_text, err = run(
+        ["validate", out, "--reference", TWO_INPUTS, "--input-shape", "feats=3x90x80,weights=3x90",
+         "--seeds", "0", "--json", "-"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, out_text + err
+    assert json.loads(out_text)["runs"][0]["input_shapes"] == {"feats": [3, 90, 80], "weights": [3, 90]}
