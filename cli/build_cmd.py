@@ -71,7 +71,10 @@ Exit codes: 0 ok, 2 bad input, a failed build, or TensorRT missing."""
     "--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file (read, then updated)."
 )
 @click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), help="Write the report as JSON."
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write the report as JSON ('-' = stdout).",
 )
 @click.option(
     "--runtime",
