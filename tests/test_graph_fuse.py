@@ -206,6 +206,20 @@ def test_cli_fuse_expect_and_json_schema(tmp_path, capsys):
     assert not onnx.load(out).functions
 
 
+def test_cli_fuse_expect_on_an_already_fused_file_counts_its_simam_nodes(tmp_path, capsys):
+    """Re-running a pipeline's `fuse --expect N` on its own output holds (it used to exit 1)."""
+    src, fused, again = tmp_path / "in.onnx", tmp_path / "fused.onnx", tmp_path / "again.onnx"
+    onnx.save(corpus.torch_export("torchscript", 17, False), src)
+    assert cli("fuse", str(src), "-o", str(fused), "--expect", "2") == 0
+    capsys.readouterr()
+    assert cli("fuse", str(fused), "-o", str(again), "--expect", "2") == 0
+    text = capsys.readouterr().out
+    assert "2 SimAM node(s) were already in the file (--expect counts them)" in text
+    assert "no new SimAM subgraph" in text
+    assert cli("fuse", str(fused), "-o", str(again), "--expect", "3") == 1
+    assert "2 SimAM node(s) in the output: 0 fused now, 2 already, expected 3" in capsys.readouterr().err
+
+
 def test_cli_fuse_dry_run_writes_nothing(tmp_path, capsys):
     src, out = tmp_path / "in.onnx", tmp_path / "out.onnx"
     onnx.save(HAND["hand-paper-op21"].model, src)
@@ -241,7 +255,7 @@ def test_local_function_needs_opset_12_and_plugin_files_get_it_from_fuse(tmp_pat
     # a plugin-mode file without the function: fuse has nothing to fuse but adds the function
     src, out = tmp_path / "plugin.onnx", tmp_path / "portable.onnx"
     onnx.save(simam_node_model(17, 0.1, 0), src)
-    assert cli("fuse", str(src), "-o", str(out), "--expect", "0") == 0
+    assert cli("fuse", str(src), "-o", str(out), "--expect", "1") == 0  # --expect counts it
     portable = onnx.load(out)
     assert [(f.domain, f.name) for f in portable.functions] == [(contract.DOMAIN, contract.OP_TYPE)]
     x = np.random.default_rng(2).standard_normal((2, 4, 6, 5)).astype(np.float32)
