@@ -465,6 +465,7 @@ def convert_precision(
             f"the model already computes in {current}",
             "convert the float32 original (precision conversion starts from float32)",
         )
+    had_function = has_simam_function(model)  # onnx's version converter drops local functions
     if precision == "bf16":
         model = _upgrade_for_bf16(model, report.notices)
     report.opset_after = default_opset(model)
@@ -479,7 +480,7 @@ def convert_precision(
     out = converter.model
     del out.graph.value_info[:]
     out = _infer(out)
-    if has_simam_function(out):
+    if had_function:
         # the local SimAM function's body is written for the SimAM nodes' type: write it again
         reason = attach_simam_function(out)
         if reason:

@@ -173,6 +173,34 @@ class NearMissChannelSimAM(nn.Module):
         return x * torch.sigmoid(s / (4 * (s / n + self.e_lambda)) + 0.5)
 
 
+class NearMissMeanOverHTwice(nn.Module):
+    """The two-step form with a slip: the mean is taken over H twice (W never)."""
+
+    def __init__(self, e_lambda: float = 1e-4) -> None:
+        super().__init__()
+        self.e_lambda = e_lambda
+
+    def forward(self, x):
+        _, _, h, w = x.size()
+        d = (x - x.mean(dim=2, keepdim=True).mean(dim=2, keepdim=True)).pow(2)
+        total = d.sum(dim=2, keepdim=True).sum(dim=3, keepdim=True)
+        return x * torch.sigmoid(d / (4 * (total / (w * h - 1) + self.e_lambda)) + 0.5)
+
+
+class NearMissEinsumPerSample(nn.Module):
+    """The einsum form with a slip: the variance sums over C, H and W (one value per sample)."""
+
+    def __init__(self, e_lambda: float = 1e-4) -> None:
+        super().__init__()
+        self.e_lambda = e_lambda
+
+    def forward(self, x):
+        n = x[0, 0].numel() - 1
+        d = (x - x.mean(dim=(2, 3), keepdim=True)) ** 2
+        v = torch.einsum("nchw->n", d)[:, None, None, None] / n
+        return x * torch.sigmoid(d / (4 * (v + self.e_lambda)) + 0.5)
+
+
 # -- networks ------------------------------------------------------------------------------------
 
 
@@ -307,7 +335,12 @@ FORMS = [
 
 NEAR_MISSES = [
     Form("channel-energy-slip", "a YOLO fork's SimAM whose numerator is the summed deviation",
-         image_net(NearMissChannelSimAM), yolo(17), [], reject="numerator"),
+         image_net(NearMissChannelSimAM), yolo(17), [], reject="numerator comes from ReduceSum"),
+    Form("mean-over-h-twice", "the two-step form averaging over H twice", image_net(NearMissMeanOverHTwice),
+         DYNAMO, [], reject="the mean is taken over axes [2]"),
+    Form("einsum-per-sample", "the einsum form summing the variance over C, H, W",
+         image_net(NearMissEinsumPerSample), Export("torchscript", 17, "x", "y", IMAGE, HW), [],
+         reject="not one value per channel"),
 ]  # fmt: skip
 
 

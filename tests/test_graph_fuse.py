@@ -16,9 +16,11 @@ import pytest
 from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 from simam_deploy.errors import InputError
 from simam_deploy.graph import contract
+from simam_deploy.graph.function import attach_simam_function
 from simam_deploy.graph.fuse import fuse_simam
 from simam_deploy.graph.unfuse import unfuse_simam
 from simam_deploy.nn import simam_reference_numpy
+from simam_deploy.precision import convert_precision
 from tests import onnx_corpus as corpus
 from tests.cli_runner import exit_code as cli
 from tests.onnx_corpus import simam_node_model
@@ -262,6 +264,24 @@ def test_local_function_needs_opset_12_and_plugin_files_get_it_from_fuse(tmp_pat
     session = ort.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"])
     want = simam_reference_numpy(np.maximum(x, 0), 0.1, False)
     np.testing.assert_allclose(session.run(None, {"X": x})[0], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.parametrize("opset", [14, 17])
+def test_a_converted_fused_file_runs_its_local_function_in_plain_onnx_runtime(opset, precision):
+    """The function's body follows the precision (it kept float32 constants: ONNX Runtime refused
+    the fp16 file with 'var: B has inconsistent type'; a bf16 conversion dropped the function)."""
+    model = simam_node_model(opset, 0.1, 0, dims=("n", 4, "h", "w"))
+    model.graph.node[1].input[0] = "X"  # SimAM alone: ONNX Runtime's CPU provider has no bf16 Relu
+    del model.graph.node[0]
+    assert attach_simam_function(model) is None
+    out, _ = convert_precision(model, precision)
+    assert [f.name for f in out.functions] == [contract.OP_TYPE]
+    session = ort.InferenceSession(out.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(4).standard_normal((2, 4, 7, 5)).astype(np.float32) * 3
+    tol = 5e-3 if precision == "fp16" else 3e-2
+    want = simam_reference_numpy(x, 0.1, False)
+    np.testing.assert_allclose(session.run(None, {"X": x})[0], want, rtol=tol, atol=tol)
 
 
 def test_fuse_replaces_a_simam_function_the_file_brought(tmp_path):

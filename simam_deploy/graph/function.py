@@ -9,7 +9,7 @@ prefers a registered plugin over a local function) runs the fused kernel instead
 
 The body works for any H and W: the divisor ``H*W - unbiased`` is read from the input's shape.
 Attribute references need ``Constant``'s ``value_float``/``value_int`` (opset 12). The body computes
-in float32 for every input type; the attention map goes back to the input's type with ``CastLike``
+in float32 for every input type; the result goes back to the input's type with ``CastLike``
 from opset 15, below that with ``Cast`` to the model's SimAM type (so a precision conversion rewrites
 the function: ``simam_deploy.precision`` attaches it again).
 """
@@ -78,10 +78,11 @@ def function_supported(opset: int, elem_types: set[int]) -> str | None:
 def make_simam_function(opset: int, elem_type: int = onnx.TensorProto.FLOAT) -> onnx.FunctionProto:
     """The FunctionProto ``com.simam_deploy.SimAM``: the paper's formula in standard ops.
 
-    The statistics and the attention map are computed in float32 whatever X's type (X is cast to
-    float32 first, every constant is float32), and only the attention map is cast back to X's type
-    for the final product: what the fused kernel does, and the one body that stays well typed and
-    accurate when a file is converted to float16 or bfloat16 (sums of squares overflow float16)."""
+    Everything is computed in float32 whatever X's type (X is cast to float32 first, every constant
+    is float32) and only Y is cast back to X's type: what the fused kernel does, and the one body
+    that stays well typed and accurate when a file is converted to float16 or bfloat16 (sums of
+    squares overflow float16), and that runs where a runtime has few reduced-precision kernels
+    (ONNX Runtime's CPU provider has no bfloat16 Mul or Sigmoid)."""
     b = _Body(opset, elem_type)
     xf = b.op("Cast", ["X"], "x_f32", to=onnx.TensorProto.FLOAT)
     mean = b.reduce("ReduceMean", xf, "mean", axes_input_from=18)
@@ -99,8 +100,8 @@ def make_simam_function(opset: int, elem_type: int = onnx.TensorProto.FLOAT) -> 
     den = b.op("Mul", [b.op("Add", [var, lam], "var_lambda"), four], "den")
     half = b.const_tensor("half", np.array(0.5, np.float32))
     energy = b.op("Add", [b.op("Div", [d, den], "ratio"), half], "energy")
-    attention = b.like_x(b.op("Sigmoid", [energy], "attention_f32"), "attention")
-    b.op("Mul", ["X", attention], "Y")
+    y = b.op("Mul", [xf, b.op("Sigmoid", [energy], "attention")], "y_f32")
+    b.like_x(y, "Y")
     return helper.make_function(
         contract.DOMAIN,
         contract.OP_TYPE,
