@@ -43,7 +43,7 @@ CMAKE_DEFINES += -Ccmake.define.ONNXRUNTIME_ROOT="$(ONNXRUNTIME_ROOT)"
 endif
 
 .PHONY: help install demo test test-py test-cpp test-trt-matrix lint plugin clean triton-server FORCE
-.PHONY: cross-aarch64 cross-aarch64-tools cross-aarch64-ort
+.PHONY: cross-aarch64 cross-aarch64-tools cross-aarch64-ort cubin-check
 
 help:
 	@echo "make demo | make test | make lint | make plugin | make clean"
@@ -97,6 +97,7 @@ test: $(STAMP) triton-server
 	$(MAKE) --no-print-directory test-trt-matrix
 	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory test-cpp
+	$(MAKE) --no-print-directory cubin-check
 	$(MAKE) --no-print-directory cross-aarch64
 
 # -Werror build of the plugin + CPU harness against every TensorRT header set in $(TRT_HEADERS)
@@ -124,6 +125,13 @@ plugin:
 	  $(if $(CUDA_ARCHS),-DCMAKE_CUDA_ARCHITECTURES="$(CUDA_ARCHS)")
 	cmake --build build/plugin -j
 	@echo "plugin: $$(find build/plugin -name 'libsimam_trt_plugin.so' | head -1)"
+
+# ---- every GPU target compiles, statically checked ------------------------------------------------
+# A cubin per architecture (the default list, Orin sm_87, H100 sm_90, Thor sm_110) with ptxas'
+# resource usage: any spill or local stack frame fails; prints registers per kernel per arch.
+cubin-check: $(STAMP)
+	@if command -v nvcc >/dev/null; then $(PY) scripts/cubin_resources.py; \
+	else echo "cubin-check: SKIPPED: no nvcc on PATH (install the CUDA toolkit)"; fi
 
 # ---- aarch64 (Jetson) without a board: cross-build, run under qemu, check the glibc floor ---------
 # Toolchains are cached under build/cross: Debian's crossbuild-essential-arm64 + qemu-user (apt, as
