@@ -119,11 +119,20 @@ lint: $(STAMP)
 
 # Standalone native build (kernels + TensorRT plugin), e.g. on a Jetson:
 #   make plugin TENSORRT_ROOT=/usr CUDA_ARCHS=87
+#   make plugin JETPACK=5.1|6.0|6.1|6.2|7.0 [TENSORRT_ROOT=/usr]   (docs/jetson.md)
+# JETPACK picks that release's GPU architectures and first checks that the TensorRT headers found
+# and nvcc are the ones it ships (scripts/jetpack_profile.sh); CUDA_ARCHS, if given, still wins.
 plugin:
+	@archs="$(CUDA_ARCHS)"; \
+	if [ -n "$(JETPACK)" ]; then \
+	  profile="$$(bash scripts/jetpack_profile.sh "$(JETPACK)" "$(TENSORRT_ROOT)")" || exit 2; \
+	  archs="$${archs:-$$profile}"; \
+	fi; \
+	set -x; \
 	cmake -S . -B build/plugin -DCMAKE_BUILD_TYPE=Release \
 	  $(if $(TENSORRT_ROOT),-DTENSORRT_ROOT=$(TENSORRT_ROOT)) \
-	  $(if $(CUDA_ARCHS),-DCMAKE_CUDA_ARCHITECTURES="$(CUDA_ARCHS)")
-	cmake --build build/plugin -j
+	  $${archs:+-DCMAKE_CUDA_ARCHITECTURES="$$archs"} \
+	  && cmake --build build/plugin -j
 	@echo "plugin: $$(find build/plugin -name 'libsimam_trt_plugin.so' | head -1)"
 
 # ---- every GPU target compiles, statically checked ------------------------------------------------
