@@ -186,15 +186,12 @@ def _check_arguments(target, checkpoint, reference, json_path, plot_path) -> Non
     """Blame the right thing first (an unknown model, a missing file), and check every output path
     against the inputs and each other, before minutes of timing."""
     from simam_deploy.bench.targets import target_kind
-    from simam_deploy.errors import InputError
     from simam_deploy.zoo import check_model_spec
 
     if target and target_kind(target) == "model":
         check_model_spec(target)
     if reference:
         check_model_spec(reference)
-    if plot_path == "-":
-        raise InputError("--plot - is not supported: a PNG is binary", "give a file name: --plot bench.png")
     file_target = target if target and target_kind(target) != "model" else None
-    model_files = [m.rpartition(":")[0] for m in (target, reference) if m and ":" in m]
-    check_outputs({"--json": json_path, "--plot": plot_path}, [file_target, checkpoint, *model_files])
+    model_specs = [m for m in (target, reference) if m and ":" in m]
+    check_outputs({"--json": json_path, "--plot": plot_path}, [file_target, checkpoint, *model_specs])

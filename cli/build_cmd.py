@@ -15,6 +15,8 @@ Examples:
   simam-deploy build r20-plugin.onnx -o r20.engine --fp16       (11 and RTX: converted to fp16 on the way)
   simam-deploy build r20-plugin.onnx -o r20.engine --shapes input=1x3x32x32:32x3x32x32:128x3x32x32
   simam-deploy build model.onnx -o model.engine --bf16 --workspace 2048 --timing-cache trt.cache
+  simam-deploy build r20-plugin.onnx -o r20.engine --minShapes=input:1x3x32x32 \\
+          --optShapes=input:32x3x32x32 --maxShapes=input:128x3x32x32      (trtexec's syntax works too)
 \b
 trtexec equivalent (TensorRT >= 8.6; on 8.5 use --plugins=PATH instead of --dynamicPlugins; trtexec 11
 has no --fp16: give it `simam-deploy convert r20-plugin.onnx --precision fp16 -o r20-fp16.onnx` instead):
@@ -51,6 +53,18 @@ Exit codes: 0 ok, 2 bad input, a failed build, or TensorRT missing."""
     metavar="[NAME=]MIN:OPT:MAX",
     help="Optimization profile for a dynamic input, e.g. input=1x3x32x32:8x3x32x32:32x3x32x32. Repeatable.",
 )
+@click.option(
+    "--minShapes",
+    "min_shapes",
+    metavar="NAME:DIMS[,...]",
+    help="trtexec syntax, with --optShapes/--maxShapes.",
+)
+@click.option(
+    "--optShapes", "opt_shapes", metavar="NAME:DIMS[,...]", help="trtexec syntax: the shapes to tune for."
+)
+@click.option(
+    "--maxShapes", "max_shapes", metavar="NAME:DIMS[,...]", help="trtexec syntax: the largest shapes."
+)
 @click.option("--plugin-lib", type=click.Path(dir_okay=False), help="Path of libsimam_trt_plugin.so.")
 @click.option("--workspace", "workspace_mb", type=int, metavar="MB", help="Workspace memory pool limit.")
 @click.option(
@@ -82,6 +96,9 @@ def build(
     output: str,
     precision: str | None,
     shapes: tuple[str, ...],
+    min_shapes: str | None,
+    opt_shapes: str | None,
+    max_shapes: str | None,
     plugin_lib: str | None,
     workspace_mb: int | None,
     timing_cache: str | None,
@@ -93,6 +110,7 @@ def build(
 ) -> None:
     """Build a TensorRT engine from ONNX_FILE; its SimAM nodes run as the SimAM plugin."""
     from simam_deploy.backends.tensorrt import build_engine
+    from simam_deploy.backends.tensorrt.builder import shapes_from_trtexec
 
     # The timing cache is read and rewritten: an output that must not collide with -o, --json or an input.
     check_outputs(
@@ -103,7 +121,7 @@ def build(
         onnx_file,
         output,
         precision=precision or "fp32",
-        shapes=list(shapes),
+        shapes=[*shapes, *shapes_from_trtexec(min_shapes, opt_shapes, max_shapes)],
         plugin_lib=plugin_lib,
         workspace_mb=workspace_mb,
         timing_cache=timing_cache,

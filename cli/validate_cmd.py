@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 from rich.table import Table
 
 from simam_deploy.cli.common import check_outputs, envelope, human_console, progress, write_json
 from simam_deploy.errors import InputError
-from simam_deploy.export import parse_shape
 from simam_deploy.parity import ParityReport, RunResult
 from simam_deploy.precision import DEFAULT_TOLERANCES
 
@@ -28,17 +28,28 @@ Examples:
   simam-deploy validate r20.onnx --reference cifar-resnet20 --per-layer --plot layers.png
   simam-deploy validate r20.onnx --reference cifar-resnet20 --inputs photos/ --save-inputs io/
   simam-deploy validate r20.engine --reference cifar-resnet20 --per-layer --onnx-source r20.onnx
+  simam-deploy validate r20.engine --reference-outputs io/          # on the device: no torch needed
+  simam-deploy validate r20.engine --reference-outputs out.json --load-inputs in.json   # Polygraphy's
 
 \b
 --per-layer compares every SimAM block's input and output (module paths, network order) and names the
 first diverging block; see docs/per-layer.md.
+
+\b
+--reference-outputs compares with outputs saved on the host instead of running PyTorch (torch need not
+be installed): a folder written by --save-outputs (its inputs are read from the same folder unless
+--inputs names them) or Polygraphy's --save-outputs JSON with --inputs/--load-inputs of its
+--save-inputs JSON. Names, counts and shapes of saved inputs and outputs must match the target.
 """
 
 
 @click.command("validate", epilog=EPILOG)
 @click.argument("target", type=click.Path(dir_okay=False))
+@click.option("--reference", metavar="MODEL", help="The PyTorch model (zoo name or module:callable).")
 @click.option(
-    "--reference", required=True, metavar="MODEL", help="The PyTorch model (zoo name or module:callable)."
+    "--reference-outputs",
+    metavar="DIR|FILE.json",
+    help="Instead of --reference: outputs saved on the host (--save-outputs folder, Polygraphy JSON).",
 )
 @click.option("--checkpoint", metavar="PATH", help="Weights for the reference model.")
 @click.option("--atol", type=float, help="Absolute tolerance [default: per precision].")
@@ -52,12 +63,14 @@ first diverging block; see docs/per-layer.md.
 )
 @click.option(
     "--inputs",
+    "--load-inputs",
     "inputs",
     default="random",
     show_default=True,
-    metavar="random|FILE.npz|DIR|module:callable",
-    help="Random inputs (3 seeds, plus other batch/H/W sizes where the file is dynamic), an .npz, a folder "
-    "of images (or one written by --save-inputs), or a callable yielding input dicts/arrays.",
+    metavar="random|FILE.npz|FILE.json|DIR|module:callable",
+    help="Random inputs (3 seeds, plus other batch/H/W sizes where the file is dynamic), an .npz, "
+    "Polygraphy --save-inputs JSON, a folder of images (or one written by --save-inputs), or a callable "
+    "yielding input dicts/arrays.",
 )
 @click.option("--mean", metavar="R,G,B", help="Image normalisation mean [default: the zoo model's].")
 @click.option("--std", metavar="R,G,B", help="Image normalisation std [default: the zoo model's].")
@@ -94,23 +107,48 @@ first diverging block; see docs/per-layer.md.
     help="Expect NaN/Inf: they pass when both sides have them in the same places.",
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the report as JSON ('-' = stdout).")
+@click.pass_context
 def validate(
-    target, reference, checkpoint, atol, rtol, precision, inputs, mean, std, size, batch_size, per_layer,
-    onnx_source, probe_precision, save_inputs, save_outputs, plot, seeds, input_shape, plugin_lib,
-    allow_nonfinite, json_path,
+    ctx, target, reference, reference_outputs, checkpoint, atol, rtol, precision, inputs, mean, std, size,
+    batch_size, per_layer, onnx_source, probe_precision, save_inputs, save_outputs, plot, seeds, input_shape,
+    plugin_lib, allow_nonfinite, json_path,
 ) -> None:  # fmt: skip
-    """Run TARGET (.onnx in ONNX Runtime, .engine in TensorRT) and the PyTorch reference on the same
-    inputs and report, per output: max abs / max rel / mean error, the fraction outside tolerance,
-    NaN/Inf counts and top-1 agreement for classifiers."""
+    """Run TARGET (.onnx in ONNX Runtime, .engine in TensorRT) and the PyTorch reference (or outputs
+    saved on the host) on the same inputs and report, per output: max abs / max rel / mean error, the
+    fraction outside tolerance, NaN/Inf counts and top-1 agreement for classifiers."""
     from simam_deploy.validate import validate as run_validate
 
     seed_list = _parse_seeds(seeds)
+    if reference_outputs is not None and ctx.get_parameter_source("seeds") is ParameterSource.COMMANDLINE:
+        raise InputError(
+            "--seeds cannot be combined with --reference-outputs: the saved inputs are used",
+            "leave out --seeds",
+        )
     npz = None if inputs == "random" else inputs
-    check_outputs({"--json": json_path, "--plot": plot}, [target, checkpoint, npz, plugin_lib])
-    shape = parse_shape(input_shape) if input_shape else None
+    check_outputs(
+        {"--json": json_path, "--plot": plot},
+        [
+            target,
+            checkpoint,
+            npz,
+            plugin_lib,
+            onnx_source,
+            reference_outputs,
+            reference if reference and ":" in reference else None,
+        ],
+        folders={"--save-inputs": save_inputs, "--save-outputs": save_outputs},
+    )
+    shape = None
+    if input_shape:
+        from simam_deploy.export import parse_shape  # imports torch: only on the live-reference path
+
+        shape = parse_shape(input_shape)
     out = human_console(json_path)
-    table = _make_table()
-    progress(f"validate: loading {target} and the PyTorch reference {reference} ...")
+    table = _make_table("saved outputs" if reference_outputs else "PyTorch")
+    against = f"the PyTorch reference {reference}"
+    if reference_outputs:
+        against = f"the saved outputs {reference_outputs}"
+    progress(f"validate: loading {target} and {against} ...")
 
     def on_run(run: RunResult) -> None:
         for name, s in run.outputs.items():
@@ -130,6 +168,7 @@ def validate(
     report = run_validate(
         target,
         reference,
+        reference_outputs=reference_outputs,
         checkpoint=checkpoint,
         atol=atol,
         rtol=rtol,
@@ -157,7 +196,13 @@ def validate(
         envelope(
             "validate",
             report.to_dict(),
-            inputs={"target": target, "reference": reference, "checkpoint": checkpoint, "inputs": npz},
+            inputs={
+                "target": target,
+                "reference": reference,
+                "reference_outputs": reference_outputs,
+                "checkpoint": checkpoint,
+                "inputs": npz,
+            },
             outputs={
                 "json": json_path,
                 "plot": plot,
@@ -185,8 +230,8 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def _make_table() -> Table:
-    table = Table(title="parity: target vs PyTorch")
+def _make_table(reference: str) -> Table:
+    table = Table(title=f"parity: target vs {reference}")
     for col in (
         "seed",
         "input",

@@ -29,6 +29,7 @@ from simam_deploy.errors import InputError
 from simam_deploy.fileio import check_output_path
 from simam_deploy.nn import SimAM, find_simam_modules
 from simam_deploy.onnx_utils import EXTERNAL_DATA_THRESHOLD, cap_ir_version, save_onnx
+from simam_deploy.resources import check_input_memory
 
 MIN_OPSET, MAX_OPSET = 13, 21
 DEFAULT_OPSET = 18
@@ -68,12 +69,13 @@ class ExportReport:
 def parse_shape(text: str | tuple[int, ...] | list[int]) -> tuple[int, int, int, int]:
     """Parse '1x3x224x224' (or a tuple) into an NCHW shape, refusing anything but 4 positive dims."""
     if isinstance(text, str):
-        try:
-            dims = tuple(int(p) for p in re.split(r"[x,]", text.strip().lower()) if p != "")
-        except ValueError:
+        # strict: '1xx3x32x32' or a trailing 'x' is a typo, not a shape with an axis left out
+        if not re.fullmatch(r"\d+(?:[x,]\d+)*", text.strip().lower()):
             raise InputError(
-                f"cannot read input shape '{text}'", "write it as NxCxHxW, e.g. 1x3x224x224"
-            ) from None
+                f"cannot read input shape '{text}': sizes are integers joined by single 'x'",
+                "write it as NxCxHxW, e.g. 1x3x224x224",
+            )
+        dims = tuple(int(p) for p in re.split(r"[x,]", text.strip().lower()))
     else:
         dims = tuple(int(d) for d in text)
     if len(dims) != 4:
@@ -182,6 +184,7 @@ def export_onnx(
     exporter = resolve_exporter(exporter, opset)
     shape = parse_shape(input_shape)
     out = check_output_path(output, inputs_to_protect)
+    check_input_memory({input_name: shape}, "--input-shape", copies=2)
     start = time.perf_counter()
     model = model.eval()
     example = torch.randn(*shape)

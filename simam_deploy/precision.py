@@ -510,8 +510,11 @@ def load_for_conversion(path: str | os.PathLike) -> onnx.ModelProto:
     except InputError:
         if not path.is_file():
             raise
-        model = onnx.load(str(path), load_external_data=False)
-        if not uses_external_data(model):
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception:  # truncated or random bytes: load_onnx's error already says so
+            model = None
+        if model is None or not uses_external_data(model):
             raise
     base = path.resolve().parent
     for init in model.graph.initializer:

@@ -27,6 +27,7 @@ import torch
 from simam_deploy.bench.kernel import DTYPES, device_name, resolve_device
 from simam_deploy.bench.timing import LatencyStats, check_counts, summarize, time_callable, time_interleaved
 from simam_deploy.errors import InputError, SimamDeployError
+from simam_deploy.resources import check_input_memory, out_of_memory_is_input
 
 MODEL_BACKENDS: tuple[str, ...] = ("eager", "fused", "compile", "onnxruntime")
 ALL_BACKENDS: tuple[str, ...] = (*MODEL_BACKENDS, "tensorrt")
@@ -163,18 +164,27 @@ def _model_input_shape(target: str, batch: int | None, input_shape) -> tuple[int
         if default is None:
             raise InputError(f"no default input shape for '{target}'", "give --input-shape NxCxHxW")
         shape = tuple(default)
-    return (batch, *shape[1:]) if batch is not None else shape
+    shape = (batch, *shape[1:]) if batch is not None else shape
+    check_input_memory({"input": shape}, "--batch" if batch is not None else "--input-shape", copies=2)
+    return shape
 
 
 def _bench_model(
     bench: TargetBenchmark, backends, batch, input_shape, checkpoint, progress, model_spec: str | None = None
 ) -> None:
-    from simam_deploy.nn import set_simam_fused
-    from simam_deploy.zoo import build_model
+    from simam_deploy.zoo import user_code_errors
 
     spec = model_spec or bench.target
     shape = _model_input_shape(spec, batch, input_shape)
     bench.input_shape = shape
+    with user_code_errors(spec), out_of_memory_is_input("--batch / --input-shape"):
+        _time_model(bench, backends, shape, spec, checkpoint, progress)
+
+
+def _time_model(bench: TargetBenchmark, backends, shape, spec: str, checkpoint, progress) -> None:
+    from simam_deploy.nn import set_simam_fused
+    from simam_deploy.zoo import build_model
+
     model, _ = build_model(spec, checkpoint)
     # A file target records its numpy dtype name (float32); a model target one of DTYPES (fp32).
     torch_dtype = DTYPES[bench.dtype] if bench.dtype in DTYPES else getattr(torch, bench.dtype)
@@ -194,13 +204,38 @@ def _bench_model(
             continue
         runnable = copy.deepcopy(model).to(device=bench.device, dtype=torch_dtype).eval()
         if backend == "fused" and set_simam_fused(runnable, True) == 0:
-            bench.notes.append("the model has no SimAM modules: 'fused' equals 'eager'")
+            bench.notes.append(_no_fused_modules_note(model, shape))
         if backend == "compile":
             torch._dynamo.reset()
             runnable = torch.compile(runnable)
         with torch.inference_mode():
             times = time_callable(lambda m=runnable: m(x), bench.device, bench.warmup, bench.iters)
         bench.results.append(TargetResult(backend, summarize(times), shape[0]))
+
+
+def _no_fused_modules_note(model: torch.nn.Module, shape) -> str:
+    """Why 'fused' equals 'eager', in the words export uses: SimAM is found by its formula in the
+    exported graph (any class), but only simam_deploy.nn.SimAM modules can swap in the fused kernel."""
+    from simam_deploy.export import export_model_proto
+    from simam_deploy.graph.fuse import fuse_simam
+
+    try:
+        proto = export_model_proto(
+            copy.deepcopy(model).float().cpu().eval(), torch.zeros(shape), 17, "none", "torchscript"
+        )
+        found = len(fuse_simam(proto, dry_run=True)[1].fused)
+    except Exception:  # the count is an explanation, not a result: never fail the benchmark on it
+        found = None
+    if not found:
+        return (
+            "the model has no SimAM (no simam_deploy.nn.SimAM module, none found by formula): "
+            "'fused' equals 'eager'"
+        )
+    return (
+        f"the graph has {found} SimAM block(s) by formula (as export counts them), but none is a "
+        "simam_deploy.nn.SimAM module, so PyTorch 'fused' equals 'eager'; the onnxruntime/tensorrt "
+        "backends run them fused (export --mode plugin)"
+    )
 
 
 def _bench_exported_onnx(bench: TargetBenchmark, model: torch.nn.Module, shape) -> None:
@@ -267,8 +302,8 @@ def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray
     if forced is not None and len(spec) != 1:
         raise InputError("--input-shape applies to single-input models only", "drop --input-shape")
     rng = np.random.default_rng(0)
-    inputs = {}
-    for name, dims, np_dtype in spec:
+    shapes = {}
+    for name, dims, _ in spec:
         if forced is not None:
             shape = forced
         else:
@@ -283,7 +318,10 @@ def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray
                 )
             if batch is not None:
                 shape = (batch, *shape[1:])
-        inputs[name] = rng.standard_normal(shape).astype(np_dtype)
+        shapes[name] = shape
+    itemsize = max((np.dtype(t).itemsize for _, _, t in spec), default=4)
+    check_input_memory(shapes, "--batch" if batch is not None else "--input-shape", itemsize, copies=2)
+    inputs = {name: rng.standard_normal(shapes[name]).astype(t) for name, _, t in spec}
     check_feed(spec, inputs, "--input-shape/--batch")  # the file's fixed axes, named, before ORT sees it
     return inputs
 

@@ -24,7 +24,7 @@ import onnx
 from simam_deploy.backends.tensorrt.plugin import PLUGIN_NAME, register_plugin
 from simam_deploy.backends.tensorrt.runtime import Runtime, import_runtime
 from simam_deploy.errors import InputError, SimamDeployError
-from simam_deploy.fileio import atomic_output, check_output_path
+from simam_deploy.fileio import atomic_output, check_input_file, check_output_path
 from simam_deploy.precision import network_precision, typed_onnx_for_build
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -125,6 +125,97 @@ def parse_shapes(specs: Sequence[str]) -> dict[str | None, tuple[tuple[int, ...]
             raise InputError(f"--shapes given twice for {name or 'the input'}", "give each input once")
         shapes[key] = profile
     return shapes
+
+
+def shapes_from_trtexec(min_shapes: str | None, opt_shapes: str | None, max_shapes: str | None) -> list[str]:
+    """trtexec's ``--minShapes=in:1x3x32x32,b:1x80 --optShapes=... --maxShapes=...`` (what model
+    repositories document) as our ``--shapes NAME=MIN:OPT:MAX`` specs. All three must be given and
+    name the same inputs (a tensor name may itself hold ':'; the last ':' separates the dims)."""
+    given = {"--minShapes": min_shapes, "--optShapes": opt_shapes, "--maxShapes": max_shapes}
+    if not any(given.values()):
+        return []
+    missing = [k for k, v in given.items() if not v]
+    if missing:
+        raise InputError(
+            f"{', '.join(missing)} missing: trtexec-style shapes need all of --minShapes, --optShapes, "
+            "--maxShapes",
+            "give all three (the same inputs in each), or use --shapes NAME=MIN:OPT:MAX",
+        )
+    tables = {}
+    for option, text in given.items():
+        table = {}
+        for item in str(text).split(","):
+            name, sep, dims = item.strip().rpartition(":")
+            if not sep or not name or not dims:
+                raise InputError(f"bad {option} entry {item!r}", f"write it as {option}=input:1x3x32x32")
+            if name in table:
+                raise InputError(f"{option} names {name!r} twice", "give each input once")
+            table[name.strip("'\"")] = dims
+        tables[option] = table
+    names = list(tables["--minShapes"])
+    for option, table in tables.items():
+        if set(table) != set(names):
+            raise InputError(
+                f"{option} names inputs {sorted(table)}, --minShapes names {sorted(names)}",
+                "name the same inputs in --minShapes, --optShapes and --maxShapes",
+            )
+    return [
+        f"{n}={tables['--minShapes'][n]}:{tables['--optShapes'][n]}:{tables['--maxShapes'][n]}" for n in names
+    ]
+
+
+def check_simam_planes(onnx_path: Path, shapes: dict) -> None:
+    """Refuse an optimization profile under which a SimAM node would see a 1x1 plane: the paper's
+    variance divides by H*W-1 = 0 (NaN for every input), so such an engine is useless. The plane
+    sizes come from onnx shape inference with the inputs fixed to each profile shape."""
+    from simam_deploy.graph import contract
+    from simam_deploy.onnx_utils import infer_shapes, load_onnx
+
+    if not shapes:
+        return
+    model = load_onnx(onnx_path, check=False, load_external=False)
+    simam = [
+        n for n in model.graph.node if contract.is_simam_node(n) and contract.read_attributes(n).unbiased
+    ]
+    if not simam:
+        return
+    weights = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in weights]
+    if None in shapes and len(inputs) == 1:
+        shapes = {inputs[0].name: shapes[None]}
+    for index, which in enumerate(("min", "opt", "max")):
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
+        for value in probe.graph.input:
+            if value.name in shapes and len(shapes[value.name][index]) == len(
+                value.type.tensor_type.shape.dim
+            ):
+                for dim, size in zip(
+                    value.type.tensor_type.shape.dim, shapes[value.name][index], strict=True
+                ):
+                    dim.Clear()
+                    dim.dim_value = size
+        try:
+            inferred = infer_shapes(probe)
+        except Exception:  # shape inference is a help here, not a gate: the builder still checks
+            return
+        known = {
+            v.name: v for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
+        }
+        for node in simam:
+            value = known.get(node.input[0])
+            dims = (
+                [d.dim_value if d.HasField("dim_value") else 0 for d in value.type.tensor_type.shape.dim]
+                if value
+                else []
+            )
+            if len(dims) == 4 and dims[2] * dims[3] == 1:
+                raise InputError(
+                    f"--shapes: under the {which} profile shape SimAM node {node.name!r} sees a 1x1 plane "
+                    f"(input {'x'.join(map(str, dims))}); the paper's variance divides by H*W-1 = 0, so "
+                    "every output would be NaN",
+                    "give a profile whose smallest H and W keep every SimAM plane larger than 1x1",
+                )
 
 
 def _count_simam_nodes(onnx_path: Path) -> int:
@@ -402,14 +493,14 @@ def build_engine(
     ``compute_capabilities``: RTX targets such as ("sm86", "sm89", "sm120"). ``embed_plugin`` stores
     the plugin library in the engine (``plugins_to_serialize``), so running it needs no separate copy."""
     onnx_path = options_source = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise InputError(f"{onnx_path} does not exist", "check the path of the ONNX file")
+    check_input_file(onnx_path, "model", "check the path of the ONNX file")
     out = check_output_path(output, [onnx_path])
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
     if workspace_mb is not None and workspace_mb <= 0:
         raise InputError(f"--workspace must be > 0 MiB, got {workspace_mb}", "e.g. --workspace 1024")
     shape_specs = parse_shapes(shapes) if isinstance(shapes, Sequence) else dict(shapes or {})
+    check_simam_planes(onnx_path, shape_specs)
     rt = import_runtime(runtime)
     options = BuildOptions(
         precision=precision,
