@@ -41,6 +41,16 @@ for cc in "${COMPILERS[@]}"; do
   grep -E "simam: (sanitizer|TensorRT|ONNX Runtime|CUDA)" "$tree.configure.log" || true
   cmake --build "$tree" -j "$JOBS"
 
+  # A build that silently lost its flags would pass everything below: every artifact must call
+  # into both runtimes.
+  for artifact in $(find "$tree/plugins" -maxdepth 2 -type f \( -name '*.so' -o -name 'simam_*tests' \
+      -o -name 'simam_trt_*harness' \)); do
+    symbols=$(nm "$artifact" 2>/dev/null; nm -D "$artifact" 2>/dev/null)
+    if ! grep -q __asan_report <<<"$symbols" || ! grep -q __ubsan_handle <<<"$symbols"; then
+      echo "sanitize [$cc]: $artifact is not instrumented (no __asan_report/__ubsan_handle calls)" >&2
+      exit 3
+    fi
+  done
   echo "== sanitize [$cc]: CTest"
   if ! ASAN_OPTIONS=$ASAN_BASE:detect_leaks=1 ctest --test-dir "$tree/plugins" --output-on-failure; then
     echo "sanitize [$cc]: CTest FAILED (a sanitizer report or a failing test, above)"; status=1
