@@ -46,6 +46,9 @@ WHEEL_LIST = REPO / "scripts" / "gpu_wheels.txt"
 DEFAULT_WHEELS = REPO / "build" / "gpu-wheels"
 WHEEL_LIMIT_BYTES = 64 * 1024 * 1024  # what may travel with the working tree
 DEFAULT_BUDGET_S = 450.0
+# What must have passed for the acceptance to pass (the rest may be skipped for a stated reason).
+GPU_BINARY_STEPS = ("kernel", "memcheck", "racecheck", "synccheck", "initcheck")
+REQUIRED_STEPS = ("build", *GPU_BINARY_STEPS, "gpu-tests", "bench")
 STATUSES = ("planned", "passed", "failed", "timed_out", "skipped")
 SANITIZER_TOOLS = ("memcheck", "racecheck", "synccheck", "initcheck")
 # ResNet-50's first and third stage at batch 32, ResNet-20's first stage at batch 64.
@@ -134,6 +137,9 @@ def validate_report(report: Any) -> list[str]:
                 errors.append(f"report.benchmark.{key}: missing or not a list")
     if report["passed"] and any(s.get("status") in ("failed", "timed_out") for s in report["steps"]):
         errors.append("report.passed: true although a step failed")
+    done = {s.get("name") for s in report["steps"] if isinstance(s, dict) and s.get("status") == "passed"}
+    if report["passed"] and not set(REQUIRED_STEPS) <= done:
+        errors.append(f"report.passed: true although {sorted(set(REQUIRED_STEPS) - done)} did not pass")
     return errors
 
 
@@ -196,6 +202,8 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
 
     def step(name: str, command: list[str], timeout: float, skip: str | None = None) -> None:
         steps.append({"name": name, "command": command, "timeout_s": float(timeout), "skip": skip})
+        if name in GPU_BINARY_STEPS:
+            steps[-1]["skip_rc"] = 77  # the kernel test binary's "no CUDA device here"
 
     wheels = Path(args.wheels)
     step(
@@ -356,7 +364,10 @@ def run_step(step: dict[str, Any], logs: Path, deadline: float) -> dict[str, Any
             )
             record["rc"] = done.returncode
             record["status"] = "passed" if done.returncode == 0 else "failed"
-            if done.returncode != 0:
+            if done.returncode != 0 and done.returncode == step.get("skip_rc"):
+                record["status"] = "skipped"
+                record["reason"] = "no CUDA device visible (the binary exited 77)"
+            elif done.returncode != 0:
                 record["reason"] = f"exit status {done.returncode} (see the log)"
         except subprocess.TimeoutExpired:
             record["status"] = "timed_out"
@@ -369,8 +380,9 @@ def run_step(step: dict[str, Any], logs: Path, deadline: float) -> dict[str, Any
 
 
 def find_kernel_binary() -> Path | None:
+    """The test binary of the tree pip just built (build/<wheel tag>/), never a sanitizer tree's."""
     found = sorted(
-        REPO.glob("build/*/plugins/simam/simam_kernel_cuda_tests"), key=lambda p: p.stat().st_mtime
+        REPO.glob("build/cp*/plugins/simam/simam_kernel_cuda_tests"), key=lambda p: p.stat().st_mtime
     )
     return found[-1] if found else None
 
@@ -417,6 +429,7 @@ def make_report(
     passed = (
         not args.dry_run
         and all(s["status"] in ("passed", "skipped") for s in steps)
+        and set(REQUIRED_STEPS) <= {s["name"] for s in steps if s["status"] == "passed"}
         and all(t["met"] is not False for t in targets.values())
     )
     return {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import json
 import subprocess
 import sys
 import time
@@ -157,3 +158,40 @@ def test_bad_arguments_exit_2(tmp_path):
             [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, check=False
         )
         assert done.returncode == 2, (argv, done.stderr)
+
+
+def test_passing_needs_every_required_step_to_have_run():
+    steps = [
+        {"name": name, "command": ["x"], "timeout_s": 1.0, "status": "passed", "rc": 0, "wall_s": 1.0,
+         "reason": None, "log": None}
+        for name in ga.REQUIRED_STEPS
+    ]  # fmt: skip
+    report = ga.make_report(_args(dry_run=False), steps, 1.0, None, None)
+    assert report["passed"] is True and ga.validate_report(report) == []
+    steps[-1].update(status="skipped", reason="no CUDA device visible")
+    report = ga.make_report(_args(dry_run=False), steps, 1.0, None, None)
+    assert report["passed"] is False
+    report["passed"] = True
+    assert any("did not pass" in p for p in ga.validate_report(report))
+
+
+def test_a_run_without_a_gpu_records_every_failure_and_writes_a_valid_report(tmp_path):
+    """The real script end to end with an interpreter that has nothing (no pip, torch or pytest):
+    every step fails or skips saying why, the report is still written and valid, exit status 1."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    out = tmp_path / "report"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(out), "--python", str(bare / "bin" / "python"),
+         "--wheels", str(tmp_path), "--budget", "300"],
+        capture_output=True, text=True, check=False, timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads((out / "gpu_acceptance.json").read_text())
+    assert ga.validate_report(report) == [] and report["passed"] is False
+    status = {s["name"]: s for s in report["steps"]}
+    assert status["build"]["status"] == "failed" and status["gpu-tests"]["status"] == "failed"
+    assert status["bench"]["status"] == "failed" and report["benchmark"] is None
+    assert all(s["reason"] for s in report["steps"] if s["status"] != "passed")
+    assert "No module named pip" in Path(status["build"]["log"]).read_text()
+    assert "FAILED" in done.stdout
