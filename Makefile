@@ -43,7 +43,7 @@ CMAKE_DEFINES += -Ccmake.define.ONNXRUNTIME_ROOT="$(ONNXRUNTIME_ROOT)"
 endif
 
 .PHONY: help install demo test test-py test-cpp test-trt-matrix lint plugin clean triton-server FORCE
-.PHONY: sanitize fuzz sanitizer-tools gpu-acceptance gpu-acceptance-dry-run gpu-wheels
+.PHONY: sanitize fuzz sanitizer-tools gpu-acceptance gpu-acceptance-dry-run gpu-wheels gpu-headers
 
 help:
 	@echo "make demo | make test | make lint | make plugin | make clean"
@@ -167,6 +167,15 @@ gpu-acceptance:
 
 gpu-acceptance-dry-run: $(STAMP)
 	$(PY) scripts/gpu_acceptance.py --dry-run --wheels $(GPU_WHEELS)
+
+# The harness needs TensorRT's headers only: stage the 11.1 (V3) and 8.6 (V2) sets in the ignored
+# build/gpu-trt-headers so they travel with the tree like the wheels (never committed).
+GPU_TRT_VERSIONS ?= 11.1 8.6
+gpu-headers:
+	@for v in $(GPU_TRT_VERSIONS); do \
+	  [ -f "$(TRT_HEADERS)/$$v/include/NvInfer.h" ] || { echo "gpu-headers: no TensorRT $$v headers at $(TRT_HEADERS)/$$v (set TRT_HEADERS=DIR)"; exit 2; }; \
+	  rm -rf build/gpu-trt-headers/$$v && mkdir -p build/gpu-trt-headers/$$v && cp -r "$(TRT_HEADERS)/$$v/include" build/gpu-trt-headers/$$v/; \
+	done; du -sh build/gpu-trt-headers
 
 gpu-wheels: $(PY)
 	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
