@@ -53,6 +53,7 @@ done <"$tree/simam_fuzz_targets.txt"
 
 echo "== fuzz: summary"
 printf '  %s\n' "${summary[@]}"
+sed 's/^/  /' "$tree/simam_fuzz_skipped.txt"
 if [ $status -ne 0 ]; then
   echo "fuzz: a target failed; reproduce and keep its input as a regression (steps at the top of scripts/fuzz.sh)"
 fi

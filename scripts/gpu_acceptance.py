@@ -301,15 +301,19 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
         step("harness", [], 0, reason)
     for h in headers:
         tree = build_root / f"gpu-harness-{h.name}"
-        # CMake configure + build of the harness only, then its enqueue group (the GPU one).
+        # CMake configure + build of the plugin and harness only, then the harness groups called
+        # directly (not through CTest, which would count enqueue's "no device" exit 77 as a pass).
+        trt = tree / "plugins" / "tensorrt"
         script = (
             f"cmake -S {REPO} -B {tree} -G Ninja -DCMAKE_BUILD_TYPE=Release -DTENSORRT_ROOT={h} "
             f"-DCMAKE_CUDA_ARCHITECTURES={args.arch} -DSIMAM_WITH_ONNXRUNTIME=OFF >/dev/null && "
             f"cmake --build {tree} --target simam_trt_harness simam_trt_plugin && "
-            f"ctest --test-dir {tree}/plugins --output-on-failure "
-            "-R 'simam_trt_(enqueue|lifecycle|serialization)'"
+            "for group in lifecycle serialization enqueue; do "
+            f"{trt / 'simam_trt_harness'} --plugin {trt / 'libsimam_trt_plugin.so'} --group $group "
+            "|| exit $?; done"
         )
         step(f"harness-{h.name}", ["bash", "-c", script], 150)
+        steps[-1]["skip_rc"] = 77
     return steps
 
 
