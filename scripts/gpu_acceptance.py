@@ -314,6 +314,9 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
         )
         step(f"harness-{h.name}", ["bash", "-c", script], 150)
         steps[-1]["skip_rc"] = 77
+    for s in steps:
+        if any(s["name"] == k or s["name"].startswith(k + "-") for k in args.skip):
+            s["skip"] = f"skipped on request (--skip {s['name'].split('-')[0]})"
     return steps
 
 
@@ -528,11 +531,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="a TensorRT header set (DIR/include/NvInfer.h) for the harness; repeatable",
     )
+    parser.add_argument(
+        "--skip", action="append", default=[], metavar="STEP",
+        help="leave a step out, recorded as skipped ('harness' = every harness-<version>); repeatable",
+    )  # fmt: skip
     parser.add_argument("--arch", default="90", help="CUDA architecture to build for [%(default)s]")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, help="overall seconds")
     args = parser.parse_args(argv)
     if not re.fullmatch(r"[0-9]{2,3}[af]?", args.arch):
         parser.error(f"--arch {args.arch!r}: give a CUDA architecture number such as 90")
+    known = {"wheels", "build", "harness", "bench", "gpu-tests", *GPU_BINARY_STEPS}
+    for name in args.skip:
+        if name not in known:
+            parser.error(f"--skip {name!r}: not a step (one of {', '.join(sorted(known))})")
     if args.budget <= 0:
         parser.error("--budget must be > 0 seconds")
     for h in args.trt_headers:

@@ -25,7 +25,13 @@ _spec.loader.exec_module(ga)
 
 def _args(**overrides) -> argparse.Namespace:
     base = dict(
-        dry_run=True, python=sys.executable, wheels="/nonexistent", trt_headers=[], arch="90", budget=450.0
+        dry_run=True,
+        python=sys.executable,
+        wheels="/nonexistent",
+        trt_headers=[],
+        arch="90",
+        budget=450.0,
+        skip=[],
     )
     base.update(overrides)
     return argparse.Namespace(**base)
@@ -152,6 +158,7 @@ def test_bad_arguments_exit_2(tmp_path):
         ["--arch", "sm90", "--dry-run"],
         ["--budget", "0", "--dry-run"],
         ["--trt-headers", str(tmp_path)],
+        ["--skip", "everything", "--dry-run"],
         [],
     ):
         done = subprocess.run(
@@ -183,7 +190,7 @@ def test_a_run_without_a_gpu_records_every_failure_and_writes_a_valid_report(tmp
     out = tmp_path / "report"
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(out), "--python", str(bare / "bin" / "python"),
-         "--wheels", str(tmp_path), "--budget", "300"],
+         "--wheels", str(tmp_path), "--budget", "300", "--skip", "harness"],
         capture_output=True, text=True, check=False, timeout=400,
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
@@ -195,3 +202,4 @@ def test_a_run_without_a_gpu_records_every_failure_and_writes_a_valid_report(tmp
     assert all(s["reason"] for s in report["steps"] if s["status"] != "passed")
     assert "No module named pip" in Path(status["build"]["log"]).read_text()
     assert "FAILED" in done.stdout
+    assert all(s["status"] == "skipped" for s in report["steps"] if s["name"].startswith("harness"))
