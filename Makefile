@@ -44,9 +44,11 @@ endif
 
 .PHONY: help install demo test test-py test-cpp test-trt-matrix lint plugin clean triton-server FORCE
 .PHONY: cross-aarch64 cross-aarch64-tools cross-aarch64-ort cubin-check
+.PHONY: sanitize fuzz sanitizer-tools gpu-acceptance gpu-acceptance-dry-run gpu-wheels gpu-headers
 
 help:
 	@echo "make demo | make test | make lint | make plugin | make clean"
+	@echo "make sanitize | make fuzz [FUZZ_SECONDS=60] | make gpu-acceptance OUT=DIR (--dry-run: make gpu-acceptance-dry-run)"
 
 $(PY):
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "simam-deploy needs Python >= 3.10 (set PYTHON=...)"; exit 2; }
@@ -99,6 +101,9 @@ test: $(STAMP) triton-server
 	$(MAKE) --no-print-directory test-cpp
 	$(MAKE) --no-print-directory cubin-check
 	$(MAKE) --no-print-directory cross-aarch64
+	$(MAKE) --no-print-directory sanitize
+	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory gpu-acceptance-dry-run
 
 # -Werror build of the plugin + CPU harness against every TensorRT header set in $(TRT_HEADERS)
 # (one CUDA architecture: enough to compile); skipped, saying why, when the headers are absent.
@@ -216,6 +221,62 @@ cross-aarch64-ort: $(CROSS_SYSROOT)/.done $(CROSS_PYSITE)/.done
 	@test -f $(CROSS_ORT_LIB) || { echo "cross-aarch64-ort: no $(CROSS_ORT_LIB): run make cross-aarch64 first"; exit 2; }
 	$(PY) scripts/aarch64_ort_check.py --ops-lib $(CROSS_ORT_LIB) --python $(CROSS_SYSROOT)/usr/bin/python3.11 \
 	  --sysroot $(CROSS_SYSROOT) --site $(CROSS_PYSITE) --work $(CROSS_DIR)/ort-check
+
+# ---- native code under attack (issue 24): sanitizers, fuzzers, the GPU acceptance ----------------
+# sanitize: ASan+UBSan builds (gcc and clang, build/sanitize-<cc>) of the kernel library, the plugin
+#           with its harness and the op library; CTest + tests/test_ort_ops.py in the real ONNX Runtime.
+# fuzz:     the libFuzzer targets of plugins/fuzz/ for FUZZ_SECONDS each (build/fuzz); seeds and
+#           regressions replayed first. A report or a finding fails either target.
+# Knobs: SANITIZE_COMPILERS="gcc clang"  FUZZ_SECONDS=60
+SANITIZE_COMPILERS ?= gcc clang
+FUZZ_SECONDS       ?= 60
+CLANG_PACKAGES     := clang libclang-rt-14-dev
+
+# Debian's clang and its sanitizer/libFuzzer runtimes, installed when missing (CI runs as root).
+sanitizer-tools:
+	@if command -v clang++ >/dev/null && [ -f "$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" ] \
+	    && [ -f "$$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "sanitizer-tools: installing $(CLANG_PACKAGES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CLANG_PACKAGES) >/dev/null; \
+	else \
+	  echo "sanitizer-tools: clang with its sanitizer runtimes is missing; install them: sudo apt-get install $(CLANG_PACKAGES)"; exit 2; \
+	fi
+
+sanitize: $(STAMP) sanitizer-tools
+	JOBS="$(or $(JOBS),2)" bash scripts/sanitize.sh $(PY) "$(TENSORRT_ROOT)" "$(or $(CUDA_ARCHS),86)" $(SANITIZE_COMPILERS)
+
+fuzz: sanitizer-tools
+	JOBS="$(or $(JOBS),2)" bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# gpu-acceptance: the whole GPU check in one call on a lent GPU machine (no venv there: the system
+#   Python with torch; the wheels of scripts/gpu_wheels.txt travel in build/gpu-wheels, fetched here
+#   by `make gpu-wheels`). Writes OUT/gpu_acceptance.json and OUT/gpu_acceptance.png.
+# gpu-acceptance-dry-run: its plan, report schema and wheel list, on the CPU (CI).
+GPU_PYTHON ?= python3
+GPU_WHEELS ?= build/gpu-wheels
+
+gpu-acceptance:
+	@[ -n "$(OUT)" ] || { echo "gpu-acceptance: give the report folder: make gpu-acceptance OUT=DIR"; exit 2; }
+	$(GPU_PYTHON) scripts/gpu_acceptance.py --out "$(OUT)" --python "$$(command -v $(GPU_PYTHON))" --wheels $(GPU_WHEELS)
+
+gpu-acceptance-dry-run: $(STAMP)
+	$(PY) scripts/gpu_acceptance.py --dry-run --wheels $(GPU_WHEELS)
+
+# The harness needs TensorRT's headers only: stage the 11.1 (V3) and 8.6 (V2) sets in the ignored
+# build/gpu-trt-headers so they travel with the tree like the wheels (never committed).
+GPU_TRT_VERSIONS ?= 11.1 8.6
+gpu-headers:
+	@for v in $(GPU_TRT_VERSIONS); do \
+	  [ -f "$(TRT_HEADERS)/$$v/include/NvInfer.h" ] || { echo "gpu-headers: no TensorRT $$v headers at $(TRT_HEADERS)/$$v (set TRT_HEADERS=DIR)"; exit 2; }; \
+	  rm -rf build/gpu-trt-headers/$$v && mkdir -p build/gpu-trt-headers/$$v && cp -r "$(TRT_HEADERS)/$$v/include" build/gpu-trt-headers/$$v/; \
+	done; du -sh build/gpu-trt-headers
+
+gpu-wheels: $(PY)
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --abi cp312 --abi abi3 --abi none --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 --platform any -d $(GPU_WHEELS) -r scripts/gpu_wheels.txt
+	$(PY) scripts/gpu_acceptance.py --dry-run --wheels $(GPU_WHEELS)
 
 clean:
 	rm -rf build $(VENV) $(OUTDIR) .pytest_cache
