@@ -49,6 +49,7 @@ endif
 help:
 	@echo "make demo | make test | make lint | make plugin | make clean"
 	@echo "make sanitize | make fuzz [FUZZ_SECONDS=60] | make gpu-acceptance OUT=DIR (--dry-run: make gpu-acceptance-dry-run)"
+	@echo "make plugin JETPACK=5.1|6.0|6.1|6.2|7.0 | make cubin-check | make cross-aarch64 (aarch64 under qemu; docs/jetson.md)"
 
 $(PY):
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "simam-deploy needs Python >= 3.10 (set PYTHON=...)"; exit 2; }
