@@ -3,6 +3,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from simam_deploy.backends import backend_names
 from simam_deploy.cli.common import check_outputs, envelope, human_console, progress, write_json
 from simam_deploy.errors import InputError
 from simam_deploy.export import parse_shape
@@ -28,6 +29,7 @@ Examples:
   simam-deploy validate r20.onnx --reference cifar-resnet20 --per-layer --plot layers.png
   simam-deploy validate r20.onnx --reference cifar-resnet20 --inputs photos/ --save-inputs io/
   simam-deploy validate r20.engine --reference cifar-resnet20 --per-layer --onnx-source r20.onnx
+  simam-deploy validate r20-fused.onnx --reference cifar-resnet20 --backend openvino
 
 \b
 --per-layer compares every SimAM block's input and output (module paths, network order) and names the
@@ -89,6 +91,11 @@ first diverging block; see docs/per-layer.md.
 )
 @click.option("--plugin-lib", metavar="PATH", help="TensorRT plugin library (engines only).")
 @click.option(
+    "--backend",
+    type=click.Choice(backend_names(lambda b: bool(b.suffixes))),
+    help="Run TARGET on this backend [default: by file type: .onnx onnxruntime, .engine tensorrt].",
+)
+@click.option(
     "--allow-nonfinite",
     is_flag=True,
     help="Expect NaN/Inf: they pass when both sides have them in the same places.",
@@ -97,11 +104,11 @@ first diverging block; see docs/per-layer.md.
 def validate(
     target, reference, checkpoint, atol, rtol, precision, inputs, mean, std, size, batch_size, per_layer,
     onnx_source, probe_precision, save_inputs, save_outputs, plot, seeds, input_shape, plugin_lib,
-    allow_nonfinite, json_path,
+    backend, allow_nonfinite, json_path,
 ) -> None:  # fmt: skip
-    """Run TARGET (.onnx in ONNX Runtime, .engine in TensorRT) and the PyTorch reference on the same
-    inputs and report, per output: max abs / max rel / mean error, the fraction outside tolerance,
-    NaN/Inf counts and top-1 agreement for classifiers."""
+    """Run TARGET (.onnx in ONNX Runtime, or OpenVINO with --backend openvino; .engine in TensorRT) and
+    the PyTorch reference on the same inputs and report, per output: max abs / max rel / mean error,
+    the fraction outside tolerance, NaN/Inf counts and top-1 agreement for classifiers."""
     from simam_deploy.validate import validate as run_validate
 
     seed_list = _parse_seeds(seeds)
@@ -138,6 +145,7 @@ def validate(
         seeds=seed_list,
         input_shape=shape,
         plugin_lib=plugin_lib,
+        backend=backend,
         on_run=on_run,
         allow_nonfinite=allow_nonfinite,
         on_start=lambda i, n, what: progress(f"run {i + 1}/{n}: {what}"),

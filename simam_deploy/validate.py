@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from simam_deploy import per_layer as per_layer_mod
-from simam_deploy.backends import ONNX_SUFFIXES, load_runner
+from simam_deploy.backends import backend_for
 from simam_deploy.backends.torch.runner import TorchRunner
 from simam_deploy.errors import InputError
 from simam_deploy.inputs import (
@@ -107,6 +107,7 @@ def validate(
     input_shape: tuple[int, ...] | None = None,
     providers: Sequence[str] | None = None,
     plugin_lib: str | None = None,
+    backend: str | None = None,
     on_run: Callable[[RunResult], None] | None = None,
     allow_nonfinite: bool = False,
     on_start: Callable[[int, int, str], None] | None = None,
@@ -121,7 +122,8 @@ def validate(
     save_outputs: str | os.PathLike | None = None,
     plot: str | os.PathLike | None = None,
 ) -> ParityReport:
-    """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT) with the PyTorch ``reference``.
+    """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT, or the registry's ``backend``,
+    e.g. "openvino") with the PyTorch ``reference``.
 
     ``inputs``: an .npz, a folder of images, a folder written by ``save_inputs``, or module:callable
     (see :mod:`simam_deploy.inputs`); random inputs when None. NaN/Inf in either side's outputs fail
@@ -134,15 +136,12 @@ def validate(
         raise InputError(f"seeds must be >= 0, got {list(seeds)}", "e.g. --seeds 0,1,2")
     check_model_spec(reference)  # blame an unknown name before loading anything
     check_new_outputs([p for p in (target, inputs) if p is not None], save_inputs, save_outputs, plot)
-    options = {"plugin_lib": plugin_lib} if plugin_lib else {}
+    if not Path(target).exists():
+        raise InputError(f"{target} does not exist", "check the path")
+    chosen = backend_for(target, backend)
+    options = {"providers": providers, "plugin_lib": plugin_lib}
     model, _ = build_model(reference, checkpoint)
-    probe_proto = None
-    if per_layer and Path(target).suffix.lower() in ONNX_SUFFIXES:
-        probe_proto = per_layer_mod.load_onnx_with_data(target)
-        blocks = per_layer_mod.blocks_for(probe_proto, model)
-        runner = per_layer_mod.onnx_probe_runner(probe_proto, blocks, providers)
-    else:
-        runner = load_runner(target, providers=providers, **options)
+    runner = chosen.load(target, **options)
     tol = resolve_tolerances(target, precision, atol, rtol)  # after the loader has vetted the file
     torch_runner = TorchRunner(model, runner.input_names[:1], runner.output_names)
     spec = runner.input_spec()
@@ -159,10 +158,12 @@ def validate(
         shape = resolve_input_shape(spec[0][1], reference, input_shape)
         shapes = input_shapes_to_try(spec[0][1], shape)
     check_simam_planes(model, shapes)
-    if per_layer and probe_proto is None:
-        runner, blocks = per_layer_mod.engine_probe_runner(
-            runner, model, onnx_source, shapes, precision=probe_precision, plugin_lib=plugin_lib
-        )
+    if per_layer:
+        probe = chosen.per_layer_probe()
+        runner, blocks = probe(
+            runner, target, model, shapes, backend=chosen, options=options, onnx_source=onnx_source,
+            precision=probe_precision,
+        )  # fmt: skip
     session = per_layer_mod.PerLayerSession(blocks, runner, torch_runner, model) if per_layer else None
     callback = session.on_run(tol.atol, tol.rtol, on_run) if session else on_run
     ckpt = f" + {Path(checkpoint).name}" if checkpoint else " (seeded weights)"

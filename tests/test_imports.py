@@ -37,9 +37,13 @@ def _first_party_imports(path: Path) -> list[tuple[int, str, str | None]]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name, None) for a in node.names if a.name.split(".")[0] in FIRST_PARTY]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.split(".")[0] in FIRST_PARTY:
-                found += [(node.lineno, node.module, a.name) for a in node.names if a.name != "*"]
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and node.module.split(".")[0] in FIRST_PARTY
+        ):
+            found += [(node.lineno, node.module, a.name) for a in node.names if a.name != "*"]
     return found
 
 
