@@ -65,7 +65,10 @@ Exit codes: 0 ok, 2 usage or input error.
 )
 @click.option("--batch", type=int, default=None, help="Replace the batch size N of every shape / input.")
 @click.option(
-    "--input-shape", metavar="NxCxHxW", help="TARGET input shape [default: the zoo model's / the file's]."
+    "--input-shape",
+    metavar="SHAPE|NAME=SHAPE,...",
+    help="TARGET input shape, any rank (1x3x32x32, 1x200x80), or one per input of a file "
+    "(feats=1x200x80,weights=1x200) [default: the zoo model's / the file's].",
 )
 @click.option(
     "--checkpoint", metavar="PATH", help="Weights for a zoo model TARGET (loaded with weights_only)."

@@ -8,6 +8,7 @@ from simam_deploy.cli.common import check_outputs, envelope, human_console, prog
 from simam_deploy.errors import InputError
 from simam_deploy.parity import ParityReport, RunResult
 from simam_deploy.precision import DEFAULT_TOLERANCES
+from simam_deploy.shapes import parse_input_shapes
 
 _DEFAULTS = ", ".join(f"{p} atol {a:g} rtol {r:g}" for p, (a, r) in DEFAULT_TOLERANCES.items())
 EPILOG = f"""\b
@@ -56,7 +57,7 @@ be installed): a folder written by --save-outputs (its inputs are read from the 
 @click.option("--rtol", type=float, help="Relative tolerance [default: per precision].")
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+    type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]),
     default="auto",
     show_default=True,
     help="Precision the target computes in, for default tolerances (auto: from an ONNX file's types).",
@@ -95,10 +96,15 @@ be installed): a folder written by --save-outputs (its inputs are read from the 
 @click.option(
     "--save-outputs", metavar="DIR", help="Write PyTorch's outputs on them (--loadRefOutputs, JSON)."
 )
-@click.option("--plot", metavar="FILE.png", help="--per-layer: error per SimAM block as a PNG (log scale).")
+@click.option(
+    "--plot", metavar="FILE.png", help="Write the error per SimAM block as a PNG (--per-layer; log scale)."
+)
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds for random inputs.")
 @click.option(
-    "--input-shape", metavar="NxCxHxW", help="Shape for random inputs [default: from the file / zoo]."
+    "--input-shape",
+    metavar="SHAPE|NAME=SHAPE,...",
+    help="Shape for random inputs, any rank (1x3x32x32, 2x200x80), or one per input "
+    "(feats=2x200x80,mask=2x200) [default: from the file / zoo].",
 )
 @click.option("--plugin-lib", metavar="PATH", help="TensorRT plugin library (engines only).")
 @click.option(
@@ -138,11 +144,7 @@ def validate(
         ],
         folders={"--save-inputs": save_inputs, "--save-outputs": save_outputs},
     )
-    shape = None
-    if input_shape:
-        from simam_deploy.export import parse_shape  # imports torch: only on the live-reference path
-
-        shape = parse_shape(input_shape)
+    shape = parse_input_shapes(input_shape) if input_shape else None
     out = human_console(json_path)
     table = _make_table("saved outputs" if reference_outputs else "PyTorch")
     against = f"the PyTorch reference {reference}"
@@ -154,7 +156,7 @@ def validate(
         for name, s in run.outputs.items():
             table.add_row(
                 str(run.seed) if run.seed is not None else "file",
-                "x".join(map(str, next(iter(run.input_shapes.values())))),
+                ", ".join("x".join(map(str, s)) for s in run.input_shapes.values()),
                 name,
                 f"{s.max_abs:.3g}",
                 f"{s.max_rel:.3g}",
@@ -271,6 +273,18 @@ def _print_verdict(out, report: ParityReport) -> None:
         f"max abs {worst['max_abs']:.3g}, max rel {worst['max_rel']:.3g}"
         + (f", {worst['nonfinite']} NaN/Inf" if worst["nonfinite"] else "")
         + ("" if top1 is None else f", top-1 agreement >= {top1:.1%}")
+        + _quantized_metrics(report, worst)
+    )
+
+
+def _quantized_metrics(report: ParityReport, worst: dict) -> str:
+    """int8 targets: the agreement that matters beside the elementwise rule."""
+    if report.precision != "int8":
+        return ""
+    sure, cosine = worst.get("min_confident_top1"), worst.get("min_cosine")
+    rows = sum(o.confident_rows for r in report.runs for o in r.outputs.values())
+    return ("" if sure is None else f", confident-row (p > 0.5, {rows} rows) agreement >= {sure:.1%}") + (
+        "" if cosine is None else f", cosine >= {cosine:.4f}"
     )
 
 

@@ -7,9 +7,11 @@ host, :mod:`simam_deploy.saved_reference`) this module runs where torch is not i
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from simam_deploy.backends import ONNX_SUFFIXES, load_runner
 from simam_deploy.errors import InputError, MissingDependencyError
@@ -74,6 +76,27 @@ def resolve_input_shape(
     return tuple(dims)
 
 
+def _explicit_shapes(input_shape, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """--input-shape as {input name: shape}: a bare shape (single-input models only) or NAME=SHAPE
+    for some or all inputs (the others take the file's fixed sizes, batch 1 where dynamic)."""
+    from simam_deploy.shapes import shapes_for_inputs
+
+    if input_shape is None:
+        return {}
+    if not isinstance(input_shape, Mapping):
+        input_shape = {None: tuple(input_shape)}
+    if None in input_shape:
+        return shapes_for_inputs(input_shape, names)
+    unknown = [n for n in input_shape if n not in names]
+    if unknown:
+        raise InputError(
+            f"--input-shape names {unknown}, which the model does not have (its inputs: {list(names)})",
+            "give NAME=SHAPE with the model's input names, e.g. --input-shape "
+            + ",".join(f"{n}=SHAPE" for n in names),
+        )
+    return dict(input_shape)
+
+
 def _check_explicit_shape(shape: tuple[int, ...], spec_shape: tuple) -> tuple[int, ...]:
     if len(shape) != len(spec_shape):
         raise InputError(
@@ -91,14 +114,25 @@ def _check_explicit_shape(shape: tuple[int, ...], spec_shape: tuple) -> tuple[in
     return shape
 
 
-def check_simam_planes(model: torch.nn.Module, shapes: Sequence[tuple[int, ...]]) -> None:
-    """Refuse shapes where a SimAM layer would see a 1x1 plane (0/0 variance): exit 2, layer named."""
+def check_simam_planes(
+    model: torch.nn.Module, shapes: Sequence[tuple[int, ...] | Mapping], spec=None
+) -> None:
+    """Refuse shapes where a SimAM layer would see a 1x1 plane (0/0 variance): exit 2, layer named.
+
+    ``shapes``: one shape per run (single-input models), or per run a {input name: shape} mapping
+    (any number of inputs of any rank; ``spec`` gives their order and dtypes)."""
     import torch
 
     from simam_deploy.export import probe_simam_inputs
 
-    for shape in dict.fromkeys(tuple(s) for s in shapes):
-        if len(shape) == 4:
+    dtypes = {name: np.dtype(dtype) for name, _, dtype in spec or ()}
+    for shape in shapes:
+        if isinstance(shape, Mapping):
+            example = tuple(
+                torch.from_numpy(np.zeros(s, dtypes.get(name, np.float32))) for name, s in shape.items()
+            )
+            probe_simam_inputs(model, example if len(example) > 1 else example[0])
+        else:
             probe_simam_inputs(model, torch.zeros(shape))
 
 
@@ -229,7 +263,7 @@ def _validate(
     else:
         runner = load_runner(target, providers=providers, **options)
     tol = resolve_tolerances(target, precision, atol, rtol)  # after the loader has vetted the file
-    torch_runner = TorchRunner(model, runner.input_names[:1], runner.output_names)
+    torch_runner = TorchRunner(model, runner.input_names, runner.output_names)
     spec = runner.input_spec()
     input_set = None
     if inputs is not None:
@@ -241,11 +275,18 @@ def _validate(
         shape = tuple(next(iter(input_set.batches[0].values())).shape)
         shapes = [tuple(next(iter(b.values())).shape) for b in input_set.batches]
     else:
-        shape = resolve_input_shape(spec[0][1], reference, input_shape)
-        shapes = input_shapes_to_try(spec[0][1], shape)
-        for tried in shapes:  # refuse a batch of 10^9 with its size, before allocating it
-            check_input_memory({name: tried for name, _, _ in spec}, "--input-shape", copies=2)
-    check_simam_planes(model, shapes)
+        names = [name for name, _, _ in spec]
+        given = _explicit_shapes(input_shape, names)
+        if len(spec) == 1:
+            shape = resolve_input_shape(spec[0][1], reference, given.get(names[0]))
+            shapes = input_shapes_to_try(spec[0][1], shape)
+            feeds = [{names[0]: s} for s in shapes]
+        else:  # several inputs (any rank): one shape each, checked against the file's fixed axes
+            shape = {name: resolve_input_shape(dims, reference, given.get(name)) for name, dims, _ in spec}
+            shapes = feeds = [shape]
+        for feed_shapes in feeds:  # refuse a batch of 10^9 with its size, before allocating it
+            check_input_memory(feed_shapes, "--input-shape", copies=2)
+    check_simam_planes(model, shapes, spec)
     if per_layer and probe_proto is None:
         runner, blocks = per_layer_mod.engine_probe_runner(
             runner, model, onnx_source, shapes, precision=probe_precision, plugin_lib=plugin_lib

@@ -154,11 +154,11 @@ def benchmark_target(
 
 # ---- model targets ----------------------------------------------------------------------------
 def _model_input_shape(target: str, batch: int | None, input_shape) -> tuple[int, int, int, int]:
-    from simam_deploy.export import parse_shape
+    from simam_deploy.shapes import parse_shape
     from simam_deploy.zoo import default_input_shape
 
     if input_shape is not None:
-        shape = parse_shape(input_shape)
+        shape = parse_shape(input_shape, rank=None)  # any rank: only the SimAM tensors inside are 4-D
     else:
         default = default_input_shape(target)
         if default is None:
@@ -182,10 +182,13 @@ def _bench_model(
 
 
 def _time_model(bench: TargetBenchmark, backends, shape, spec: str, checkpoint, progress) -> None:
+    from simam_deploy.backends.torch.runner import tensor_outputs
     from simam_deploy.nn import set_simam_fused
     from simam_deploy.zoo import build_model
 
     model, _ = build_model(spec, checkpoint)
+    with torch.inference_mode():  # one call first: a forward returning no tensors is refused, not timed
+        tensor_outputs(model(torch.zeros(shape)))
     # A file target records its numpy dtype name (float32); a model target one of DTYPES (fp32).
     torch_dtype = DTYPES[bench.dtype] if bench.dtype in DTYPES else getattr(torch, bench.dtype)
     x = torch.randn(shape, device=bench.device, dtype=torch_dtype)
@@ -294,18 +297,20 @@ def _time_onnx_pair(bench: TargetBenchmark, runners, inputs: dict[str, np.ndarra
 
 # ---- file targets -----------------------------------------------------------------------------
 def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray]:
-    from simam_deploy.export import parse_shape
     from simam_deploy.parity import check_feed, describe_dims
+    from simam_deploy.shapes import parse_input_shapes, shapes_for_inputs
 
-    forced = parse_shape(input_shape) if input_shape is not None else None
     spec = runner.input_spec()
-    if forced is not None and len(spec) != 1:
-        raise InputError("--input-shape applies to single-input models only", "drop --input-shape")
+    forced = (
+        shapes_for_inputs(parse_input_shapes(input_shape), [n for n, _, _ in spec])
+        if input_shape is not None
+        else None
+    )
     rng = np.random.default_rng(0)
     shapes = {}
     for name, dims, _ in spec:
         if forced is not None:
-            shape = forced
+            shape = forced[name] if batch is None else (batch, *forced[name][1:])
         else:
             shape = tuple(
                 d if isinstance(d, int) and d > 0 else (batch or 1) if i == 0 else None
@@ -314,7 +319,7 @@ def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray
             if None in shape:
                 raise InputError(
                     f"input '{name}' has dynamic dimensions ({describe_dims(dims)})",
-                    "give --input-shape NxCxHxW to fix them",
+                    "give --input-shape SHAPE (or NAME=SHAPE,... for several inputs) to fix them",
                 )
             if batch is not None:
                 shape = (batch, *shape[1:])
@@ -376,12 +381,14 @@ def add_triton(
 ) -> None:
     """Time ``model`` on the Triton server at ``url`` (http://HOST:PORT or grpc://HOST:PORT), one
     request at a time, on inputs of the shape the other rows used (or ``input_shape``/``batch``)."""
-    from simam_deploy.export import parse_shape
+    from simam_deploy.shapes import parse_shape
     from simam_deploy.triton.client import TritonEndpoint, random_inputs, split_url
 
     protocol, _ = split_url(url)
     endpoint = TritonEndpoint(url, model)
-    shape = tuple(bench.input_shape) or (parse_shape(input_shape) if input_shape is not None else None)
+    shape = tuple(bench.input_shape) or (
+        parse_shape(input_shape, rank=None) if input_shape is not None else None
+    )
     if shape and batch is not None:
         shape = (batch, *shape[1:])
     feeds = random_inputs(endpoint, batch or 1, shape)
