@@ -65,7 +65,10 @@ Exit codes: 0 ok, 2 usage or input error.
 )
 @click.option("--batch", type=int, default=None, help="Replace the batch size N of every shape / input.")
 @click.option(
-    "--input-shape", metavar="NxCxHxW", help="TARGET input shape [default: the zoo model's / the file's]."
+    "--input-shape",
+    metavar="SHAPE|NAME=SHAPE,...",
+    help="TARGET input shape, any rank (1x3x32x32, 1x200x80), or one per input of a file "
+    "(feats=1x200x80,weights=1x200) [default: the zoo model's / the file's].",
 )
 @click.option(
     "--checkpoint", metavar="PATH", help="Weights for a zoo model TARGET (loaded with weights_only)."
@@ -186,15 +189,12 @@ def _check_arguments(target, checkpoint, reference, json_path, plot_path) -> Non
     """Blame the right thing first (an unknown model, a missing file), and check every output path
     against the inputs and each other, before minutes of timing."""
     from simam_deploy.bench.targets import target_kind
-    from simam_deploy.errors import InputError
     from simam_deploy.zoo import check_model_spec
 
     if target and target_kind(target) == "model":
         check_model_spec(target)
     if reference:
         check_model_spec(reference)
-    if plot_path == "-":
-        raise InputError("--plot - is not supported: a PNG is binary", "give a file name: --plot bench.png")
     file_target = target if target and target_kind(target) != "model" else None
-    model_files = [m.rpartition(":")[0] for m in (target, reference) if m and ":" in m]
-    check_outputs({"--json": json_path, "--plot": plot_path}, [file_target, checkpoint, *model_files])
+    model_specs = [m for m in (target, reference) if m and ":" in m]
+    check_outputs({"--json": json_path, "--plot": plot_path}, [file_target, checkpoint, *model_specs])

@@ -15,6 +15,8 @@ Examples:
   simam-deploy build r20-plugin.onnx -o r20.engine --fp16       (11 and RTX: converted to fp16 on the way)
   simam-deploy build r20-plugin.onnx -o r20.engine --shapes input=1x3x32x32:32x3x32x32:128x3x32x32
   simam-deploy build model.onnx -o model.engine --bf16 --workspace 2048 --timing-cache trt.cache
+  simam-deploy build r20-plugin.onnx -o r20.engine --minShapes=input:1x3x32x32 \\
+          --optShapes=input:32x3x32x32 --maxShapes=input:128x3x32x32      (trtexec's syntax works too)
 \b
 trtexec equivalent (TensorRT >= 8.6; on 8.5 use --plugins=PATH instead of --dynamicPlugins; trtexec 11
 has no --fp16: give it `simam-deploy convert r20-plugin.onnx --precision fp16 -o r20-fp16.onnx` instead):
@@ -51,13 +53,28 @@ Exit codes: 0 ok, 2 bad input, a failed build, or TensorRT missing."""
     metavar="[NAME=]MIN:OPT:MAX",
     help="Optimization profile for a dynamic input, e.g. input=1x3x32x32:8x3x32x32:32x3x32x32. Repeatable.",
 )
+@click.option(
+    "--minShapes",
+    "min_shapes",
+    metavar="NAME:DIMS[,...]",
+    help="trtexec syntax, with --optShapes/--maxShapes.",
+)
+@click.option(
+    "--optShapes", "opt_shapes", metavar="NAME:DIMS[,...]", help="trtexec syntax: the shapes to tune for."
+)
+@click.option(
+    "--maxShapes", "max_shapes", metavar="NAME:DIMS[,...]", help="trtexec syntax: the largest shapes."
+)
 @click.option("--plugin-lib", type=click.Path(dir_okay=False), help="Path of libsimam_trt_plugin.so.")
 @click.option("--workspace", "workspace_mb", type=int, metavar="MB", help="Workspace memory pool limit.")
 @click.option(
     "--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file (read, then updated)."
 )
 @click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), help="Write the report as JSON."
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write the report as JSON ('-' = stdout).",
 )
 @click.option(
     "--runtime",
@@ -76,12 +93,20 @@ Exit codes: 0 ok, 2 bad input, a failed build, or TensorRT missing."""
 @click.option(
     "--embed-plugin", is_flag=True, help="Store the plugin library in the engine (plugins_to_serialize)."
 )
+@click.option(
+    "--show-plan",
+    is_flag=True,
+    help="List the kernels TensorRT chose for every SimAM block (the summary line is always printed).",
+)
 @click.option("--verbose", is_flag=True, help="TensorRT's verbose log.")
 def build(
     onnx_file: str,
     output: str,
     precision: str | None,
     shapes: tuple[str, ...],
+    min_shapes: str | None,
+    opt_shapes: str | None,
+    max_shapes: str | None,
     plugin_lib: str | None,
     workspace_mb: int | None,
     timing_cache: str | None,
@@ -89,10 +114,12 @@ def build(
     runtime: str,
     compute_capabilities: str,
     embed_plugin: bool,
+    show_plan: bool,
     verbose: bool,
 ) -> None:
     """Build a TensorRT engine from ONNX_FILE; its SimAM nodes run as the SimAM plugin."""
     from simam_deploy.backends.tensorrt import build_engine
+    from simam_deploy.backends.tensorrt.builder import shapes_from_trtexec
 
     # The timing cache is read and rewritten: an output that must not collide with -o, --json or an input.
     check_outputs(
@@ -103,7 +130,7 @@ def build(
         onnx_file,
         output,
         precision=precision or "fp32",
-        shapes=list(shapes),
+        shapes=[*shapes, *shapes_from_trtexec(min_shapes, opt_shapes, max_shapes)],
         plugin_lib=plugin_lib,
         workspace_mb=workspace_mb,
         timing_cache=timing_cache,
@@ -119,7 +146,8 @@ def build(
     targets = f", {'/'.join(report.compute_capabilities)}" if report.compute_capabilities else ""
     out.print(
         f"[green]wrote[/green] {report.engine} ({report.engine_bytes / 1e6:.2f} MB, "
-        f"{report.precision} network{''.join(f' + {flag} flag' for flag in report.builder_flags)}, "
+        f"{report.precision} network{' with INT8 Q/DQ' if report.qdq_layers else ''}"
+        f"{''.join(f' + {flag} flag' for flag in report.builder_flags)}, "
         f"{built_by} {report.tensorrt_version}{targets}, built in {report.build_seconds:.2f} s)"
     )
     embedded = " (embedded in the engine)" if report.plugin_embedded else ""
@@ -127,6 +155,7 @@ def build(
         f"  {report.simam_plugin_layers}/{report.simam_nodes} SimAM nodes -> SimAM plugin layers "
         f"({report.layers} layers), plugin {report.plugin_library}{embedded}"
     )
+    _print_plan(out, report.plan, report.plan_note, show_plan)
     write_json(
         json_path,
         envelope(
@@ -136,3 +165,34 @@ def build(
             outputs={"engine": output, "json": json_path, "timing_cache": timing_cache},
         ),
     )
+
+
+def _mb(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1e6:.1f} MB"
+
+
+def _print_plan(out: Console, plan: dict | None, note: str | None, show: bool) -> None:
+    """One line on what the plan does around SimAM; with --show-plan, every block's kernels."""
+    if plan is None:
+        out.print(f"  plan: not shown ({note})")
+        return
+    blocks = plan["blocks"]
+    if not blocks:
+        out.print(f"  plan: {plan['kernels']} kernels, no SimAM block")
+        return
+    out.print(
+        f"  plan: {plan['kernels']} kernels; {plan['simam_blocks']} SimAM blocks take "
+        f"{plan['simam_kernels']} kernels ({plan['simam_kernels'] / len(blocks):.1f} per block, epilogue "
+        f"included), {plan['layout_kernels_next_to_simam']} of them transposes/reformats; "
+        f"~{_mb(plan['simam_bytes'])} moved at batch {plan['batch']} (--show-plan lists them)"
+    )
+    if not show:
+        return
+    from rich.table import Table
+
+    table = Table("SimAM block", "kernel", "role", "type", "bytes", box=None, pad_edge=False)
+    for block in blocks:
+        for i, kernel in enumerate(block["kernels"]):
+            table.add_row(block["name"] if i == 0 else "", kernel["name"], kernel["role"],
+                          kernel["layer_type"], _mb(kernel["bytes"]))  # fmt: skip
+    out.print(table)

@@ -82,9 +82,14 @@ def _json_safe(value: object) -> object:
     return value
 
 
-def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Iterable[str | Path | None] = ()) -> None:
-    """Check every output option against every input and each other, before any long work."""
-    check_output_paths(outputs, inputs)
+def check_outputs(
+    outputs: Mapping[str, str | Path | None],
+    inputs: Iterable[str | Path | None] = (),
+    folders: Mapping[str, str | Path | None] | None = None,
+) -> None:
+    """Check every output option (and output folder) against every input and each other, before any
+    long work. Inputs may be ``file.py:callable`` / ``module:callable`` specs: their file is protected."""
+    check_output_paths(outputs, inputs, folders=folders)
 
 
 def human_console(json_path: str | Path | None) -> Console:

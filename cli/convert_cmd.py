@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from simam_deploy.cli.common import console, write_json
+from simam_deploy.cli.common import check_outputs, console, envelope, write_json
 
 EPILOG = """\b
 TensorRT >= 11 and TensorRT for RTX build strongly typed networks: the precision comes from the
@@ -41,9 +41,13 @@ def convert(source, output, precision, io_types, json_path) -> None:
     """Convert the float32 ONNX file SOURCE to float16 or bfloat16 (external data is read)."""
     from simam_deploy.precision import convert_file
 
+    check_outputs({"-o": output, "--json": json_path}, [source])
     report = convert_file(source, output, precision, io_types=io_types)
+    payload = envelope(
+        "convert", report.to_dict(), inputs={"onnx": source}, outputs={"onnx": output, "json": json_path}
+    )
     if json_path == "-":
-        write_json("-", report.to_dict())
+        write_json("-", payload)
         return
     for notice in report.notices:
         console.print(f"[yellow]notice:[/yellow] {notice}")
@@ -59,4 +63,4 @@ def convert(source, output, precision, io_types, json_path) -> None:
         f"I/O {io_types}, opset {report.opset_after}): {stats}{nodes}{report.weights_converted} weights "
         f"converted, {report.casts_added} casts added"
     )
-    write_json(json_path, report.to_dict())
+    write_json(json_path, payload)

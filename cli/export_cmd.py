@@ -4,9 +4,10 @@ import click
 from rich.table import Table
 
 from simam_deploy.cli.common import check_outputs, envelope, human_console, write_json
+from simam_deploy.errors import InputError
 from simam_deploy.export import DEFAULT_OPSET, DYNAMIC_CHOICES, MAX_OPSET, MIN_OPSET, MODES, export_onnx
 from simam_deploy.onnx_utils import EXTERNAL_DATA_CHOICES
-from simam_deploy.zoo import build_model, default_input_shape
+from simam_deploy.zoo import build_model, check_model_spec, default_input_shape, user_code_errors
 
 EPILOG = """\b
 Examples:
@@ -37,13 +38,19 @@ Examples:
     show_default=True,
     help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET}.",
 )
-@click.option("--input-shape", metavar="NxCxHxW", help="Example input shape [default: the zoo model's].")
+@click.option(
+    "--input-shape",
+    metavar="SHAPE|NAME=SHAPE,...",
+    help="Example input shape, any rank: 1x3x64x64, or 2x200x80 for [B,T,F] features; several inputs as "
+    "NAME=SHAPE in forward's argument order (the names become the ONNX input names) [default: the zoo "
+    "model's]. --dynamic all on [B,T,F] features keeps F fixed, on [B,T] nothing.",
+)
 @click.option(
     "--dynamic",
     type=click.Choice(DYNAMIC_CHOICES),
     default="batch",
     show_default=True,
-    help="Dynamic axes: batch only, batch+H+W, or none.",
+    help="Dynamic axes: batch only, batch+H+W (other ranks: all but the feature/channel axis), or none.",
 )
 @click.option(
     "--exporter",
@@ -77,18 +84,18 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
     where each SimAM sits.
     """
     model_file = model.rpartition(":")[0] if ":" in model else None
-    check_outputs({"-o": output, "--json": json_path}, [checkpoint, model_file])
-    if output == "-":
-        raise click.UsageError("-o - is not supported: ONNX is binary; give a file name", param_hint="-o")
+    check_outputs({"-o": output, "--json": json_path}, [checkpoint, model if model_file else None])
     console = human_console(json_path)
-    net, ckpt_report = build_model(model, checkpoint)
+    check_model_spec(model)  # blame an unknown name before asking for its input shape
     shape = input_shape or default_input_shape(model)
     if shape is None:
-        raise click.UsageError(f"{model} is not a zoo model: give --input-shape NxCxHxW")
+        raise InputError(f"{model} is not a zoo model: give --input-shape", "e.g. --input-shape 1x3x64x64")
+    with user_code_errors(model):
+        net, ckpt_report = build_model(model, checkpoint)
     if ckpt_report:
         for notice in ckpt_report.notices():
             console.print(f"[dim]checkpoint: {notice}[/dim]")
-    with console.status(f"exporting {model} ({mode}, opset {opset})..."):
+    with console.status(f"exporting {model} ({mode}, opset {opset})..."), user_code_errors(model):
         report = export_onnx(
             net,
             output,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from simam_deploy.cli.common import write_json
+from simam_deploy.cli.common import check_outputs, write_json
 from simam_deploy.errors import MissingDependencyError
 from simam_deploy.libs import LIBRARIES, library_status
 
@@ -36,11 +36,15 @@ def _kind_options(command: click.Command) -> click.Command:
 @click.command("libs", epilog=EPILOG, context_settings={"max_content_width": 110})
 @_kind_options
 @click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), help="Write the list as JSON."
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write the list as JSON ('-' = stdout).",
 )
 def libs(kinds: tuple[str, ...], json_path: str | None) -> None:
     """Print the paths of simam-deploy's native libraries (TensorRT plugin, ONNX Runtime op library)."""
     statuses = library_status(list(kinds) or None)
+    check_outputs({"--json": json_path})
     if json_path is not None:
         write_json(
             json_path, {"schema": "simam-deploy/libs/v1", "libraries": [s.to_dict() for s in statuses]}

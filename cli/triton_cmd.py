@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from simam_deploy.cli.common import check_outputs, envelope, human_console, write_json
+from simam_deploy.fileio import is_stdout, refuse_stdout
 from simam_deploy.triton.repository import BACKENDS
 
 EPILOG = """\b
@@ -119,6 +120,8 @@ def triton(artefact, repository, name, backend, onnx_source, max_batch, instance
     """Write a Triton Inference Server model repository serving ARTEFACT (engine or ONNX)."""
     from simam_deploy.triton import write_repository
 
+    if is_stdout(repository):
+        raise refuse_stdout("-o")
     check_outputs({"--json": json_path}, [artefact, onnx_source, library])
     report = write_repository(
         artefact,

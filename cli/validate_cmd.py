@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 from rich.table import Table
 
 from simam_deploy.cli.common import check_outputs, envelope, human_console, progress, write_json
 from simam_deploy.errors import InputError
-from simam_deploy.export import parse_shape
 from simam_deploy.parity import ParityReport, RunResult
 from simam_deploy.precision import DEFAULT_TOLERANCES
+from simam_deploy.shapes import parse_input_shapes
 
 _DEFAULTS = ", ".join(f"{p} atol {a:g} rtol {r:g}" for p, (a, r) in DEFAULT_TOLERANCES.items())
 EPILOG = f"""\b
@@ -28,36 +29,49 @@ Examples:
   simam-deploy validate r20.onnx --reference cifar-resnet20 --per-layer --plot layers.png
   simam-deploy validate r20.onnx --reference cifar-resnet20 --inputs photos/ --save-inputs io/
   simam-deploy validate r20.engine --reference cifar-resnet20 --per-layer --onnx-source r20.onnx
+  simam-deploy validate r20.engine --reference-outputs io/          # on the device: no torch needed
+  simam-deploy validate r20.engine --reference-outputs out.json --load-inputs in.json   # Polygraphy's
 
 \b
 --per-layer compares every SimAM block's input and output (module paths, network order) and names the
 first diverging block; see docs/per-layer.md.
+
+\b
+--reference-outputs compares with outputs saved on the host instead of running PyTorch (torch need not
+be installed): a folder written by --save-outputs (its inputs are read from the same folder unless
+--inputs names them) or Polygraphy's --save-outputs JSON with --inputs/--load-inputs of its
+--save-inputs JSON. Names, counts and shapes of saved inputs and outputs must match the target.
 """
 
 
 @click.command("validate", epilog=EPILOG)
 @click.argument("target", type=click.Path(dir_okay=False))
+@click.option("--reference", metavar="MODEL", help="The PyTorch model (zoo name or module:callable).")
 @click.option(
-    "--reference", required=True, metavar="MODEL", help="The PyTorch model (zoo name or module:callable)."
+    "--reference-outputs",
+    metavar="DIR|FILE.json",
+    help="Instead of --reference: outputs saved on the host (--save-outputs folder, Polygraphy JSON).",
 )
 @click.option("--checkpoint", metavar="PATH", help="Weights for the reference model.")
 @click.option("--atol", type=float, help="Absolute tolerance [default: per precision].")
 @click.option("--rtol", type=float, help="Relative tolerance [default: per precision].")
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+    type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]),
     default="auto",
     show_default=True,
     help="Precision the target computes in, for default tolerances (auto: from an ONNX file's types).",
 )
 @click.option(
     "--inputs",
+    "--load-inputs",
     "inputs",
     default="random",
     show_default=True,
-    metavar="random|FILE.npz|DIR|module:callable",
-    help="Random inputs (3 seeds, plus other batch/H/W sizes where the file is dynamic), an .npz, a folder "
-    "of images (or one written by --save-inputs), or a callable yielding input dicts/arrays.",
+    metavar="random|FILE.npz|FILE.json|DIR|module:callable",
+    help="Random inputs (3 seeds, plus other batch/H/W sizes where the file is dynamic), an .npz, "
+    "Polygraphy --save-inputs JSON, a folder of images (or one written by --save-inputs), or a callable "
+    "yielding input dicts/arrays.",
 )
 @click.option("--mean", metavar="R,G,B", help="Image normalisation mean [default: the zoo model's].")
 @click.option("--std", metavar="R,G,B", help="Image normalisation std [default: the zoo model's].")
@@ -82,10 +96,15 @@ first diverging block; see docs/per-layer.md.
 @click.option(
     "--save-outputs", metavar="DIR", help="Write PyTorch's outputs on them (--loadRefOutputs, JSON)."
 )
-@click.option("--plot", metavar="FILE.png", help="--per-layer: error per SimAM block as a PNG (log scale).")
+@click.option(
+    "--plot", metavar="FILE.png", help="Write the error per SimAM block as a PNG (--per-layer; log scale)."
+)
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds for random inputs.")
 @click.option(
-    "--input-shape", metavar="NxCxHxW", help="Shape for random inputs [default: from the file / zoo]."
+    "--input-shape",
+    metavar="SHAPE|NAME=SHAPE,...",
+    help="Shape for random inputs, any rank (1x3x32x32, 2x200x80), or one per input "
+    "(feats=2x200x80,mask=2x200) [default: from the file / zoo].",
 )
 @click.option("--plugin-lib", metavar="PATH", help="TensorRT plugin library (engines only).")
 @click.option(
@@ -94,29 +113,50 @@ first diverging block; see docs/per-layer.md.
     help="Expect NaN/Inf: they pass when both sides have them in the same places.",
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the report as JSON ('-' = stdout).")
+@click.pass_context
 def validate(
-    target, reference, checkpoint, atol, rtol, precision, inputs, mean, std, size, batch_size, per_layer,
-    onnx_source, probe_precision, save_inputs, save_outputs, plot, seeds, input_shape, plugin_lib,
-    allow_nonfinite, json_path,
+    ctx, target, reference, reference_outputs, checkpoint, atol, rtol, precision, inputs, mean, std, size,
+    batch_size, per_layer, onnx_source, probe_precision, save_inputs, save_outputs, plot, seeds, input_shape,
+    plugin_lib, allow_nonfinite, json_path,
 ) -> None:  # fmt: skip
-    """Run TARGET (.onnx in ONNX Runtime, .engine in TensorRT) and the PyTorch reference on the same
-    inputs and report, per output: max abs / max rel / mean error, the fraction outside tolerance,
-    NaN/Inf counts and top-1 agreement for classifiers."""
+    """Run TARGET (.onnx in ONNX Runtime, .engine in TensorRT) and the PyTorch reference (or outputs
+    saved on the host) on the same inputs and report, per output: max abs / max rel / mean error, the
+    fraction outside tolerance, NaN/Inf counts and top-1 agreement for classifiers."""
     from simam_deploy.validate import validate as run_validate
 
     seed_list = _parse_seeds(seeds)
+    if reference_outputs is not None and ctx.get_parameter_source("seeds") is ParameterSource.COMMANDLINE:
+        raise InputError(
+            "--seeds cannot be combined with --reference-outputs: the saved inputs are used",
+            "leave out --seeds",
+        )
     npz = None if inputs == "random" else inputs
-    check_outputs({"--json": json_path, "--plot": plot}, [target, checkpoint, npz, plugin_lib])
-    shape = parse_shape(input_shape) if input_shape else None
+    check_outputs(
+        {"--json": json_path, "--plot": plot},
+        [
+            target,
+            checkpoint,
+            npz,
+            plugin_lib,
+            onnx_source,
+            reference_outputs,
+            reference if reference and ":" in reference else None,
+        ],
+        folders={"--save-inputs": save_inputs, "--save-outputs": save_outputs},
+    )
+    shape = parse_input_shapes(input_shape) if input_shape else None
     out = human_console(json_path)
-    table = _make_table()
-    progress(f"validate: loading {target} and the PyTorch reference {reference} ...")
+    table = _make_table("saved outputs" if reference_outputs else "PyTorch")
+    against = f"the PyTorch reference {reference}"
+    if reference_outputs:
+        against = f"the saved outputs {reference_outputs}"
+    progress(f"validate: loading {target} and {against} ...")
 
     def on_run(run: RunResult) -> None:
         for name, s in run.outputs.items():
             table.add_row(
                 str(run.seed) if run.seed is not None else "file",
-                "x".join(map(str, next(iter(run.input_shapes.values())))),
+                ", ".join("x".join(map(str, s)) for s in run.input_shapes.values()),
                 name,
                 f"{s.max_abs:.3g}",
                 f"{s.max_rel:.3g}",
@@ -130,6 +170,7 @@ def validate(
     report = run_validate(
         target,
         reference,
+        reference_outputs=reference_outputs,
         checkpoint=checkpoint,
         atol=atol,
         rtol=rtol,
@@ -157,7 +198,13 @@ def validate(
         envelope(
             "validate",
             report.to_dict(),
-            inputs={"target": target, "reference": reference, "checkpoint": checkpoint, "inputs": npz},
+            inputs={
+                "target": target,
+                "reference": reference,
+                "reference_outputs": reference_outputs,
+                "checkpoint": checkpoint,
+                "inputs": npz,
+            },
             outputs={
                 "json": json_path,
                 "plot": plot,
@@ -185,8 +232,8 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def _make_table() -> Table:
-    table = Table(title="parity: target vs PyTorch")
+def _make_table(reference: str) -> Table:
+    table = Table(title=f"parity: target vs {reference}")
     for col in (
         "seed",
         "input",
@@ -226,6 +273,18 @@ def _print_verdict(out, report: ParityReport) -> None:
         f"max abs {worst['max_abs']:.3g}, max rel {worst['max_rel']:.3g}"
         + (f", {worst['nonfinite']} NaN/Inf" if worst["nonfinite"] else "")
         + ("" if top1 is None else f", top-1 agreement >= {top1:.1%}")
+        + _quantized_metrics(report, worst)
+    )
+
+
+def _quantized_metrics(report: ParityReport, worst: dict) -> str:
+    """int8 targets: the agreement that matters beside the elementwise rule."""
+    if report.precision != "int8":
+        return ""
+    sure, cosine = worst.get("min_confident_top1"), worst.get("min_cosine")
+    rows = sum(o.confident_rows for r in report.runs for o in r.outputs.values())
+    return ("" if sure is None else f", confident-row (p > 0.5, {rows} rows) agreement >= {sure:.1%}") + (
+        "" if cosine is None else f", cosine >= {cosine:.4f}"
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.machinery
 import os
 import sys
 import tempfile
@@ -60,19 +61,87 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+def check_input_file(path: PathLike, what: str, hint: str = "check the path") -> Path:
+    """An input file must exist, be a regular file (not a folder) and not be empty: one wording for
+    every command, so that a folder given as a model is called a folder, not "does not exist"."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a directory, not a file", hint)
+    if not path.is_file():
+        raise InputError(f"{what} {path} does not exist", hint)
+    if path.stat().st_size == 0:
+        raise InputError(f"{what} {path} is empty (0 bytes)", hint)
+    return path
+
+
+def spec_file(spec: PathLike) -> Path | None:
+    """The Python file behind a ``path/file.py:callable`` or ``package.module:callable`` spec.
+
+    Found without importing anything (the user's module may have side effects, and the output
+    check runs before any work): file specs are taken as they are, module specs are looked up on
+    sys.path the way the import system would. None when ``spec`` names no file we can find."""
+    text = str(spec)
+    if ":" not in text:
+        return None
+    target = text.rpartition(":")[0]
+    if target.endswith(".py") or os.sep in target:
+        return Path(target)
+    path = None
+    try:
+        for part in target.split("."):
+            found = importlib.machinery.PathFinder.find_spec(part, path)
+            if found is None:
+                return None
+            path = list(found.submodule_search_locations or [])
+            origin = found.origin
+    except (ImportError, ValueError):
+        return None
+    return Path(origin) if origin and origin not in ("namespace", "built-in", "frozen") else None
+
+
+def _input_files(inputs: Iterable[PathLike | None]) -> list[Path]:
+    """Every file an input names: paths as given, and the Python file of a ``module:callable`` spec."""
+    files = []
+    for item in inputs:
+        if item is None or is_stdout(item):
+            continue
+        path = Path(item)
+        if ":" in str(item) and not path.exists():
+            found = spec_file(item)
+            if found is not None:
+                files.append(found)
+            continue
+        files.append(path)
+    return files
+
+
+def refuse_stdout(option: str) -> InputError:
+    """The error for '-' given to an output that is not a JSON report (binary files, folders)."""
+    return InputError(
+        f"{option} - : this output cannot go to standard output (only --json can)",
+        f"give {option} a file name; '-' is never used as a file name",
+    )
+
+
 def check_output_path(
     output: PathLike,
     inputs: Iterable[PathLike | None] = (),
     others: Iterable[PathLike | None] = (),
+    *,
+    stdout_ok: bool = False,
+    option: str = "-o",
 ) -> Path:
     """Validate an output path before any work.
 
-    Its folder must exist and be writable, it must not be a directory, not be (or hard-link to)
-    any of ``inputs`` and not be the same file as any of the other outputs ``others``.
-    '-' (stdout) always passes.
+    Its folder must exist and be writable, it must not be a directory, not be (or link to) any of
+    ``inputs`` (files, or the Python file of a ``module:callable`` spec) and not be the same file as
+    any of the other outputs ``others``. '-' (stdout) passes only where ``stdout_ok`` (JSON
+    reports); elsewhere it is refused rather than written as a file named '-'.
     """
     if is_stdout(output):
-        return Path(STDOUT)
+        if stdout_ok:
+            return Path(STDOUT)
+        raise refuse_stdout(option)
     out = Path(output)
     if out.is_dir():
         raise InputError(f"output path {out} is a directory", "give a file name, e.g. -o model.onnx")
@@ -86,8 +155,8 @@ def check_output_path(
             f"cannot write {out}: its directory {out.parent} is read-only or not writable by you",
             "choose an output path in a writable directory",
         )
-    for src in inputs:
-        if src is not None and not is_stdout(src) and _same_file(Path(src), out):
+    for src in _input_files(inputs):
+        if _same_file(src, out):
             raise InputError(
                 f"output {out} is the same file as input {src}; refusing to overwrite an input",
                 "choose a different output path",
@@ -100,22 +169,71 @@ def check_output_path(
     return out
 
 
+def check_output_folder(
+    folder: PathLike,
+    inputs: Iterable[PathLike | None] = (),
+    others: Iterable[PathLike | None] = (),
+    *,
+    option: str = "-o",
+) -> Path:
+    """Validate an output folder (written whole, e.g. --save-inputs) before any work: new or
+    empty, in an existing writable folder, not an input nor inside one, not another output."""
+    if is_stdout(folder):
+        raise refuse_stdout(option)
+    target = Path(folder)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InputError(f"{target} exists and is not an empty folder", "give a new folder name")
+    parent = target.resolve().parent
+    if not parent.is_dir():
+        raise InputError(
+            f"folder {target.parent} does not exist", f"create it first: mkdir -p {target.parent}"
+        )
+    if not os.access(parent, os.W_OK):
+        raise OutputWriteError(
+            f"cannot write {target}: {target.parent} is read-only or not writable by you",
+            "choose a folder in a writable place",
+        )
+    for src in _input_files(inputs):
+        if _same_file(src, target) or (src.is_dir() and target.resolve().is_relative_to(src.resolve())):
+            raise InputError(f"{target} is also an input; refusing to write into it", "give a new folder")
+    for other in others:
+        if other is not None and not is_stdout(other) and _same_file(Path(other), target):
+            raise InputError(f"two outputs name {target}", "give each output its own path")
+    return target
+
+
 def check_output_paths(
-    outputs: Mapping[str, PathLike | None], inputs: Iterable[PathLike | None] = ()
+    outputs: Mapping[str, PathLike | None],
+    inputs: Iterable[PathLike | None] = (),
+    *,
+    folders: Mapping[str, PathLike | None] | None = None,
+    stdout_ok: Iterable[str] = ("--json",),
 ) -> dict[str, Path]:
     """Check every named output (e.g. {"-o": ..., "--json": ...}) against every input and each other.
 
-    None entries (option not given) are skipped; the error names the option."""
+    ``folders`` are output folders (e.g. {"--save-inputs": ...}). Only the options in
+    ``stdout_ok`` may be '-' (stdout). None entries (option not given) are skipped; the error
+    names the option."""
     given = {k: v for k, v in outputs.items() if v is not None}
+    given_folders = {k: v for k, v in (folders or {}).items() if v is not None}
     inputs = [i for i in inputs if i is not None]
+    stdout_ok = set(stdout_ok)
     checked: dict[str, Path] = {}
     for option, path in given.items():
         if is_stdout(path):
+            if option not in stdout_ok:
+                raise refuse_stdout(option)
             checked[option] = Path(STDOUT)
             continue
         others = [p for k, p in given.items() if k != option and not is_stdout(p)]
         try:
-            checked[option] = check_output_path(path, inputs, others)
+            checked[option] = check_output_path(path, inputs, [*others, *given_folders.values()])
+        except InputError as exc:
+            raise type(exc)(f"{option}: {exc.message}", exc.hint) from None
+    for option, path in given_folders.items():
+        try:
+            # the same folder may take both inputs and outputs (--save-inputs D --save-outputs D)
+            checked[option] = check_output_folder(path, inputs, option=option)
         except InputError as exc:
             raise type(exc)(f"{option}: {exc.message}", exc.hint) from None
     return checked

@@ -8,7 +8,8 @@ Sources (``--inputs``):
 * a folder written by ``--save-inputs`` (it holds ``inputs.manifest.json``): loaded back bit for bit;
 * ``package.module:callable`` or ``path/file.py:callable``: a function with no arguments returning an
   iterable of input dicts ``{name: array}`` or arrays (single-input models); one item = one batch;
-* ``FILE.npz`` as before.
+* ``FILE.npz`` as before;
+* ``FILE.json``: Polygraphy's ``--save-inputs`` (a list of feed dicts, one batch each).
 
 Saved tensors (``--save-inputs`` / ``--save-outputs``) are written three ways in one folder:
 ``<tensor>.bin`` raw little-endian C-order data, which ``trtexec --loadInputs=name:file`` (and
@@ -20,7 +21,6 @@ Polygraphy's JSON (a list of feed dicts for ``--load-inputs``, a ``RunResults`` 
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import os
@@ -246,18 +246,19 @@ def _split_batches(x: np.ndarray, shape: Sequence, batch_size: int) -> list[np.n
 
 
 def load_callable(spec_text: str, spec: InputSpec) -> InputSet:
-    from simam_deploy.zoo import _import_target
+    from simam_deploy.zoo import _import_target, user_code_errors
 
     target, _, attr = spec_text.rpartition(":")
     factory = getattr(_import_target(target), attr, None)
     if factory is None or not callable(factory):
         raise InputError(f"'{attr}' is not a callable in {target}", "check the name after the ':'")
-    try:
-        items = factory()
-        iterator = iter(items)
-    except TypeError as exc:
-        raise InputError(f"{spec_text} must return an iterable of input dicts or arrays ({exc})") from exc
-    batches = [_as_feed(item, spec, spec_text, i) for i, item in enumerate(_take(iterator))]
+    with user_code_errors(spec_text, "inputs callable"):
+        try:
+            items = factory()
+            iterator = iter(items)
+        except TypeError as exc:
+            raise InputError(f"{spec_text} must return an iterable of input dicts or arrays ({exc})") from exc
+        batches = [_as_feed(item, spec, spec_text, i) for i, item in enumerate(_take(iterator))]
     if not batches:
         raise InputError(f"{spec_text} yielded no inputs", "yield at least one batch")
     return InputSet(spec_text, "callable", batches)
@@ -319,13 +320,43 @@ def load_inputs(
     size: str | Sequence[int] | None = None,
     batch_size: int = DEFAULT_BATCH,
 ) -> InputSet:
-    """Read ``--inputs``: a .npz, a folder of images, a saved-tensors folder, or module:callable."""
+    """Read ``--inputs``: a .npz, a folder of images, a saved-tensors folder, or module:callable.
+
+    Every batch must hold at least one sample: 0 samples would make any comparison pass vacuously."""
+    found = _load_inputs(
+        source, spec, reference=reference, mean=mean, std=std, size=size, batch_size=batch_size
+    )
+    for i, batch in enumerate(found.batches):
+        empty = [name for name, arr in batch.items() if arr.ndim == 0 or arr.shape[0] == 0 or arr.size == 0]
+        if empty or not batch:
+            where = f" (batch {i + 1})" if len(found.batches) > 1 else ""
+            raise InputError(
+                f"--inputs {found.source}{where} holds 0 samples"
+                + (f" in {', '.join(empty)}" if empty else "")
+                + "; nothing would be compared",
+                "give at least one sample per input (batch axis >= 1)",
+            )
+    return found
+
+
+def _load_inputs(
+    source: str | os.PathLike,
+    spec: InputSpec,
+    *,
+    reference: str | None,
+    mean: str | Sequence[float] | None,
+    std: str | Sequence[float] | None,
+    size: str | Sequence[int] | None,
+    batch_size: int,
+) -> InputSet:
     text = str(source)
     path = Path(text)
     if path.suffix.lower() == ".npz":
         from simam_deploy.parity import load_inputs_npz
 
         return InputSet(text, "npz", [load_inputs_npz(path, [n for n, _, _ in spec])])
+    if path.suffix.lower() == ".json":
+        return InputSet(text, "polygraphy", load_polygraphy_inputs(path))
     if path.is_dir():
         if (path / "inputs.manifest.json").is_file():
             return InputSet(text, "saved", [load_tensors(path, "inputs")])
@@ -334,8 +365,8 @@ def load_inputs(
     if ":" in text and not path.exists():
         return load_callable(text, spec)
     raise InputError(
-        f"--inputs {text!r} is neither an .npz file, a folder, nor module:callable",
-        "e.g. --inputs batch.npz, --inputs photos/, --inputs mypkg.data:batches",
+        f"--inputs {text!r} is neither an .npz file, Polygraphy JSON, a folder, nor module:callable",
+        "e.g. --inputs batch.npz, --inputs photos/, --inputs inputs.json, --inputs mypkg.data:batches",
     )
 
 
@@ -454,7 +485,10 @@ def save_tensors(
         raise InputError(
             f"folder {target.parent} does not exist", f"create it first: mkdir -p {target.parent}"
         )
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    from simam_deploy.fileio import write_errors_name
+
+    with write_errors_name(target, parent):
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
     try:
         if inputs is not None:
             _write_tensors(staging, "inputs", inputs)
@@ -527,16 +561,70 @@ def _read_raw(base: Path, entry: dict) -> np.ndarray:
 
 
 def _load_polygraphy(path: Path, kind: str) -> dict[str, np.ndarray]:
+    if kind == "inputs":
+        return load_polygraphy_inputs(path)[0]
+    return load_polygraphy_outputs(path)[1][0]
+
+
+def _read_json(path: Path) -> object:
     try:
-        data = json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {path} ({exc})") from exc
-    with contextlib.suppress(KeyError, IndexError, TypeError):
-        if kind == "inputs":
-            return {k: _decode_ndarray(v, f"{path}:{k}") for k, v in data[0].items()}
-        iteration = data["lst"][0][1][0]["outputs"]
-        return {k: _decode_ndarray(v["values"], f"{path}:{k}") for k, v in iteration.items()}
-    raise InputError(f"{path} does not have the layout Polygraphy writes for {kind}")
+        raise InputError(f"cannot read {path} as JSON ({exc})") from exc
+
+
+def _decode_tensor(obj: object, where: str) -> np.ndarray:
+    """A Polygraphy ndarray entry, bare or inside a LazyArray (``{"values": ...}``), numeric only."""
+    if isinstance(obj, Mapping) and obj.get(POLYGRAPHY_CLASS) == "LazyArray":
+        obj = obj.get("values")
+    arr = _decode_ndarray(obj, where)
+    if arr.dtype.kind not in "fiub":
+        raise InputError(f"{where}: dtype {arr.dtype} is not numeric", "save numeric tensors")
+    return arr
+
+
+def _decode_feed(feed: object, where: str, layout: str) -> dict[str, np.ndarray]:
+    if not isinstance(feed, Mapping) or not feed:
+        raise InputError(f"{where} is not a dict of tensors", layout)
+    return {str(k): _decode_tensor(v, f"{where}:{k}") for k, v in feed.items()}
+
+
+def load_polygraphy_inputs(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
+    """Polygraphy's ``--save-inputs`` JSON: one feed dict per iteration."""
+    layout = "write it with `polygraphy run --save-inputs FILE.json` or `validate --save-inputs DIR`"
+    data = _read_json(Path(path))
+    if not isinstance(data, list) or not data:
+        raise InputError(f"{path} is not Polygraphy input data (a non-empty list of feed dicts)", layout)
+    return [_decode_feed(feed, f"{path} iteration {i}", layout) for i, feed in enumerate(data)]
+
+
+def load_polygraphy_outputs(path: str | os.PathLike) -> tuple[str, list[dict[str, np.ndarray]]]:
+    """Polygraphy's ``--save-outputs`` JSON (RunResults): the runner's name and one output dict per
+    iteration. Results of several runners are refused: which one is the reference would be a guess."""
+    layout = "write it with `polygraphy run MODEL --onnxrt --save-outputs FILE.json` (one runner)"
+    data = _read_json(Path(path))
+    runs = data.get("lst") if isinstance(data, Mapping) else None
+    if not isinstance(runs, list) or data.get(POLYGRAPHY_CLASS) != "RunResults":
+        raise InputError(f"{path} is not Polygraphy RunResults JSON", layout)
+    ok = all(isinstance(r, list) and len(r) == 2 and isinstance(r[1], list) for r in runs)
+    if not ok or not runs:
+        raise InputError(f"{path} holds no runner results", layout)
+    if len(runs) > 1:
+        names = ", ".join(str(r[0]) for r in runs)
+        raise InputError(
+            f"{path} holds the results of {len(runs)} runners ({names}); the reference must be one",
+            "save the reference runner alone (e.g. polygraphy run MODEL --onnxrt --save-outputs FILE.json)",
+        )
+    runner, iterations = str(runs[0][0]), runs[0][1]
+    if not iterations:
+        raise InputError(f"{path}: runner {runner} has no iterations", layout)
+    outputs = []
+    for i, it in enumerate(iterations):
+        where = f"{path} runner {runner} iteration {i}"
+        if not isinstance(it, Mapping) or it.get(POLYGRAPHY_CLASS) != "IterationResult":
+            raise InputError(f"{where} is not an IterationResult", layout)
+        outputs.append(_decode_feed(it.get("outputs"), where, layout))
+    return runner, outputs
 
 
 # -- helpers for validate ---------------------------------------------------------------------------------
@@ -558,22 +646,26 @@ def check_new_outputs(
     inputs: Sequence[str | os.PathLike],
     *folders_then_plot: str | os.PathLike | None,
 ) -> None:
-    """Refuse bad output paths before any work: save folders must be new or empty, the plot no input."""
-    from simam_deploy.fileio import check_output_path
+    """Refuse bad output paths before any work: save folders must be new or empty and writable, no
+    output an input."""
+    from simam_deploy.fileio import check_output_folder, check_output_path
 
     *folders, plot = folders_then_plot
     if plot is not None:
-        check_output_path(plot, inputs)
+        check_output_path(plot, inputs, option="--plot")
     for folder in folders:
-        path = Path(folder) if folder is not None else None
-        if path is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise InputError(f"{path} exists and is not an empty folder", "give a new folder name")
+        if folder is not None:
+            check_output_folder(folder, inputs)
 
 
-def random_feed(spec: InputSpec, shape: Sequence[int], seed: int) -> dict[str, np.ndarray]:
-    """The random batch parity draws for ``seed`` (standard normal, per input in order)."""
+def random_feed(
+    spec: InputSpec, shape: Sequence[int] | Mapping[str, Sequence[int]], seed: int
+) -> dict[str, np.ndarray]:
+    """The random batch parity draws for ``seed`` (standard normal, per input in order); ``shape``
+    is one shape for every input or one per input name."""
     rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal(tuple(shape)).astype(dtype) for name, _, dtype in spec}
+    shapes = shape if isinstance(shape, Mapping) else {name: shape for name, _, _ in spec}
+    return {name: rng.standard_normal(tuple(shapes[name])).astype(dtype) for name, _, dtype in spec}
 
 
 def save_reference_io(

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import onnx
 
 from simam_deploy.errors import InputError
-from simam_deploy.fileio import write_errors_name
+from simam_deploy.fileio import check_input_file, write_errors_name
 
 SIMAM_OP_TYPE = "SimAM"
 
@@ -165,10 +165,7 @@ def external_data_files(path: str | os.PathLike) -> list[Path]:
 
 
 def _read_proto(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise InputError(f"{path} does not exist", "check the path")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path} is empty", "re-export the model")
+    check_input_file(path, "model", "give an .onnx file (re-export it if it is empty)")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:

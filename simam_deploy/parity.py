@@ -16,7 +16,7 @@ A run passes when, in addition, every finite element satisfies ``|t-r| <= atol +
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,6 +47,11 @@ class OutputStats:
     tolerance_used: float = 0.0
     top1_rows: int = 0
     nonfinite_where: list[str] = field(default_factory=list)
+    # quantized targets: agreement where the reference is sure (softmax top > 0.5), and the mean
+    # cosine similarity of rows (for embedding outputs, where top-1 means nothing)
+    confident_top1: float | None = None
+    confident_rows: int = 0
+    cosine: float | None = None
 
 
 @dataclass
@@ -81,6 +86,8 @@ class ParityReport:
     def worst(self) -> dict[str, float]:
         stats = [o for r in self.runs for o in r.outputs.values()]
         top1 = [o.top1_agreement for o in stats if o.top1_agreement is not None]
+        confident = [o.confident_top1 for o in stats if o.confident_top1 is not None]
+        cosine = [o.cosine for o in stats if o.cosine is not None]
         return {
             "tolerance_used": max((o.tolerance_used for o in stats), default=0.0),
             "nonfinite": sum(o.nan_target + o.inf_target + o.nan_reference + o.inf_reference for o in stats),
@@ -88,6 +95,8 @@ class ParityReport:
             "max_rel": max((o.max_rel for o in stats), default=0.0),
             "frac_outside": max((o.frac_outside for o in stats), default=0.0),
             "min_top1_agreement": min(top1) if top1 else None,
+            "min_confident_top1": min(confident) if confident else None,
+            "min_cosine": min(cosine) if cosine else None,
         }
 
     def to_dict(self) -> dict:
@@ -155,6 +164,40 @@ def _top1(a: np.ndarray, b: np.ndarray) -> tuple[float | None, int]:
     return float(np.mean(agree)), int(rows.sum())
 
 
+CONFIDENT = 0.5  # a row is "confident" where the reference's top softmax probability exceeds this
+
+
+def confident_top1(a: np.ndarray, b: np.ndarray) -> tuple[float | None, int]:
+    """Top-1 agreement of ``a`` with the reference ``b`` on the finite rows where softmax(b)'s top
+    probability is > 0.5: the predictions a user acts on (rows, classes; else (None, 0))."""
+    if a.ndim != 2 or a.shape[1] < 2:
+        return None, 0
+    rows = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    z = b[rows] - b[rows].max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    sure = p.max(axis=1) > CONFIDENT
+    if not sure.any():
+        return None, 0
+    agree = np.argmax(a[rows][sure], 1) == np.argmax(b[rows][sure], 1)
+    return float(np.mean(agree)), int(sure.sum())
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Mean cosine similarity of the finite rows (axis 0 = batch) of ``a`` and ``b``."""
+    if a.ndim < 1 or a.shape[0] == 0:
+        return None
+    x = a.reshape(a.shape[0], -1).astype(np.float64)
+    y = b.reshape(b.shape[0], -1).astype(np.float64)
+    rows = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
+    if not rows.any():
+        return None
+    x, y = x[rows], y[rows]
+    norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+    both_zero = norms == 0
+    cos = np.where(both_zero, 1.0, np.sum(x * y, axis=1) / np.where(both_zero, 1.0, norms))
+    return float(np.mean(cos))
+
+
 def tolerance_used(diff: np.ndarray, ref_abs: np.ndarray, atol: float, rtol: float) -> float:
     """max |t-r| / (atol + rtol*|r|) over finite elements: <= 1 is inside the combined rule."""
     if diff.size == 0:
@@ -183,6 +226,7 @@ def compare_arrays(
     outside = ~np.isclose(a, b, atol=atol, rtol=rtol, equal_nan=True)
     rel_mask = ref_abs > 1e-6
     top1, top1_rows = _top1(a, b)
+    sure_top1, sure_rows = confident_top1(a, b)
     where = _nonfinite_where(nan_a, inf_a, nan_b, inf_b)
     stats = OutputStats(
         max_abs=float(diff.max()) if diff.size else 0.0,
@@ -199,6 +243,9 @@ def compare_arrays(
         tolerance_used=tolerance_used(diff, ref_abs, atol, rtol),
         top1_rows=top1_rows,
         nonfinite_where=where,
+        confident_top1=sure_top1,
+        confident_rows=sure_rows,
+        cosine=mean_cosine(a, b),
     )
     nonfinite_ok = not where or (allow_nonfinite and special_match)
     stats.passed = bool(nonfinite_ok and special_match and not outside.any())
@@ -279,10 +326,10 @@ def input_shapes_to_try(
     """The export shape, plus other batch/H/W values where the file's axes are dynamic."""
     shapes = [tuple(export_shape)]
     dynamic = [not isinstance(d, int) for d in spec_shape]
+    if export_shape and len(dynamic) == len(export_shape) and dynamic[0]:
+        shapes.append((export_shape[0] + 2, *export_shape[1:]))  # any rank: another batch size
     if len(export_shape) == 4 and len(dynamic) == 4:
         n, c, h, w = export_shape
-        if dynamic[0]:
-            shapes.append((n + 2, c, h, w))
         if dynamic[2] or dynamic[3]:
             h2 = max(8, round(h * 1.25 / 8) * 8) if dynamic[2] else h
             w2 = max(8, round(w * 0.75 / 8) * 8) if dynamic[3] else w
@@ -294,7 +341,7 @@ def check_parity(
     target: Runner,
     reference: Runner,
     *,
-    input_shape: tuple[int, ...],
+    input_shape: tuple[int, ...] | Mapping[str, tuple[int, ...]],
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     seeds: tuple[int, ...] = DEFAULT_SEEDS,
@@ -307,6 +354,8 @@ def check_parity(
 ) -> ParityReport:
     """Run both sides on the same inputs and compare every output by position.
 
+    ``input_shape``: one shape (every input; more batch/H/W sizes are tried where the file is
+    dynamic) or one per input name (networks with several inputs of any rank).
     ``on_start(i, n, description)`` is called before each of the ``n`` runs (progress)."""
     if atol < 0 or rtol < 0 or not (math.isfinite(atol) and math.isfinite(rtol)):
         raise InputError("--atol and --rtol must be finite and >= 0")
@@ -318,10 +367,14 @@ def check_parity(
     if inputs is not None:
         cases.append((None, inputs))
     else:
-        for shape in input_shapes_to_try(spec[0][1], input_shape):
+        if isinstance(input_shape, Mapping):
+            variants = [dict(input_shape)]
+        else:
+            variants = [{n: s for n, _, _ in spec} for s in input_shapes_to_try(spec[0][1], input_shape)]
+        for shapes in variants:
             for seed in seeds:
                 rng = np.random.default_rng(seed)
-                feed = {name: rng.standard_normal(shape).astype(dtype) for name, _, dtype in spec}
+                feed = {name: rng.standard_normal(shapes[name]).astype(dtype) for name, _, dtype in spec}
                 cases.append((seed, feed))
     for i, (seed, feed) in enumerate(cases):
         check_feed(spec, feed, "inputs file" if seed is None else f"seed {seed}")

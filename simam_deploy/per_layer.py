@@ -282,6 +282,41 @@ def _tensors(blocks: Sequence[Block]) -> list[str]:
     return list(dict.fromkeys(t for b in blocks for t in (b.onnx.input, b.onnx.output)))
 
 
+def build_probe_engine(
+    model: onnx.ModelProto,
+    blocks: Sequence[Block],
+    shapes: Sequence[Sequence[int]],
+    folder: str | os.PathLike,
+    *,
+    precision: str = "fp32",
+    plugin_lib: str | os.PathLike | None = None,
+    runtime: str = "auto",
+    compute_capabilities: Sequence[str] = (),
+) -> Any:
+    """Build ``folder``/probe.engine from ``model`` with every block's tensors marked as network outputs
+    (TensorRT's parser marks ONNX graph outputs); returns the build report. ``shapes`` are the input
+    shapes that will be fed: the profile spans them. Needs TensorRT, not a GPU (TensorRT for RTX builds
+    without one), so CI reaches this far."""
+    from simam_deploy.backends.tensorrt.builder import build_engine
+    from simam_deploy.onnx_utils import save_onnx
+
+    probed = probe_model(model, [b.onnx for b in blocks])
+    name = model.graph.input[0].name
+    low = tuple(min(s[i] for s in shapes) for i in range(len(shapes[0])))
+    high = tuple(max(s[i] for s in shapes) for i in range(len(shapes[0])))
+    onnx_path, engine_path = Path(folder) / "probe.onnx", Path(folder) / "probe.engine"
+    save_onnx(probed, onnx_path)
+    return build_engine(
+        onnx_path,
+        engine_path,
+        precision,
+        {name: (low, high, high)},
+        plugin_lib=plugin_lib,
+        runtime=runtime,
+        compute_capabilities=compute_capabilities,
+    )
+
+
 def tensorrt_probe_runner(
     final: Any,
     model: onnx.ModelProto,
@@ -292,21 +327,13 @@ def tensorrt_probe_runner(
     plugin_lib: str | os.PathLike | None = None,
     workdir: str | os.PathLike | None = None,
 ) -> ProbedRunner:
-    """``final`` (the user's engine) for the outputs, plus an engine built from ``model`` with every block's
-    tensors marked as network outputs (TensorRT's parser marks ONNX graph outputs), for the blocks.
-    ``shapes`` are the input shapes that will be fed: the profile spans them."""
-    from simam_deploy.backends.tensorrt import TensorRTRunner
-    from simam_deploy.trt_build import build_engine
+    """``final`` (the user's engine) for the outputs, plus the probe engine (:func:`build_probe_engine`)
+    for the blocks."""
+    from simam_deploy.backends.tensorrt.runner import TensorRTRunner
 
-    probed = probe_model(model, [b.onnx for b in blocks])
-    name = model.graph.input[0].name
-    low = tuple(min(s[i] for s in shapes) for i in range(len(shapes[0])))
-    high = tuple(max(s[i] for s in shapes) for i in range(len(shapes[0])))
     folder = Path(tempfile.mkdtemp(prefix="simam-probe-", dir=workdir))
-    onnx_path, engine_path = folder / "probe.onnx", folder / "probe.engine"
-    onnx.save(probed, str(onnx_path), save_as_external_data=probed.ByteSize() > (1 << 30))
-    build_engine(onnx_path, engine_path, precision, {name: (low, high, high)}, plugin_lib=plugin_lib)
-    probe = TensorRTRunner(engine_path, plugin_lib=plugin_lib)
+    report = build_probe_engine(model, blocks, shapes, folder, precision=precision, plugin_lib=plugin_lib)
+    probe = TensorRTRunner(report.engine, plugin_lib=plugin_lib)
     return ProbedRunner(final, final.output_names, _tensors(blocks), probe=probe)
 
 

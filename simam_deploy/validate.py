@@ -1,17 +1,20 @@
-"""``validate``: prove that an exported artefact computes what the PyTorch model computes."""
+"""``validate``: prove that an exported artefact computes what the PyTorch model computes.
+
+torch is imported only on the live-reference path: with ``reference_outputs`` (outputs saved on the
+host, :mod:`simam_deploy.saved_reference`) this module runs where torch is not installed.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
-from simam_deploy import per_layer as per_layer_mod
 from simam_deploy.backends import ONNX_SUFFIXES, load_runner
-from simam_deploy.backends.torch.runner import TorchRunner
-from simam_deploy.errors import InputError
+from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.inputs import (
     DEFAULT_BATCH,
     check_new_outputs,
@@ -31,7 +34,10 @@ from simam_deploy.parity import (
     input_shapes_to_try,
 )
 from simam_deploy.precision import resolve_tolerances
-from simam_deploy.zoo import build_model, check_model_spec, default_input_shape
+from simam_deploy.resources import check_input_memory, out_of_memory_is_input
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _is_fixed(d: object) -> bool:
@@ -45,6 +51,8 @@ def resolve_input_shape(
     axes with batch 1 where the batch is dynamic and the zoo default where H/W are dynamic."""
     if explicit is not None:
         return _check_explicit_shape(tuple(explicit), spec_shape)
+    from simam_deploy.zoo import default_input_shape
+
     fallback = default_input_shape(reference)
     rank = len(spec_shape)
     dims, unknown = [], []
@@ -68,6 +76,27 @@ def resolve_input_shape(
     return tuple(dims)
 
 
+def _explicit_shapes(input_shape, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """--input-shape as {input name: shape}: a bare shape (single-input models only) or NAME=SHAPE
+    for some or all inputs (the others take the file's fixed sizes, batch 1 where dynamic)."""
+    from simam_deploy.shapes import shapes_for_inputs
+
+    if input_shape is None:
+        return {}
+    if not isinstance(input_shape, Mapping):
+        input_shape = {None: tuple(input_shape)}
+    if None in input_shape:
+        return shapes_for_inputs(input_shape, names)
+    unknown = [n for n in input_shape if n not in names]
+    if unknown:
+        raise InputError(
+            f"--input-shape names {unknown}, which the model does not have (its inputs: {list(names)})",
+            "give NAME=SHAPE with the model's input names, e.g. --input-shape "
+            + ",".join(f"{n}=SHAPE" for n in names),
+        )
+    return dict(input_shape)
+
+
 def _check_explicit_shape(shape: tuple[int, ...], spec_shape: tuple) -> tuple[int, ...]:
     if len(shape) != len(spec_shape):
         raise InputError(
@@ -85,19 +114,33 @@ def _check_explicit_shape(shape: tuple[int, ...], spec_shape: tuple) -> tuple[in
     return shape
 
 
-def check_simam_planes(model: torch.nn.Module, shapes: Sequence[tuple[int, ...]]) -> None:
-    """Refuse shapes where a SimAM layer would see a 1x1 plane (0/0 variance): exit 2, layer named."""
+def check_simam_planes(
+    model: torch.nn.Module, shapes: Sequence[tuple[int, ...] | Mapping], spec=None
+) -> None:
+    """Refuse shapes where a SimAM layer would see a 1x1 plane (0/0 variance): exit 2, layer named.
+
+    ``shapes``: one shape per run (single-input models), or per run a {input name: shape} mapping
+    (any number of inputs of any rank; ``spec`` gives their order and dtypes)."""
+    import torch
+
     from simam_deploy.export import probe_simam_inputs
 
-    for shape in dict.fromkeys(tuple(s) for s in shapes):
-        if len(shape) == 4:
+    dtypes = {name: np.dtype(dtype) for name, _, dtype in spec or ()}
+    for shape in shapes:
+        if isinstance(shape, Mapping):
+            example = tuple(
+                torch.from_numpy(np.zeros(s, dtypes.get(name, np.float32))) for name, s in shape.items()
+            )
+            probe_simam_inputs(model, example if len(example) > 1 else example[0])
+        else:
             probe_simam_inputs(model, torch.zeros(shape))
 
 
 def validate(
     target: str | os.PathLike,
-    reference: str,
+    reference: str | None = None,
     *,
+    reference_outputs: str | os.PathLike | None = None,
     checkpoint: str | os.PathLike | None = None,
     atol: float | None = None,
     rtol: float | None = None,
@@ -121,19 +164,95 @@ def validate(
     save_outputs: str | os.PathLike | None = None,
     plot: str | os.PathLike | None = None,
 ) -> ParityReport:
-    """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT) with the PyTorch ``reference``.
+    """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT) with the PyTorch ``reference``,
+    or with ``reference_outputs`` saved on the host (a ``save_outputs`` folder or Polygraphy
+    ``--save-outputs`` JSON; ``inputs`` then names the saved inputs, by default those in the same
+    folder; see :mod:`simam_deploy.saved_reference`; torch is not needed).
 
     ``inputs``: an .npz, a folder of images, a folder written by ``save_inputs``, or module:callable
     (see :mod:`simam_deploy.inputs`); random inputs when None. NaN/Inf in either side's outputs fail
     the check unless ``allow_nonfinite`` (see parity). Tolerances not given default per precision
     (``simam_deploy.precision.resolve_tolerances``). ``per_layer`` also compares every SimAM block
     (see :mod:`simam_deploy.per_layer`): the report gains ``layers`` and ``first_divergence``."""
+    if reference_outputs is not None:
+        torch_only = {
+            "--reference": reference,
+            "--checkpoint": checkpoint,
+            "--per-layer": per_layer,
+            "--onnx-source": onnx_source,
+            "--input-shape": input_shape,
+            "--mean": mean,
+            "--std": std,
+            "--size": size,
+            "--save-inputs": save_inputs,
+            "--save-outputs": save_outputs,
+            "--plot": plot,
+        }
+        given = [flag for flag, value in torch_only.items() if value]
+        if given:
+            raise InputError(
+                f"{', '.join(given)} cannot be combined with --reference-outputs: "
+                f"{'it needs' if len(given) == 1 else 'they need'} the PyTorch model",
+                "compare with the saved outputs alone, or use --reference MODEL instead",
+            )
+        from simam_deploy.saved_reference import validate_saved
+
+        return validate_saved(
+            target,
+            reference_outputs,
+            inputs=inputs,
+            atol=atol,
+            rtol=rtol,
+            precision=precision,
+            providers=providers,
+            plugin_lib=plugin_lib,
+            on_run=on_run,
+            allow_nonfinite=allow_nonfinite,
+            on_start=on_start,
+        )
+    if reference is None:
+        raise InputError(
+            "nothing to compare with",
+            "give the PyTorch model (--reference MODEL) or outputs saved on the host "
+            "(--reference-outputs DIR|FILE.json)",
+        )
+    try:
+        import torch  # noqa: F401  (the live reference is a PyTorch model)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"--reference {reference} runs the PyTorch model, and torch cannot be imported ({exc})",
+            "install torch, or compare with outputs saved on the host: --reference-outputs DIR "
+            "(validate --save-inputs DIR --save-outputs DIR there; see docs/jetson.md)",
+        ) from exc
+    from simam_deploy.zoo import check_model_spec, user_code_errors
+
     if inputs is None and not seeds:
         raise InputError("no seeds given for random inputs", "give e.g. --seeds 0,1,2, or --inputs FILE.npz")
     if any(s < 0 for s in seeds):
         raise InputError(f"seeds must be >= 0, got {list(seeds)}", "e.g. --seeds 0,1,2")
     check_model_spec(reference)  # blame an unknown name before loading anything
-    check_new_outputs([p for p in (target, inputs) if p is not None], save_inputs, save_outputs, plot)
+    protected = [target, inputs, checkpoint, onnx_source, plugin_lib, reference if ":" in reference else None]
+    check_new_outputs([p for p in protected if p is not None], save_inputs, save_outputs, plot)
+    # the user's own model runs inside: its exceptions (and sys.exit) are its errors, exit 2
+    with user_code_errors(reference), out_of_memory_is_input("--input-shape / --inputs"):
+        return _validate(
+            target, reference, checkpoint=checkpoint, atol=atol, rtol=rtol, precision=precision,
+            inputs=inputs, seeds=seeds, input_shape=input_shape, providers=providers, plugin_lib=plugin_lib,
+            on_run=on_run, allow_nonfinite=allow_nonfinite, on_start=on_start, per_layer=per_layer,
+            onnx_source=onnx_source, probe_precision=probe_precision, mean=mean, std=std, size=size,
+            batch_size=batch_size, save_inputs=save_inputs, save_outputs=save_outputs, plot=plot,
+        )  # fmt: skip
+
+
+def _validate(
+    target, reference, *, checkpoint, atol, rtol, precision, inputs, seeds, input_shape, providers,
+    plugin_lib, on_run, allow_nonfinite, on_start, per_layer, onnx_source, probe_precision, mean, std, size,
+    batch_size, save_inputs, save_outputs, plot,
+) -> ParityReport:  # fmt: skip
+    from simam_deploy import per_layer as per_layer_mod
+    from simam_deploy.backends.torch.runner import TorchRunner
+    from simam_deploy.zoo import build_model
+
     options = {"plugin_lib": plugin_lib} if plugin_lib else {}
     model, _ = build_model(reference, checkpoint)
     probe_proto = None
@@ -144,7 +263,7 @@ def validate(
     else:
         runner = load_runner(target, providers=providers, **options)
     tol = resolve_tolerances(target, precision, atol, rtol)  # after the loader has vetted the file
-    torch_runner = TorchRunner(model, runner.input_names[:1], runner.output_names)
+    torch_runner = TorchRunner(model, runner.input_names, runner.output_names)
     spec = runner.input_spec()
     input_set = None
     if inputs is not None:
@@ -156,9 +275,18 @@ def validate(
         shape = tuple(next(iter(input_set.batches[0].values())).shape)
         shapes = [tuple(next(iter(b.values())).shape) for b in input_set.batches]
     else:
-        shape = resolve_input_shape(spec[0][1], reference, input_shape)
-        shapes = input_shapes_to_try(spec[0][1], shape)
-    check_simam_planes(model, shapes)
+        names = [name for name, _, _ in spec]
+        given = _explicit_shapes(input_shape, names)
+        if len(spec) == 1:
+            shape = resolve_input_shape(spec[0][1], reference, given.get(names[0]))
+            shapes = input_shapes_to_try(spec[0][1], shape)
+            feeds = [{names[0]: s} for s in shapes]
+        else:  # several inputs (any rank): one shape each, checked against the file's fixed axes
+            shape = {name: resolve_input_shape(dims, reference, given.get(name)) for name, dims, _ in spec}
+            shapes = feeds = [shape]
+        for feed_shapes in feeds:  # refuse a batch of 10^9 with its size, before allocating it
+            check_input_memory(feed_shapes, "--input-shape", copies=2)
+    check_simam_planes(model, shapes, spec)
     if per_layer and probe_proto is None:
         runner, blocks = per_layer_mod.engine_probe_runner(
             runner, model, onnx_source, shapes, precision=probe_precision, plugin_lib=plugin_lib

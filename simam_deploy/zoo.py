@@ -6,19 +6,23 @@ A model is named by a zoo name (``simam-deploy models``), by ``package.module:ca
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
 import logging
 import os
 import sys
+import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from simam_deploy.errors import InputError
+from simam_deploy.errors import InputError, SimamDeployError, UserModelError
+from simam_deploy.fileio import check_input_file
 from simam_deploy.models import ZOO, ZooEntry
 
 log = logging.getLogger(__name__)
@@ -97,14 +101,60 @@ def _instantiate(spec: str) -> nn.Module:
     _check_no_required_arguments(spec, factory)
     try:
         model = factory()
-    except Exception as exc:  # the user's code failed: report it as theirs, with its own message
+    except (Exception, SystemExit) as exc:  # the user's code failed: theirs, with its own message
+        # SystemExit too: a factory calling sys.exit(0) must not end simam-deploy with "ok"
         raise InputError(
             f"the model factory {spec} raised {type(exc).__name__}: {_first_line(exc)}",
             "fix the factory so that calling it with no arguments returns an nn.Module",
         ) from exc
     if not isinstance(model, nn.Module):
-        raise InputError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+        raise InputError(
+            f"the model factory {spec} returned {type(model).__name__}, not a torch.nn.Module",
+            "return the network (an nn.Module instance) from the factory",
+        )
     return model
+
+
+def _user_frame(exc: BaseException, files: set[str]) -> traceback.FrameSummary | None:
+    """The innermost frame of ``exc`` (or the exceptions it wraps) that runs in one of ``files``."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.realpath(f.filename) in files]
+        if frames:
+            return frames[-1]
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextlib.contextmanager
+def user_code_errors(spec: str | None, role: str = "model") -> Iterator[None]:
+    """Inside the block the user's code runs (the forward of a ``file.py:callable`` model, an
+    inputs callable): an exception raised in the user's file, or a SystemExit, is the user's error
+    (exit 2, naming the spec and the line), not a bug of simam-deploy (exit 3). Zoo models are ours:
+    their failures stay bugs."""
+    if spec is None or ":" not in spec:
+        yield
+        return
+    from simam_deploy.fileio import spec_file
+
+    found = spec_file(spec)
+    files = {os.path.realpath(found)} if found is not None else set()
+    try:
+        yield
+    except UserModelError as exc:
+        raise UserModelError(f"the {role} {spec}: {exc.message}", exc.hint) from exc
+    except SimamDeployError:
+        raise
+    except (Exception, SystemExit) as exc:
+        frame = _user_frame(exc, files)
+        if frame is None and not isinstance(exc, SystemExit):
+            raise
+        where = f" at {Path(frame.filename).name}:{frame.lineno} in {frame.name}" if frame else ""
+        raise InputError(
+            f"the {role} {spec} failed{where}: {type(exc).__name__}: {_first_line(exc)}",
+            f"this is an error in your {role}'s code, not in simam-deploy; run it in plain PyTorch to debug",
+        ) from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -144,8 +194,7 @@ def _import_target(target: str):
 
 def _import_file(path: Path):
     """Import ``path`` as a module with its folder on sys.path, so it can import its siblings."""
-    if not path.is_file():
-        raise InputError(f"model file {path} does not exist")
+    check_input_file(path, "model file", "give the .py file that defines the model factory")
     folder = str(path.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
@@ -155,7 +204,7 @@ def _import_file(path: Path):
     module = importlib.util.module_from_spec(mod_spec)
     try:
         mod_spec.loader.exec_module(module)
-    except Exception as exc:  # the user's file failed to import: its error, with where it happened
+    except (Exception, SystemExit) as exc:  # the user's file failed to import: their error
         raise InputError(
             f"importing {path} failed: {type(exc).__name__}: {_first_line(exc)}",
             "run `python " + str(path) + "` to see the full error",
@@ -167,8 +216,17 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], C
     """Read a checkpoint file safely (weights_only) and unwrap it into a flat state dict."""
     path = Path(path)
     report = CheckpointReport(path=str(path))
-    if not path.is_file():
-        raise InputError(f"checkpoint {path} does not exist", "check the --checkpoint path")
+    check_input_file(path, "checkpoint", "check the --checkpoint path")
+    with open(path, "rb") as head:
+        magic = head.read(4)
+    # torch.save writes a zip archive (PK..); very old files are a bare pickle (0x80, protocol 2+).
+    # Anything else (a text file, an .onnx, a README) gets a sentence instead of "invalid load key".
+    if not magic.startswith(b"PK") and not magic.startswith(b"\x80"):
+        raise InputError(
+            f"checkpoint {path} is not a PyTorch checkpoint (neither the zip archive torch.save writes "
+            f"nor a pickle; it starts with {magic!r})",
+            "give the file torch.save(model.state_dict(), PATH) wrote (.pth / .pt / .pth.tar)",
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, pickle with code, not a torch file

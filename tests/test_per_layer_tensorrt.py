@@ -1,14 +1,18 @@
 """--per-layer on TensorRT engines: a debug engine built from the source ONNX with every SimAM block's
-input and output marked as network outputs. Needs a CUDA device, TensorRT and the built plugin."""
+input and output marked as network outputs. Building it needs TensorRT and the plugin (TensorRT for RTX
+builds without a GPU, so CI builds the probe engine); running it needs a CUDA device."""
 
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
+import onnx
 import pytest
 
 from simam_deploy.errors import InputError, MissingDependencyError
 from tests.test_per_layer import TARGET_BLOCK, TARGET_FOLDER, change_lambda
+from tests.test_tensorrt_rtx import needs_rtx_plugin
 
 
 def _cuda_device() -> bool:
@@ -17,16 +21,22 @@ def _cuda_device() -> bool:
     return torch.cuda.is_available()
 
 
-pytestmark = [
+needs_gpu_trt = [
     pytest.mark.trt,
     pytest.mark.skipif(not _cuda_device(), reason="needs a CUDA device (TensorRT engines run on the GPU)"),
     pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="TensorRT Python package absent"),
 ]
 
 
+def on_gpu(test):
+    for mark in needs_gpu_trt:
+        test = mark(test)
+    return test
+
+
 @pytest.fixture(scope="module")
 def plugin_lib():
-    from simam_deploy.trt_build import find_plugin_library
+    from simam_deploy.backends.tensorrt.plugin import find_plugin_library
 
     try:
         return str(find_plugin_library())
@@ -46,7 +56,7 @@ def plugin_onnx(tmp_path_factory):
 
 
 def _engine(onnx_path, plugin_lib):
-    from simam_deploy.trt_build import build_engine
+    from simam_deploy.backends.tensorrt.builder import build_engine
 
     engine = onnx_path.with_suffix(".engine")
     build_engine(
@@ -55,6 +65,7 @@ def _engine(onnx_path, plugin_lib):
     return engine
 
 
+@on_gpu
 def test_engine_per_layer_clean_and_corrupted(plugin_onnx, plugin_lib, tmp_path):
     from simam_deploy.validate import validate
 
@@ -73,8 +84,33 @@ def test_engine_per_layer_clean_and_corrupted(plugin_onnx, plugin_lib, tmp_path)
     assert not broken["passed"] and broken["first_divergence"] == TARGET_BLOCK
 
 
+@on_gpu
 def test_engine_per_layer_needs_the_onnx_source(plugin_onnx, plugin_lib):
     from simam_deploy.validate import validate
 
     with pytest.raises(InputError, match="--onnx-source"):
         validate(_engine(plugin_onnx, plugin_lib), "cifar-resnet20", per_layer=True, plugin_lib=plugin_lib)
+
+
+@needs_rtx_plugin
+def test_probe_engine_is_built_with_every_block_tensor_as_an_output(plugin_onnx, tmp_path):
+    """The GPU-free half of --per-layer on an engine: blocks found, probe file written, engine built."""
+    from simam_deploy import per_layer
+    from simam_deploy.onnx_utils import load_onnx
+    from simam_deploy.zoo import build_model
+
+    model, _ = build_model("cifar-resnet20")
+    proto = load_onnx(plugin_onnx)
+    blocks = per_layer.blocks_for(proto, model)
+    assert len(blocks) == 9
+    report = per_layer.build_probe_engine(
+        proto, blocks, [(1, 3, 32, 32), (3, 3, 32, 32)], tmp_path, runtime="tensorrt-rtx"
+    )
+    assert Path(report.engine) == tmp_path / "probe.engine"
+    assert report.engine_bytes == (tmp_path / "probe.engine").stat().st_size > 0
+    assert report.simam_nodes == report.simam_plugin_layers == 9
+    assert report.profiles == {"input": [[1, 3, 32, 32], [3, 3, 32, 32], [3, 3, 32, 32]]}
+    # every block's input and output is a graph output of the file the engine was parsed from
+    outputs = [o.name for o in onnx.load(tmp_path / "probe.onnx").graph.output]
+    assert outputs[0] == proto.graph.output[0].name
+    assert {t for b in blocks for t in (b.onnx.input, b.onnx.output)} <= set(outputs)

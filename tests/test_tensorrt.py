@@ -2,8 +2,9 @@
 
 What runs everywhere: the plugin library is found and loaded with ctypes (when it was built, i.e.
 TensorRT headers were configured), its TensorRT entry points are exported, non-plugin libraries are
-refused, and the CLI/runner fail cleanly without TensorRT. Tests marked ``trt`` build, validate and
-time a real engine; they need the TensorRT Python package and a GPU.
+refused, and the CLI/runner fail cleanly without TensorRT (the modules hidden). Engines are built
+wherever a TensorRT builds (TensorRT for RTX needs no GPU); tests marked ``trt`` run and time them,
+which needs a GPU.
 """
 
 from __future__ import annotations
@@ -178,14 +179,25 @@ def test_bad_shapes_name_the_problem(spec, message):
 # ---- without TensorRT: precise errors, exit code 2 ------------------------------------------------
 
 
-@pytest.mark.skipif(HAVE_TENSORRT, reason="checks the message shown when TensorRT is missing")
+# A Python where neither TensorRT module can be imported, whatever this machine has installed: a None
+# entry in sys.modules makes `import tensorrt` raise ImportError, as a missing package does.
+HIDE_TENSORRT = "import sys; sys.modules['tensorrt'] = sys.modules['tensorrt_rtx_bindings'] = None; "
+
+
 def test_build_without_tensorrt_exits_2_with_install_hint(tmp_path):
     model = simam_onnx(tmp_path / "m.onnx")
-    result = run_cli("build", str(model), "-o", str(tmp_path / "m.engine"), "--fp16")
+    script = HIDE_TENSORRT + "from simam_deploy.cli.main import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", script, "build", str(model), "-o", str(tmp_path / "m.engine"), "--fp16"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 2, result.stderr
     assert "no TensorRT Python package could be imported" in result.stderr
     assert 'pip install "simam-deploy[trt]"' in result.stderr and "JetPack" in result.stderr
     assert "simam-deploy[trt-rtx]" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "m.engine").exists()
 
 
@@ -237,7 +249,48 @@ def test_runner_without_a_gpu_says_so_whatever_tensorrt_is_installed(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def built_engine(tmp_path_factory):
+def build_runtime() -> str:
+    """The TensorRT that builds here, with a plugin built for its registry (TensorRT for RTX builds
+    without a GPU, so CI gets this far)."""
+    if not HAVE_TENSORRT:
+        pytest.skip("no TensorRT Python package (pip install simam-deploy[trt] or simam-deploy[trt-rtx])")
+    if PLUGIN is None:
+        pytest.skip("SimAM TensorRT plugin not built (make install TENSORRT_ROOT=...)")
+    runtime = simam_trt.import_runtime("auto")
+    headers = simam_trt.load_plugin_library(PLUGIN).info.get("tensorrt_headers", "?")
+    if headers.split(".")[0] != str(runtime.registry_layout):
+        pytest.skip(
+            f"the plugin was built against TensorRT {headers} headers; {runtime.label} needs "
+            f"{runtime.registry_layout}.x"
+        )
+    return runtime.name
+
+
+@pytest.fixture(scope="module")
+def built_model(tmp_path_factory, build_runtime):
+    """An fp32 engine of a one-SimAM model, built (not run)."""
+    folder = tmp_path_factory.mktemp("trt")
+    model = simam_onnx(folder / "m.onnx", e_lambda=1e-4, unbiased=1, channels=4)
+    engine = folder / "m.engine"
+    report = simam_trt.build_engine(
+        model, engine, precision="fp32", shapes=["input=1x4x8x8:2x4x8x8:4x4x8x8"], runtime=build_runtime
+    )
+    return model, engine, report
+
+
+@pytest.fixture(scope="module")
+def built_fp16(built_model, build_runtime):
+    model, engine, _ = built_model
+    fp16 = engine.with_name("fp16.engine")
+    report = simam_trt.build_engine(
+        model, fp16, precision="fp16", shapes=["input=1x4x8x8:2x4x8x8:4x4x8x8"], runtime=build_runtime
+    )
+    return fp16, report
+
+
+@pytest.fixture(scope="module")
+def built_engine(built_model):
+    """The fp32 engine, on a machine that can run it."""
     if not (HAVE_TENSORRT and _have_cuda_device()):
         pytest.skip("needs a TensorRT Python package and a CUDA device")
     import torch
@@ -248,13 +301,7 @@ def built_engine(tmp_path_factory):
         pytest.skip(
             f"{runtime.label} has no {device} target (it has {', '.join(runtime.compute_capabilities)})"
         )
-    if PLUGIN is None:
-        pytest.skip("SimAM TensorRT plugin not built (make install TENSORRT_ROOT=...)")
-    folder = tmp_path_factory.mktemp("trt")
-    model = simam_onnx(folder / "m.onnx", e_lambda=1e-4, unbiased=1, channels=4)
-    engine = folder / "m.engine"
-    report = simam_trt.build_engine(model, engine, precision="fp32", shapes=["input=1x4x8x8:2x4x8x8:4x4x8x8"])
-    return model, engine, report
+    return built_model
 
 
 def _reference(model: Path, x: np.ndarray) -> np.ndarray:
@@ -270,12 +317,11 @@ def _reference(model: Path, x: np.ndarray) -> np.ndarray:
     return simam_reference(conv, e_lambda=1e-4, unbiased=True).float().numpy()
 
 
-@pytest.mark.trt
-@needs_trt
-def test_engine_build_maps_every_simam_node_to_the_plugin(built_engine):
-    _, engine, report = built_engine
+def test_engine_build_maps_every_simam_node_to_the_plugin(built_model):
+    _, engine, report = built_model
     assert engine.stat().st_size == report.engine_bytes > 0
     assert report.simam_nodes == report.simam_plugin_layers == 1
+    assert report.profiles == {"input": [[1, 4, 8, 8], [2, 4, 8, 8], [4, 4, 8, 8]]}
 
 
 @pytest.mark.trt
@@ -304,17 +350,20 @@ def test_engine_benchmark_returns_positive_latencies(built_engine, cuda_graph):
     assert len(times) == 10 and all(t > 0 for t in times)
 
 
-@pytest.mark.trt
-@needs_trt
-def test_fp16_engine_matches_reference_within_half_precision(built_engine, tmp_path):
-    from simam_deploy.backends.tensorrt.runner import TensorRTRunner
-
-    model, _, report = built_engine
-    engine = tmp_path / "fp16.engine"
-    report = simam_trt.build_engine(model, engine, precision="fp16", shapes=["input=1x4x8x8:2x4x8x8:4x4x8x8"])
-    assert report.simam_plugin_layers == 1
+def test_fp16_build_keeps_the_plugin_and_reaches_half_precision(built_fp16):
+    engine, report = built_fp16
+    assert report.simam_plugin_layers == 1 and engine.stat().st_size == report.engine_bytes > 0
     # TensorRT <= 10: an fp32 network with the FP16 flag; 11/RTX: the file converted to fp16 on the way
     assert (report.precision, report.builder_flags) in (("fp32", ["FP16"]), ("fp16", []))
+
+
+@pytest.mark.trt
+@needs_trt
+def test_fp16_engine_matches_reference_within_half_precision(built_engine, built_fp16):
+    from simam_deploy.backends.tensorrt.runner import TensorRTRunner
+
+    model, _, _ = built_engine
+    engine, _ = built_fp16
     x = np.random.default_rng(7).standard_normal((2, 4, 8, 8)).astype(np.float32)
     got = TensorRTRunner(engine).infer({"input": x})["output"]
     np.testing.assert_allclose(got, _reference(model, x), rtol=2e-2, atol=2e-2)

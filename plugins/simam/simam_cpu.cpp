@@ -144,6 +144,10 @@ extern "C" simam_status simam_forward_cpu_planes(const void* x, void* y, int64_t
 extern "C" size_t simam_cuda_workspace_size(int64_t N, int64_t C, int64_t H, int64_t W, simam_dtype dtype) {
     (void)dtype;
     if (N <= 0 || C <= 0 || H <= 0 || W <= 0) return 0;
+    // Shapes the launch refuses (N*C*H*W past 64-bit indexing, the limit in validate()) need no
+    // scratch; checking first keeps the products below from overflowing (found by fuzzing).
+    const int64_t limit = INT64_MAX / 4;
+    if (C > limit / N || H > limit / (N * C) || W > limit / (N * C * H)) return 0;
     const int64_t plane_size = H * W;
     if (plane_size <= simam_detail::kOnChipMaxPlane) return 0;
     return static_cast<size_t>(N * C * simam_detail::chunks_per_plane(plane_size)) *

@@ -25,8 +25,8 @@ import torch
 
 from simam_deploy.bench.timing import check_counts, summarize, time_callable
 from simam_deploy.errors import InputError, MissingDependencyError
-from simam_deploy.export import parse_shape
 from simam_deploy.nn import CIFAR_LAMBDA, simam_decomposed
+from simam_deploy.shapes import parse_shape
 
 # The SimAM inputs of ResNet-50 at batch 32 (one per stage).
 RESNET50_SHAPES: tuple[tuple[int, int, int, int], ...] = (

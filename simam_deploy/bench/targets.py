@@ -27,6 +27,7 @@ import torch
 from simam_deploy.bench.kernel import DTYPES, device_name, resolve_device
 from simam_deploy.bench.timing import LatencyStats, check_counts, summarize, time_callable, time_interleaved
 from simam_deploy.errors import InputError, SimamDeployError
+from simam_deploy.resources import check_input_memory, out_of_memory_is_input
 
 MODEL_BACKENDS: tuple[str, ...] = ("eager", "fused", "compile", "onnxruntime")
 ALL_BACKENDS: tuple[str, ...] = (*MODEL_BACKENDS, "tensorrt")
@@ -153,29 +154,41 @@ def benchmark_target(
 
 # ---- model targets ----------------------------------------------------------------------------
 def _model_input_shape(target: str, batch: int | None, input_shape) -> tuple[int, int, int, int]:
-    from simam_deploy.export import parse_shape
+    from simam_deploy.shapes import parse_shape
     from simam_deploy.zoo import default_input_shape
 
     if input_shape is not None:
-        shape = parse_shape(input_shape)
+        shape = parse_shape(input_shape, rank=None)  # any rank: only the SimAM tensors inside are 4-D
     else:
         default = default_input_shape(target)
         if default is None:
             raise InputError(f"no default input shape for '{target}'", "give --input-shape NxCxHxW")
         shape = tuple(default)
-    return (batch, *shape[1:]) if batch is not None else shape
+    shape = (batch, *shape[1:]) if batch is not None else shape
+    check_input_memory({"input": shape}, "--batch" if batch is not None else "--input-shape", copies=2)
+    return shape
 
 
 def _bench_model(
     bench: TargetBenchmark, backends, batch, input_shape, checkpoint, progress, model_spec: str | None = None
 ) -> None:
-    from simam_deploy.nn import set_simam_fused
-    from simam_deploy.zoo import build_model
+    from simam_deploy.zoo import user_code_errors
 
     spec = model_spec or bench.target
     shape = _model_input_shape(spec, batch, input_shape)
     bench.input_shape = shape
+    with user_code_errors(spec), out_of_memory_is_input("--batch / --input-shape"):
+        _time_model(bench, backends, shape, spec, checkpoint, progress)
+
+
+def _time_model(bench: TargetBenchmark, backends, shape, spec: str, checkpoint, progress) -> None:
+    from simam_deploy.backends.torch.runner import tensor_outputs
+    from simam_deploy.nn import set_simam_fused
+    from simam_deploy.zoo import build_model
+
     model, _ = build_model(spec, checkpoint)
+    with torch.inference_mode():  # one call first: a forward returning no tensors is refused, not timed
+        tensor_outputs(model(torch.zeros(shape)))
     # A file target records its numpy dtype name (float32); a model target one of DTYPES (fp32).
     torch_dtype = DTYPES[bench.dtype] if bench.dtype in DTYPES else getattr(torch, bench.dtype)
     x = torch.randn(shape, device=bench.device, dtype=torch_dtype)
@@ -194,13 +207,38 @@ def _bench_model(
             continue
         runnable = copy.deepcopy(model).to(device=bench.device, dtype=torch_dtype).eval()
         if backend == "fused" and set_simam_fused(runnable, True) == 0:
-            bench.notes.append("the model has no SimAM modules: 'fused' equals 'eager'")
+            bench.notes.append(_no_fused_modules_note(model, shape))
         if backend == "compile":
             torch._dynamo.reset()
             runnable = torch.compile(runnable)
         with torch.inference_mode():
             times = time_callable(lambda m=runnable: m(x), bench.device, bench.warmup, bench.iters)
         bench.results.append(TargetResult(backend, summarize(times), shape[0]))
+
+
+def _no_fused_modules_note(model: torch.nn.Module, shape) -> str:
+    """Why 'fused' equals 'eager', in the words export uses: SimAM is found by its formula in the
+    exported graph (any class), but only simam_deploy.nn.SimAM modules can swap in the fused kernel."""
+    from simam_deploy.export import export_model_proto
+    from simam_deploy.graph.fuse import fuse_simam
+
+    try:
+        proto = export_model_proto(
+            copy.deepcopy(model).float().cpu().eval(), torch.zeros(shape), 17, "none", "torchscript"
+        )
+        found = len(fuse_simam(proto, dry_run=True)[1].fused)
+    except Exception:  # the count is an explanation, not a result: never fail the benchmark on it
+        found = None
+    if not found:
+        return (
+            "the model has no SimAM (no simam_deploy.nn.SimAM module, none found by formula): "
+            "'fused' equals 'eager'"
+        )
+    return (
+        f"the graph has {found} SimAM block(s) by formula (as export counts them), but none is a "
+        "simam_deploy.nn.SimAM module, so PyTorch 'fused' equals 'eager'; the onnxruntime/tensorrt "
+        "backends run them fused (export --mode plugin)"
+    )
 
 
 def _bench_exported_onnx(bench: TargetBenchmark, model: torch.nn.Module, shape) -> None:
@@ -259,18 +297,20 @@ def _time_onnx_pair(bench: TargetBenchmark, runners, inputs: dict[str, np.ndarra
 
 # ---- file targets -----------------------------------------------------------------------------
 def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray]:
-    from simam_deploy.export import parse_shape
     from simam_deploy.parity import check_feed, describe_dims
+    from simam_deploy.shapes import parse_input_shapes, shapes_for_inputs
 
-    forced = parse_shape(input_shape) if input_shape is not None else None
     spec = runner.input_spec()
-    if forced is not None and len(spec) != 1:
-        raise InputError("--input-shape applies to single-input models only", "drop --input-shape")
+    forced = (
+        shapes_for_inputs(parse_input_shapes(input_shape), [n for n, _, _ in spec])
+        if input_shape is not None
+        else None
+    )
     rng = np.random.default_rng(0)
-    inputs = {}
-    for name, dims, np_dtype in spec:
+    shapes = {}
+    for name, dims, _ in spec:
         if forced is not None:
-            shape = forced
+            shape = forced[name] if batch is None else (batch, *forced[name][1:])
         else:
             shape = tuple(
                 d if isinstance(d, int) and d > 0 else (batch or 1) if i == 0 else None
@@ -279,11 +319,14 @@ def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray
             if None in shape:
                 raise InputError(
                     f"input '{name}' has dynamic dimensions ({describe_dims(dims)})",
-                    "give --input-shape NxCxHxW to fix them",
+                    "give --input-shape SHAPE (or NAME=SHAPE,... for several inputs) to fix them",
                 )
             if batch is not None:
                 shape = (batch, *shape[1:])
-        inputs[name] = rng.standard_normal(shape).astype(np_dtype)
+        shapes[name] = shape
+    itemsize = max((np.dtype(t).itemsize for _, _, t in spec), default=4)
+    check_input_memory(shapes, "--batch" if batch is not None else "--input-shape", itemsize, copies=2)
+    inputs = {name: rng.standard_normal(shapes[name]).astype(t) for name, _, t in spec}
     check_feed(spec, inputs, "--input-shape/--batch")  # the file's fixed axes, named, before ORT sees it
     return inputs
 
@@ -338,12 +381,14 @@ def add_triton(
 ) -> None:
     """Time ``model`` on the Triton server at ``url`` (http://HOST:PORT or grpc://HOST:PORT), one
     request at a time, on inputs of the shape the other rows used (or ``input_shape``/``batch``)."""
-    from simam_deploy.export import parse_shape
+    from simam_deploy.shapes import parse_shape
     from simam_deploy.triton.client import TritonEndpoint, random_inputs, split_url
 
     protocol, _ = split_url(url)
     endpoint = TritonEndpoint(url, model)
-    shape = tuple(bench.input_shape) or (parse_shape(input_shape) if input_shape is not None else None)
+    shape = tuple(bench.input_shape) or (
+        parse_shape(input_shape, rank=None) if input_shape is not None else None
+    )
     if shape and batch is not None:
         shape = (batch, *shape[1:])
     feeds = random_inputs(endpoint, batch or 1, shape)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -106,7 +107,10 @@ def write_repository(
     """
     artefact = Path(artefact)
     if not artefact.is_file():
-        raise InputError(f"{artefact} does not exist", "give a TensorRT engine or an ONNX file")
+        what = "is a directory" if artefact.is_dir() else "does not exist"
+        raise InputError(f"{artefact} {what}", "give a TensorRT engine or an ONNX file")
+    if artefact.stat().st_size == 0:
+        raise InputError(f"{artefact} is empty (0 bytes)", "build or export the artefact again")
     backend = _resolve_backend(artefact, backend)
     name = name or _default_name(artefact)
     _check_options(name, max_batch, instances, instance_kind, max_queue_delay_us, preferred_batch_sizes)
@@ -242,12 +246,11 @@ def _graph_file(artefact: Path, backend: str, onnx_source: str | os.PathLike | N
 def _load_graph(path: Path | None) -> onnx.ModelProto | None:
     if path is None:
         return None
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise InputError(
-            f"{path} is not a readable ONNX file ({type(exc).__name__})", "give a valid .onnx model"
-        ) from exc
+    from simam_deploy.onnx_utils import load_onnx
+
+    # the shared loader refuses empty, truncated and random files (an empty file parses as an
+    # empty ModelProto, which would ship a model with no inputs)
+    return load_onnx(path, load_external=False)
 
 
 # ---- inputs and outputs ------------------------------------------------------------------------
@@ -435,9 +438,10 @@ def _make_readable(folder: Path) -> None:
 
 def server_command(repository: Path, backend: str, library: str | None) -> str:
     """The command line that serves the repository (loopback addresses; open them up on purpose)."""
-    command = f"tritonserver --model-repository={repository}"
+    # quoted for a POSIX shell: paths with spaces or quotes paste as one argument
+    command = f"tritonserver --model-repository={shlex.quote(str(repository))}"
     if backend == "tensorrt" and library:
-        command += f' --backend-config=tensorrt,plugins="{library}"'
+        command += f" --backend-config={shlex.quote(f'tensorrt,plugins={library}')}"
     return command
 
 
