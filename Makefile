@@ -3,7 +3,8 @@
 #   make test   same set-up, then the whole test suite (Python + C++/CTest)
 # Knobs: PYTHON=python3.12  TORCH_SPEC="torch==2.13.0"  VENV=.venv  CUDA_ARCHS="87"  TENSORRT_ROOT=/opt/tensorrt
 #        ONNXRUNTIME_ROOT=/opt/onnxruntime/include
-#        EXTRAS=dev,trt-rtx,triton (the TensorRT for RTX wheels, pinned, and tritonclient; EXTRAS=dev leaves them out)
+#        EXTRAS=dev,trt-rtx,triton,openvino (the TensorRT for RTX wheels and OpenVINO, pinned, and tritonclient;
+#        EXTRAS=dev leaves them out)
 #        TRT_HEADERS=$(SHARED)/third_party/tensorrt-headers (the header matrix of `make test-trt-matrix`)
 
 PYTHON      ?= python3
@@ -18,7 +19,7 @@ STAMP       := $(VENV)/.simam-installed
 
 NATIVE_SRC  := $(shell find plugins -type f \( -name '*.c*' -o -name '*.h' -o -name '*.txt' \) 2>/dev/null) CMakeLists.txt pyproject.toml
 
-EXTRAS      ?= dev,trt-rtx,triton
+EXTRAS      ?= dev,trt-rtx,triton,openvino
 TRT_HEADERS ?= $(SHARED)/third_party/tensorrt-headers
 TRT_MATRIX  := 8.6 10.3 10.16 11.1
 
