@@ -1,9 +1,10 @@
 # ---- Google Highway: SIMD and runtime dispatch for the CPU kernel (simam_cpu_simd.cpp) -------
 # One pinned version, the same on every machine and every cross build: Debian's source tarball
 # of Highway 1.2.0 (the version Debian 13 ships, so its pool keeps it), checked by SHA-256.
-# Highway is header-only except for the dispatcher's CPU detection (targets.cc) and its error
-# handler (abort.cc); only those two files are compiled, with whatever toolchain builds the
-# kernels, so an aarch64 cross build gets an aarch64 Highway without anything else to install.
+# Highway is header-only except for the dispatcher's CPU detection (targets.cc, with per_target.cc
+# for the vector size it asks about on Arm) and its error handler (abort.cc); only those files are
+# compiled, with whatever toolchain builds the kernels, so an aarch64 cross build gets an aarch64
+# Highway without anything else to install.
 # No scalar fallback: Highway's own portable targets (EMU128/SCALAR) are that fallback, and the
 # C++ tests run every target this machine can execute (see tests/test_simam_cpu.cpp).
 # Offline: -DSIMAM_HIGHWAY_SOURCE=<that tarball, or an unpacked highway-1.2.0 directory>.
@@ -63,7 +64,10 @@ if(NOT _simam_hwy_version_lines MATCHES "HWY_MAJOR 1;.*HWY_MINOR 2")
   message(FATAL_ERROR "simam: ${_simam_hwy_dir} is not Highway 1.2 (${_simam_hwy_version_lines}); ${_simam_hwy_hint}")
 endif()
 
-add_library(simam_hwy STATIC "${_simam_hwy_dir}/hwy/targets.cc" "${_simam_hwy_dir}/hwy/abort.cc")
+# per_target.cc too: on Arm, targets.cc asks VectorBytes() (defined there) for the SVE vector size;
+# without it an aarch64 link fails (make cross-aarch64).
+add_library(simam_hwy STATIC "${_simam_hwy_dir}/hwy/targets.cc" "${_simam_hwy_dir}/hwy/abort.cc"
+                             "${_simam_hwy_dir}/hwy/per_target.cc")
 # SYSTEM: Highway's headers are not ours to keep free of -Wall -Wextra warnings.
 target_include_directories(simam_hwy SYSTEM PUBLIC "${_simam_hwy_dir}")
 target_compile_options(simam_hwy PRIVATE -O2)
