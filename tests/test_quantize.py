@@ -318,3 +318,25 @@ def test_resnet50_small_input(kind, tmp_path_factory, photos, tmp_path):
 
     engine = build_engine(out, tmp_path / "r50-int8.engine", runtime="tensorrt-rtx")
     assert engine.qdq_layers > 0 and engine.simam_plugin_layers == (16 if kind == "fused" else 0)
+
+
+def test_high_precision_fp16_keeps_simam_statistics_float32(r20, photos, tmp_path):
+    from simam_deploy.precision import find_statistics
+
+    out = tmp_path / "int8-fp16.onnx"
+    report = quantize_file(
+        r20["decomposed"], out, photos, samples=32, method="minmax", reference="cifar-resnet20",
+        high_precision="fp16",
+    )  # fmt: skip
+    assert report.high_precision == "fp16" and report.agreement.samples == 16
+    model = infer_shapes(load_onnx(out))
+    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    # the blocks as found in the float32 source (casts added around the statistics hide them from
+    # the matcher afterwards); node names survive quantization and conversion
+    original = infer_shapes(load_onnx(r20["decomposed"]))
+    stats, found = find_statistics(original)
+    assert found == R20_BLOCKS and stats
+    by_name = {n.name: n for n in model.graph.node}
+    assert all(types.get(by_name[s].output[0]) == onnx.TensorProto.FLOAT for s in stats)
+    assert onnx.TensorProto.FLOAT16 in types.values()  # the remainder computes in float16
+    assert quantized_layers(model) and layout_problems(model, find_blocks(original)) == []
