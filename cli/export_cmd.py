@@ -38,13 +38,19 @@ Examples:
     show_default=True,
     help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET}.",
 )
-@click.option("--input-shape", metavar="NxCxHxW", help="Example input shape [default: the zoo model's].")
+@click.option(
+    "--input-shape",
+    metavar="SHAPE|NAME=SHAPE,...",
+    help="Example input shape, any rank: 1x3x64x64, or 2x200x80 for [B,T,F] features; several inputs as "
+    "NAME=SHAPE in forward's argument order (the names become the ONNX input names) [default: the zoo "
+    "model's]. --dynamic all on [B,T,F] features keeps F fixed, on [B,T] nothing.",
+)
 @click.option(
     "--dynamic",
     type=click.Choice(DYNAMIC_CHOICES),
     default="batch",
     show_default=True,
-    help="Dynamic axes: batch only, batch+H+W, or none.",
+    help="Dynamic axes: batch only, batch+H+W (other ranks: all but the feature/channel axis), or none.",
 )
 @click.option(
     "--exporter",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from simam_deploy.cli.common import write_json
+from simam_deploy.cli.common import check_outputs, write_json
 from simam_deploy.errors import MissingDependencyError
-from simam_deploy.libs import LIBRARIES, library_status
+from simam_deploy.libs import library_kinds, library_status
 
 EPILOG = """\b
 Examples:
@@ -21,8 +21,8 @@ Exit codes: 0 ok, 2 a library asked for is not built (the message says how to bu
 
 
 def _kind_options(command: click.Command) -> click.Command:
-    # One flag per entry of simam_deploy.libs.LIBRARIES, so a new library needs no CLI change.
-    for kind in reversed(list(LIBRARIES)):
+    # One flag per backend with a native library (the registry), so a new library needs no CLI change.
+    for kind in reversed(library_kinds()):
         command = click.option(
             f"--{kind}",
             "kinds",
@@ -36,11 +36,15 @@ def _kind_options(command: click.Command) -> click.Command:
 @click.command("libs", epilog=EPILOG, context_settings={"max_content_width": 110})
 @_kind_options
 @click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), help="Write the list as JSON."
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write the list as JSON ('-' = stdout).",
 )
 def libs(kinds: tuple[str, ...], json_path: str | None) -> None:
     """Print the paths of simam-deploy's native libraries (TensorRT plugin, ONNX Runtime op library)."""
     statuses = library_status(list(kinds) or None)
+    check_outputs({"--json": json_path})
     if json_path is not None:
         write_json(
             json_path, {"schema": "simam-deploy/libs/v1", "libraries": [s.to_dict() for s in statuses]}

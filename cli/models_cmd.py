@@ -16,7 +16,7 @@ Examples:
 
 
 @click.command("models", epilog=EPILOG)
-@click.option("--json", "json_path", metavar="FILE", help="Also write the list as JSON ('-' = stdout).")
+@click.option("--json", "json_path", metavar="FILE", help="Write the list as JSON too ('-' = stdout).")
 def models(json_path: str | None) -> None:
     """List the model zoo: names to pass as MODEL to export, validate and bench.
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import click
 
 from simam_deploy.cli.common import check_outputs, envelope, human_console, progress, write_json
@@ -97,27 +100,30 @@ def quantize(source, output, calibrate, method, samples, quantizer, high_precisi
     """Quantize the float32 ONNX file SOURCE to INT8 (Q/DQ), SimAM blocks kept in higher precision."""
     from simam_deploy.quantize import quantize_file
 
-    check_outputs({"-o": output, "--json": json_path}, [source])
+    check_outputs({"-o": output, "--json": json_path}, [source, calibrate])
     out = human_console(json_path)
-    report = quantize_file(
-        source,
-        output,
-        calibrate,
-        samples=samples,
-        method=method,
-        quantizer=quantizer,
-        high_precision=high_precision,
-        target_agreement=target_agreement,
-        min_quantized=min_quantized,
-        exclude=exclude,
-        reference=reference,
-        mean=mean,
-        std=std,
-        size=size,
-        batch_size=batch_size,
-        external_data=external_data,
-        on_progress=progress,
-    )
+    # onnxruntime.quantization reports progress with print(): onto stderr, so that stdout holds
+    # only what we write there (the JSON document with --json -)
+    with contextlib.redirect_stdout(sys.stderr):
+        report = quantize_file(
+            source,
+            output,
+            calibrate,
+            samples=samples,
+            method=method,
+            quantizer=quantizer,
+            high_precision=high_precision,
+            target_agreement=target_agreement,
+            min_quantized=min_quantized,
+            exclude=exclude,
+            reference=reference,
+            mean=mean,
+            std=std,
+            size=size,
+            batch_size=batch_size,
+            external_data=external_data,
+            on_progress=progress,
+        )
     body = report.to_dict()
     outputs = {"onnx": report.output or None, "json": json_path}
     write_json(

@@ -4,10 +4,12 @@ import click
 from click.core import ParameterSource
 from rich.table import Table
 
+from simam_deploy.backends import backend_names
 from simam_deploy.cli.common import check_outputs, envelope, human_console, progress, write_json
 from simam_deploy.errors import InputError
 from simam_deploy.parity import ParityReport, RunResult
 from simam_deploy.precision import DEFAULT_TOLERANCES
+from simam_deploy.shapes import parse_input_shapes
 
 _DEFAULTS = ", ".join(f"{p} atol {a:g} rtol {r:g}" for p, (a, r) in DEFAULT_TOLERANCES.items())
 EPILOG = f"""\b
@@ -28,6 +30,7 @@ Examples:
   simam-deploy validate r20.onnx --reference cifar-resnet20 --per-layer --plot layers.png
   simam-deploy validate r20.onnx --reference cifar-resnet20 --inputs photos/ --save-inputs io/
   simam-deploy validate r20.engine --reference cifar-resnet20 --per-layer --onnx-source r20.onnx
+  simam-deploy validate r20-fused.onnx --reference cifar-resnet20 --backend openvino
   simam-deploy validate r20.engine --reference-outputs io/          # on the device: no torch needed
   simam-deploy validate r20.engine --reference-outputs out.json --load-inputs in.json   # Polygraphy's
 
@@ -95,12 +98,22 @@ be installed): a folder written by --save-outputs (its inputs are read from the 
 @click.option(
     "--save-outputs", metavar="DIR", help="Write PyTorch's outputs on them (--loadRefOutputs, JSON)."
 )
-@click.option("--plot", metavar="FILE.png", help="--per-layer: error per SimAM block as a PNG (log scale).")
+@click.option(
+    "--plot", metavar="FILE.png", help="Write the error per SimAM block as a PNG (--per-layer; log scale)."
+)
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds for random inputs.")
 @click.option(
-    "--input-shape", metavar="NxCxHxW", help="Shape for random inputs [default: from the file / zoo]."
+    "--input-shape",
+    metavar="SHAPE|NAME=SHAPE,...",
+    help="Shape for random inputs, any rank (1x3x32x32, 2x200x80), or one per input "
+    "(feats=2x200x80,mask=2x200) [default: from the file / zoo].",
 )
 @click.option("--plugin-lib", metavar="PATH", help="TensorRT plugin library (engines only).")
+@click.option(
+    "--backend",
+    type=click.Choice(backend_names(lambda b: bool(b.suffixes))),
+    help="Run TARGET on this backend [default: by file type: .onnx onnxruntime, .engine tensorrt].",
+)
 @click.option(
     "--allow-nonfinite",
     is_flag=True,
@@ -111,11 +124,12 @@ be installed): a folder written by --save-outputs (its inputs are read from the 
 def validate(
     ctx, target, reference, reference_outputs, checkpoint, atol, rtol, precision, inputs, mean, std, size,
     batch_size, per_layer, onnx_source, probe_precision, save_inputs, save_outputs, plot, seeds, input_shape,
-    plugin_lib, allow_nonfinite, json_path,
+    plugin_lib, backend, allow_nonfinite, json_path,
 ) -> None:  # fmt: skip
-    """Run TARGET (.onnx in ONNX Runtime, .engine in TensorRT) and the PyTorch reference (or outputs
-    saved on the host) on the same inputs and report, per output: max abs / max rel / mean error, the
-    fraction outside tolerance, NaN/Inf counts and top-1 agreement for classifiers."""
+    """Run TARGET (.onnx in ONNX Runtime, or OpenVINO with --backend openvino; .engine in TensorRT) and
+    the PyTorch reference (or outputs saved on the host) on the same inputs and report, per output: max
+    abs / max rel / mean error, the fraction outside tolerance, NaN/Inf counts and top-1 agreement for
+    classifiers."""
     from simam_deploy.validate import validate as run_validate
 
     seed_list = _parse_seeds(seeds)
@@ -138,11 +152,7 @@ def validate(
         ],
         folders={"--save-inputs": save_inputs, "--save-outputs": save_outputs},
     )
-    shape = None
-    if input_shape:
-        from simam_deploy.export import parse_shape  # imports torch: only on the live-reference path
-
-        shape = parse_shape(input_shape)
+    shape = parse_input_shapes(input_shape) if input_shape else None
     out = human_console(json_path)
     table = _make_table("saved outputs" if reference_outputs else "PyTorch")
     against = f"the PyTorch reference {reference}"
@@ -154,7 +164,7 @@ def validate(
         for name, s in run.outputs.items():
             table.add_row(
                 str(run.seed) if run.seed is not None else "file",
-                "x".join(map(str, next(iter(run.input_shapes.values())))),
+                ", ".join("x".join(map(str, s)) for s in run.input_shapes.values()),
                 name,
                 f"{s.max_abs:.3g}",
                 f"{s.max_rel:.3g}",
@@ -177,6 +187,7 @@ def validate(
         seeds=seed_list,
         input_shape=shape,
         plugin_lib=plugin_lib,
+        backend=backend,
         on_run=on_run,
         allow_nonfinite=allow_nonfinite,
         on_start=lambda i, n, what: progress(f"run {i + 1}/{n}: {what}"),

@@ -35,6 +35,11 @@ class InputError(SimamDeployError):
     exit_code = EXIT_USAGE
 
 
+class UserModelError(InputError):
+    """The user's own model broke its contract (e.g. forward returned no tensor). Exit code 2; the
+    spec of the model is added to the message where it is known (zoo.user_code_errors)."""
+
+
 class OutputWriteError(InputError):
     """One of OUR output files cannot be written (disk full, read-only, no permission). Exit code 2."""
 

@@ -15,9 +15,9 @@ import contextlib
 import io
 import logging
 import os
-import re
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from simam_deploy.fileio import check_output_path
 from simam_deploy.nn import SimAM, find_simam_modules
 from simam_deploy.onnx_utils import EXTERNAL_DATA_THRESHOLD, cap_ir_version, save_onnx
 from simam_deploy.resources import check_input_memory
+from simam_deploy.shapes import parse_shape
 
 MIN_OPSET, MAX_OPSET = 13, 21
 DEFAULT_OPSET = 18
@@ -46,7 +47,7 @@ class ExportReport:
     mode: str
     exporter: str
     opset: int
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int, ...] | dict[str, list[int]]  # one input, or per input name
     dynamic: str
     simam_modules: list[dict] = field(default_factory=list)  # name, e_lambda, unbiased, input shape
     onnx_nodes: int = 0
@@ -64,29 +65,6 @@ class ExportReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def parse_shape(text: str | tuple[int, ...] | list[int]) -> tuple[int, int, int, int]:
-    """Parse '1x3x224x224' (or a tuple) into an NCHW shape, refusing anything but 4 positive dims."""
-    if isinstance(text, str):
-        # strict: '1xx3x32x32' or a trailing 'x' is a typo, not a shape with an axis left out
-        if not re.fullmatch(r"\d+(?:[x,]\d+)*", text.strip().lower()):
-            raise InputError(
-                f"cannot read input shape '{text}': sizes are integers joined by single 'x'",
-                "write it as NxCxHxW, e.g. 1x3x224x224",
-            )
-        dims = tuple(int(p) for p in re.split(r"[x,]", text.strip().lower()))
-    else:
-        dims = tuple(int(d) for d in text)
-    if len(dims) != 4:
-        raise InputError(
-            f"input shape {'x'.join(map(str, dims)) or text!r} has {len(dims)} dimensions; SimAM networks "
-            "take 4-D NCHW input",
-            "write it as NxCxHxW, e.g. 1x3x224x224",
-        )
-    if any(d <= 0 for d in dims):
-        raise InputError(f"input shape {dims} has a non-positive dimension", "every dimension must be >= 1")
-    return dims  # type: ignore[return-value]
 
 
 def resolve_exporter(exporter: str, opset: int) -> str:
@@ -107,10 +85,15 @@ def resolve_exporter(exporter: str, opset: int) -> str:
     return exporter
 
 
-def probe_simam_inputs(model: nn.Module, example: torch.Tensor) -> list[dict]:
-    """Run the model once, recording what each SimAM sees; refuse planes the formula cannot handle."""
+def probe_simam_inputs(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> list[dict]:
+    """Run the model once (``example``: its input, or a tuple of its inputs), recording what each
+    SimAM sees; refuse planes the formula cannot handle. The network's inputs may have any rank;
+    only the tensors SimAM receives must be 4-D."""
+    args = example if isinstance(example, tuple) else (example,)
+    given = ", ".join("x".join(map(str, a.shape)) for a in args)
     seen: list[dict] = []
     handles = []
+    from simam_deploy.backends.torch.runner import tensor_outputs
 
     def hook(name: str, module: SimAM):
         def record(_mod, args):
@@ -120,7 +103,7 @@ def probe_simam_inputs(model: nn.Module, example: torch.Tensor) -> list[dict]:
             h, w = int(x.shape[2]), int(x.shape[3])
             if module.unbiased and h * w == 1:
                 raise InputError(
-                    f"SimAM layer '{name}' sees a 1x1 plane for input shape {tuple(example.shape)}: the "
+                    f"SimAM layer '{name}' sees a 1x1 plane for input shape {given}: the "
                     "paper's variance divides by H*W-1 = 0, so its output would be 0/0 (NaN)",
                     "use a larger input (H and W) or a network without SimAM after global pooling",
                 )
@@ -139,12 +122,12 @@ def probe_simam_inputs(model: nn.Module, example: torch.Tensor) -> list[dict]:
         handles.append(module.register_forward_pre_hook(hook(name, module)))
     try:
         with torch.no_grad():
-            model(example)
+            tensor_outputs(model(*args))  # a forward returning no tensor is the model's error, named
     except InputError:
         raise
     except RuntimeError as exc:
         raise InputError(
-            f"the model fails on an input of shape {tuple(example.shape)}: {str(exc).splitlines()[0]}",
+            f"the model fails on an input of shape {given}: {str(exc).splitlines()[0]}",
             "check --input-shape (channels and size the network expects)",
         ) from exc
     finally:
@@ -182,12 +165,17 @@ def export_onnx(
     if dynamic not in DYNAMIC_CHOICES:
         raise InputError(f"unknown --dynamic '{dynamic}'", f"use one of: {', '.join(DYNAMIC_CHOICES)}")
     exporter = resolve_exporter(exporter, opset)
-    shape = parse_shape(input_shape)
+    shapes = _export_shapes(input_shape, input_name)  # any rank: only the SimAM tensors are 4-D
     out = check_output_path(output, inputs_to_protect)
-    check_input_memory({input_name: shape}, "--input-shape", copies=2)
+    check_input_memory(shapes, "--input-shape", copies=2)
     start = time.perf_counter()
     model = model.eval()
-    example = torch.randn(*shape)
+    # several inputs: the names (in forward's argument order) become the ONNX input names
+    names = list(shapes)
+    examples = tuple(torch.randn(*s) for s in shapes.values())
+    example = examples[0] if len(examples) == 1 else examples
+    input_name = names[0] if len(names) == 1 else names
+    shape = shapes[names[0]] if len(names) == 1 else {n: list(s) for n, s in shapes.items()}
     report = ExportReport(str(out), mode, exporter, opset, shape, dynamic)
     report.simam_modules = probe_simam_inputs(model, example)
 
@@ -288,7 +276,27 @@ def _no_simam_found(model: nn.Module, report: ExportReport, allow_none: bool) ->
     report.notes.append(f"{message}; {hint}")
 
 
-def _dynamic_axes(dynamic: str) -> dict[int, str]:
+def _export_shapes(input_shape, input_name: str) -> dict[str, tuple[int, ...]]:
+    """The example shape per input: one shape (any rank) for ``input_name``, or NAME=SHAPE each
+    ('feats=2x200x80,weights=2x200', or a mapping), in the order of forward's arguments."""
+    from simam_deploy.shapes import parse_input_shapes
+
+    if isinstance(input_shape, Mapping):
+        shapes = {k: parse_shape(v, rank=None) for k, v in input_shape.items()}
+    elif isinstance(input_shape, str):
+        shapes = parse_input_shapes(input_shape)
+    else:
+        shapes = {None: parse_shape(input_shape, rank=None)}
+    return {input_name if name is None else name: s for name, s in shapes.items()}
+
+
+def _dynamic_axes(dynamic: str, rank: int = 4) -> dict[int, str]:
+    """Axes left dynamic. 'all' is every axis but the one the weights are made for: on an image
+    [N,C,H,W] batch, H and W; on [B,T,F] features (speech) B and T; on [B,T] (per-frame values)
+    both; on higher ranks every axis but the channels (axis 1)."""
+    if dynamic == "all" and rank != 4:
+        fixed = rank - 1 if rank == 3 else 1 if rank > 4 else None
+        return {i: "batch" if i == 0 else f"dim{i}" for i in range(rank) if i != fixed}
     return {"batch": {0: "batch"}, "all": {0: "batch", 2: "height", 3: "width"}, "none": {}}[dynamic]
 
 
@@ -310,42 +318,48 @@ def quiet_exporter():
 
 def export_model_proto(
     model: nn.Module,
-    example: torch.Tensor,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
     opset: int,
     dynamic: str,
     exporter: str,
-    input_name: str = "input",
+    input_name: str | Sequence[str] = "input",
     output_name: str = "output",
     custom_translation_table: dict | None = None,
 ) -> onnx.ModelProto:
-    """Run one of torch's exporters and return the ModelProto (nothing written to disk)."""
-    axes = _dynamic_axes(dynamic)
+    """Run one of torch's exporters and return the ModelProto (nothing written to disk).
+
+    ``example``/``input_name``: one input, or a tuple of inputs with one name each."""
+    examples = example if isinstance(example, tuple) else (example,)
+    names = [input_name] if isinstance(input_name, str) else list(input_name)
+    per_input = {n: _dynamic_axes(dynamic, e.dim()) for n, e in zip(names, examples, strict=True)}
+    axes = any(per_input.values())
     try:
         with quiet_exporter():
             if exporter == "dynamo":
-                dims = {i: torch.export.Dim.AUTO for i in axes}
+                dims = tuple({i: torch.export.Dim.AUTO for i in per_input[n]} or None for n in names)
                 program = torch.onnx.export(
                     model,
-                    (example,),
+                    examples,
                     dynamo=True,
                     opset_version=opset,
-                    input_names=[input_name],
+                    input_names=names,
                     output_names=[output_name],
-                    dynamic_shapes=(dims,) if dims else None,
+                    dynamic_shapes=dims if axes else None,
                     custom_translation_table=custom_translation_table,
                     verbose=False,
                 )
                 return program.model_proto
             buffer = io.BytesIO()
+            dynamic_axes = {n: a for n, a in per_input.items() if a} | {output_name: {0: "batch"}}
             torch.onnx.export(
                 model,
-                (example,),
+                examples,
                 buffer,
                 dynamo=False,
                 opset_version=opset,
-                input_names=[input_name],
+                input_names=names,
                 output_names=[output_name],
-                dynamic_axes={input_name: axes, output_name: {0: "batch"}} if axes else None,
+                dynamic_axes=dynamic_axes if axes else None,
                 do_constant_folding=True,
             )
             return onnx.load_from_string(buffer.getvalue())

@@ -658,10 +658,14 @@ def check_new_outputs(
             check_output_folder(folder, inputs)
 
 
-def random_feed(spec: InputSpec, shape: Sequence[int], seed: int) -> dict[str, np.ndarray]:
-    """The random batch parity draws for ``seed`` (standard normal, per input in order)."""
+def random_feed(
+    spec: InputSpec, shape: Sequence[int] | Mapping[str, Sequence[int]], seed: int
+) -> dict[str, np.ndarray]:
+    """The random batch parity draws for ``seed`` (standard normal, per input in order); ``shape``
+    is one shape for every input or one per input name."""
     rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal(tuple(shape)).astype(dtype) for name, _, dtype in spec}
+    shapes = shape if isinstance(shape, Mapping) else {name: shape for name, _, _ in spec}
+    return {name: rng.standard_normal(tuple(shapes[name])).astype(dtype) for name, _, dtype in spec}
 
 
 def save_reference_io(

@@ -16,7 +16,7 @@ A run passes when, in addition, every finite element satisfies ``|t-r| <= atol +
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -326,10 +326,10 @@ def input_shapes_to_try(
     """The export shape, plus other batch/H/W values where the file's axes are dynamic."""
     shapes = [tuple(export_shape)]
     dynamic = [not isinstance(d, int) for d in spec_shape]
+    if export_shape and len(dynamic) == len(export_shape) and dynamic[0]:
+        shapes.append((export_shape[0] + 2, *export_shape[1:]))  # any rank: another batch size
     if len(export_shape) == 4 and len(dynamic) == 4:
         n, c, h, w = export_shape
-        if dynamic[0]:
-            shapes.append((n + 2, c, h, w))
         if dynamic[2] or dynamic[3]:
             h2 = max(8, round(h * 1.25 / 8) * 8) if dynamic[2] else h
             w2 = max(8, round(w * 0.75 / 8) * 8) if dynamic[3] else w
@@ -341,7 +341,7 @@ def check_parity(
     target: Runner,
     reference: Runner,
     *,
-    input_shape: tuple[int, ...],
+    input_shape: tuple[int, ...] | Mapping[str, tuple[int, ...]],
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     seeds: tuple[int, ...] = DEFAULT_SEEDS,
@@ -354,6 +354,8 @@ def check_parity(
 ) -> ParityReport:
     """Run both sides on the same inputs and compare every output by position.
 
+    ``input_shape``: one shape (every input; more batch/H/W sizes are tried where the file is
+    dynamic) or one per input name (networks with several inputs of any rank).
     ``on_start(i, n, description)`` is called before each of the ``n`` runs (progress)."""
     if atol < 0 or rtol < 0 or not (math.isfinite(atol) and math.isfinite(rtol)):
         raise InputError("--atol and --rtol must be finite and >= 0")
@@ -365,10 +367,14 @@ def check_parity(
     if inputs is not None:
         cases.append((None, inputs))
     else:
-        for shape in input_shapes_to_try(spec[0][1], input_shape):
+        if isinstance(input_shape, Mapping):
+            variants = [dict(input_shape)]
+        else:
+            variants = [{n: s for n, _, _ in spec} for s in input_shapes_to_try(spec[0][1], input_shape)]
+        for shapes in variants:
             for seed in seeds:
                 rng = np.random.default_rng(seed)
-                feed = {name: rng.standard_normal(shape).astype(dtype) for name, _, dtype in spec}
+                feed = {name: rng.standard_normal(shapes[name]).astype(dtype) for name, _, dtype in spec}
                 cases.append((seed, feed))
     for i, (seed, feed) in enumerate(cases):
         check_feed(spec, feed, "inputs file" if seed is None else f"seed {seed}")

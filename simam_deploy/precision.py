@@ -37,6 +37,7 @@ from onnx import TensorProto, helper, numpy_helper
 from simam_deploy.errors import InputError
 from simam_deploy.fileio import atomic_output, check_output_path
 from simam_deploy.graph import contract
+from simam_deploy.graph.function import attach_simam_function, has_simam_function
 from simam_deploy.graph.patterns import GraphIndex, Match, find_simam
 from simam_deploy.onnx_utils import cap_ir_version, default_opset
 
@@ -472,6 +473,7 @@ def convert_precision(
             f"the model already computes in {current}",
             "convert the float32 original (precision conversion starts from float32)",
         )
+    had_function = has_simam_function(model)  # onnx's version converter drops local functions
     if precision == "bf16":
         model = _upgrade_for_bf16(model, report.notices)
     report.opset_after = default_opset(model)
@@ -486,6 +488,11 @@ def convert_precision(
     out = converter.model
     del out.graph.value_info[:]
     out = _infer(out)
+    if had_function:
+        # the local SimAM function's body is written for the SimAM nodes' type: write it again
+        reason = attach_simam_function(out)
+        if reason:
+            report.notices.append(f"the local SimAM function was dropped: {reason}")
     report.float32_nodes = converter.float32_nodes
     report.casts_added = converter.casts
     report.weights_converted = converter.converted

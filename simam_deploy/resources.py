@@ -38,8 +38,9 @@ def check_input_memory(
     if need > INPUT_SHARE * have:
         described = ", ".join(f"{name} {'x'.join(map(str, s))}" for name, s in shapes.items())
         raise InputError(
-            f"{option}: the inputs alone need {_gb(need)} ({described}, {itemsize}-byte elements); this "
-            f"machine has {_gb(have)} of memory available",
+            f"{option}: the inputs alone need {_gb(need)} ({described}, {itemsize}-byte elements"
+            + (f", {copies} copies: ours and the runtime's" if copies > 1 else "")
+            + f"); this machine has {_gb(have)} of memory available",
             f"use a smaller batch or shape ({option})",
         )
 

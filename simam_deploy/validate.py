@@ -7,11 +7,13 @@ host, :mod:`simam_deploy.saved_reference`) this module runs where torch is not i
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from simam_deploy.backends import ONNX_SUFFIXES, load_runner
+import numpy as np
+
+from simam_deploy.backends import backend_for
 from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.inputs import (
     DEFAULT_BATCH,
@@ -74,6 +76,27 @@ def resolve_input_shape(
     return tuple(dims)
 
 
+def _explicit_shapes(input_shape, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """--input-shape as {input name: shape}: a bare shape (single-input models only) or NAME=SHAPE
+    for some or all inputs (the others take the file's fixed sizes, batch 1 where dynamic)."""
+    from simam_deploy.shapes import shapes_for_inputs
+
+    if input_shape is None:
+        return {}
+    if not isinstance(input_shape, Mapping):
+        input_shape = {None: tuple(input_shape)}
+    if None in input_shape:
+        return shapes_for_inputs(input_shape, names)
+    unknown = [n for n in input_shape if n not in names]
+    if unknown:
+        raise InputError(
+            f"--input-shape names {unknown}, which the model does not have (its inputs: {list(names)})",
+            "give NAME=SHAPE with the model's input names, e.g. --input-shape "
+            + ",".join(f"{n}=SHAPE" for n in names),
+        )
+    return dict(input_shape)
+
+
 def _check_explicit_shape(shape: tuple[int, ...], spec_shape: tuple) -> tuple[int, ...]:
     if len(shape) != len(spec_shape):
         raise InputError(
@@ -91,14 +114,25 @@ def _check_explicit_shape(shape: tuple[int, ...], spec_shape: tuple) -> tuple[in
     return shape
 
 
-def check_simam_planes(model: torch.nn.Module, shapes: Sequence[tuple[int, ...]]) -> None:
-    """Refuse shapes where a SimAM layer would see a 1x1 plane (0/0 variance): exit 2, layer named."""
+def check_simam_planes(
+    model: torch.nn.Module, shapes: Sequence[tuple[int, ...] | Mapping], spec=None
+) -> None:
+    """Refuse shapes where a SimAM layer would see a 1x1 plane (0/0 variance): exit 2, layer named.
+
+    ``shapes``: one shape per run (single-input models), or per run a {input name: shape} mapping
+    (any number of inputs of any rank; ``spec`` gives their order and dtypes)."""
     import torch
 
     from simam_deploy.export import probe_simam_inputs
 
-    for shape in dict.fromkeys(tuple(s) for s in shapes):
-        if len(shape) == 4:
+    dtypes = {name: np.dtype(dtype) for name, _, dtype in spec or ()}
+    for shape in shapes:
+        if isinstance(shape, Mapping):
+            example = tuple(
+                torch.from_numpy(np.zeros(s, dtypes.get(name, np.float32))) for name, s in shape.items()
+            )
+            probe_simam_inputs(model, example if len(example) > 1 else example[0])
+        else:
             probe_simam_inputs(model, torch.zeros(shape))
 
 
@@ -116,6 +150,7 @@ def validate(
     input_shape: tuple[int, ...] | None = None,
     providers: Sequence[str] | None = None,
     plugin_lib: str | None = None,
+    backend: str | None = None,
     on_run: Callable[[RunResult], None] | None = None,
     allow_nonfinite: bool = False,
     on_start: Callable[[int, int, str], None] | None = None,
@@ -130,7 +165,8 @@ def validate(
     save_outputs: str | os.PathLike | None = None,
     plot: str | os.PathLike | None = None,
 ) -> ParityReport:
-    """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT) with the PyTorch ``reference``,
+    """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT, or the registry's ``backend``,
+    e.g. "openvino") with the PyTorch ``reference``,
     or with ``reference_outputs`` saved on the host (a ``save_outputs`` folder or Polygraphy
     ``--save-outputs`` JSON; ``inputs`` then names the saved inputs, by default those in the same
     folder; see :mod:`simam_deploy.saved_reference`; torch is not needed).
@@ -172,6 +208,7 @@ def validate(
             precision=precision,
             providers=providers,
             plugin_lib=plugin_lib,
+            backend=backend,
             on_run=on_run,
             allow_nonfinite=allow_nonfinite,
             on_start=on_start,
@@ -204,32 +241,29 @@ def validate(
         return _validate(
             target, reference, checkpoint=checkpoint, atol=atol, rtol=rtol, precision=precision,
             inputs=inputs, seeds=seeds, input_shape=input_shape, providers=providers, plugin_lib=plugin_lib,
-            on_run=on_run, allow_nonfinite=allow_nonfinite, on_start=on_start, per_layer=per_layer,
-            onnx_source=onnx_source, probe_precision=probe_precision, mean=mean, std=std, size=size,
-            batch_size=batch_size, save_inputs=save_inputs, save_outputs=save_outputs, plot=plot,
+            backend=backend, on_run=on_run, allow_nonfinite=allow_nonfinite, on_start=on_start,
+            per_layer=per_layer, onnx_source=onnx_source, probe_precision=probe_precision, mean=mean, std=std,
+            size=size, batch_size=batch_size, save_inputs=save_inputs, save_outputs=save_outputs, plot=plot,
         )  # fmt: skip
 
 
 def _validate(
     target, reference, *, checkpoint, atol, rtol, precision, inputs, seeds, input_shape, providers,
-    plugin_lib, on_run, allow_nonfinite, on_start, per_layer, onnx_source, probe_precision, mean, std, size,
-    batch_size, save_inputs, save_outputs, plot,
+    plugin_lib, backend, on_run, allow_nonfinite, on_start, per_layer, onnx_source, probe_precision, mean,
+    std, size, batch_size, save_inputs, save_outputs, plot,
 ) -> ParityReport:  # fmt: skip
     from simam_deploy import per_layer as per_layer_mod
     from simam_deploy.backends.torch.runner import TorchRunner
     from simam_deploy.zoo import build_model
 
-    options = {"plugin_lib": plugin_lib} if plugin_lib else {}
+    if not Path(target).exists():
+        raise InputError(f"{target} does not exist", "check the path")
+    chosen = backend_for(target, backend)
+    options = {"providers": providers, "plugin_lib": plugin_lib}
     model, _ = build_model(reference, checkpoint)
-    probe_proto = None
-    if per_layer and Path(target).suffix.lower() in ONNX_SUFFIXES:
-        probe_proto = per_layer_mod.load_onnx_with_data(target)
-        blocks = per_layer_mod.blocks_for(probe_proto, model)
-        runner = per_layer_mod.onnx_probe_runner(probe_proto, blocks, providers)
-    else:
-        runner = load_runner(target, providers=providers, **options)
+    runner = chosen.load(target, **options)
     tol = resolve_tolerances(target, precision, atol, rtol)  # after the loader has vetted the file
-    torch_runner = TorchRunner(model, runner.input_names[:1], runner.output_names)
+    torch_runner = TorchRunner(model, runner.input_names, runner.output_names)
     spec = runner.input_spec()
     input_set = None
     if inputs is not None:
@@ -241,15 +275,24 @@ def _validate(
         shape = tuple(next(iter(input_set.batches[0].values())).shape)
         shapes = [tuple(next(iter(b.values())).shape) for b in input_set.batches]
     else:
-        shape = resolve_input_shape(spec[0][1], reference, input_shape)
-        shapes = input_shapes_to_try(spec[0][1], shape)
-        for tried in shapes:  # refuse a batch of 10^9 with its size, before allocating it
-            check_input_memory({name: tried for name, _, _ in spec}, "--input-shape", copies=2)
-    check_simam_planes(model, shapes)
-    if per_layer and probe_proto is None:
-        runner, blocks = per_layer_mod.engine_probe_runner(
-            runner, model, onnx_source, shapes, precision=probe_precision, plugin_lib=plugin_lib
-        )
+        names = [name for name, _, _ in spec]
+        given = _explicit_shapes(input_shape, names)
+        if len(spec) == 1:
+            shape = resolve_input_shape(spec[0][1], reference, given.get(names[0]))
+            shapes = input_shapes_to_try(spec[0][1], shape)
+            feeds = [{names[0]: s} for s in shapes]
+        else:  # several inputs (any rank): one shape each, checked against the file's fixed axes
+            shape = {name: resolve_input_shape(dims, reference, given.get(name)) for name, dims, _ in spec}
+            shapes = feeds = [shape]
+        for feed_shapes in feeds:  # refuse a batch of 10^9 with its size, before allocating it
+            check_input_memory(feed_shapes, "--input-shape", copies=2)
+    check_simam_planes(model, shapes, spec)
+    if per_layer:
+        probe = chosen.per_layer_probe()
+        runner, blocks = probe(
+            runner, target, model, shapes, backend=chosen, options=options, onnx_source=onnx_source,
+            precision=probe_precision,
+        )  # fmt: skip
     session = per_layer_mod.PerLayerSession(blocks, runner, torch_runner, model) if per_layer else None
     callback = session.on_run(tol.atol, tol.rtol, on_run) if session else on_run
     ckpt = f" + {Path(checkpoint).name}" if checkpoint else " (seeded weights)"

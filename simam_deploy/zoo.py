@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from simam_deploy.errors import InputError, SimamDeployError
+from simam_deploy.errors import InputError, SimamDeployError, UserModelError
 from simam_deploy.fileio import check_input_file
 from simam_deploy.models import ZOO, ZooEntry
 
@@ -142,6 +142,8 @@ def user_code_errors(spec: str | None, role: str = "model") -> Iterator[None]:
     files = {os.path.realpath(found)} if found is not None else set()
     try:
         yield
+    except UserModelError as exc:
+        raise UserModelError(f"the {role} {spec}: {exc.message}", exc.hint) from exc
     except SimamDeployError:
         raise
     except (Exception, SystemExit) as exc:

@@ -14,20 +14,24 @@ examples is SIMAM_CONTRACT_EXAMPLES (default 40: about 25 s on a 2-core machine)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 import numpy as np
 import onnx
 import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 
 from tests.test_cli_contract_support import (
     digest,
@@ -381,3 +385,305 @@ def _check_outputs(sc: Scenario, before: dict[Path, str], out: str, text: str) -
             assert json.loads(path.read_text())["schema"] == f"simam-deploy/{sc.command}/v1", text
         if path in before:
             assert digest(path) != before[path], f"{option} was not replaced\n{text}"
+
+
+# ==== hostile cases generated from the click commands themselves (issue 23) ======================
+# Every command of the CLI and every option that names an output are read from click, so that a new
+# command or option is covered without editing this file (a new command needs its clean invocation
+# in CLEAN_RUNS below; the test refuses to run without one). An option names an output when its help
+# starts with "Write" or says "to write", "updated" or "created if missing" (the convention of
+# cli/*); it takes '-' when its help says "'-' = stdout". For each command the classes are:
+#   alias   an output option given one of the command's inputs (model/ONNX file, --reference and
+#           --inputs Python files, checkpoint, data file), as is or through a symlink or hard link
+#   dash    '-' for an output option: stdout where documented (exit 0, JSON on stdout), else exit 2
+#   corrupt one input replaced by a truncated, empty, random-bytes or directory variant
+#   user    the user's factory raises, exits (SystemExit(0)) or returns the wrong type; the inputs
+#           callable exits
+#   memory  a batch of 10^9 (--batch, or --input-shape) is refused up front
+# and every run must exit as expected, print no traceback, leave every input byte-identical, leave
+# no temporary file, never create a file named '-', and on exit 2 write no output.
+GENERATED_EXAMPLES = int(os.environ.get("SIMAM_GENERATED_EXAMPLES", "150"))
+_WRITES = re.compile(r"^(write|where to write)\b|\bto write\b|\bupdated\b|created if missing", re.I)
+HUGE = 10**9
+
+
+def cli_commands() -> dict[str, click.Command]:
+    from simam_deploy.cli.main import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    return {name: cli.get_command(ctx, name) for name in COMMANDS}
+
+
+def output_options(command: click.Command) -> list[click.Option]:
+    return [
+        p
+        for p in command.params
+        if isinstance(p, click.Option) and not p.is_flag and not p.hidden and _WRITES.search(p.help or "")
+    ]
+
+
+def takes_stdout(option: click.Option) -> bool:
+    return "'-' = stdout" in (option.help or "")
+
+
+def option_names(command: click.Command) -> set[str]:
+    return {o for p in command.params for o in getattr(p, "opts", [])}
+
+
+class UserMaterial:
+    """The user's own network: mynet.py, its ONNX export (dynamic batch), the fused file, a state
+    dict and an .npz of inputs, as bytes (each example writes fresh copies)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+
+    def __repr__(self) -> str:
+        return f"UserMaterial({sorted(self.files)})"
+
+    def write(self, work: Path) -> dict[str, Path]:
+        paths = {}
+        for name, data in self.files.items():
+            paths[name] = work / name
+            paths[name].write_bytes(data)
+        return paths
+
+
+@pytest.fixture(scope="module")
+def user_material(tmp_path_factory) -> UserMaterial:
+    from tests import cli_runner
+    from tests.test_cli_contract_support import USER_NET
+
+    folder = tmp_path_factory.mktemp("user-material")
+    (folder / "mynet.py").write_text(USER_NET)
+    spec = f"{folder / 'mynet.py'}:build"
+    args = ["export", spec, "--input-shape", "2x3x16x16", "--opset", "17", "-o", str(folder / "mynet.onnx")]
+    assert cli_runner.exit_code(*args) == 0
+    assert cli_runner.exit_code("fuse", str(folder / "mynet.onnx"), "-o", str(folder / "fused.onnx")) == 0
+    from simam_deploy.zoo import build_model
+
+    torch.save(build_model(spec)[0].state_dict(), folder / "mynet.pth")
+    np.savez(
+        folder / "x.npz", input=np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    )
+    return UserMaterial({p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()})
+
+
+def _clean_run(command: str, f: dict[str, Path], work: Path) -> tuple[list[str], list[Path]]:
+    """A fast invocation of ``command`` that exits 0 on the user's network, and its input files."""
+    user = f"{f['mynet.py']}:build"
+    fast = ["--iters", "2", "--warmup", "0", "--device", "cpu"]
+    runs = {
+        "models": (["models"], []),
+        "libs": (["libs"], []),
+        "export": (
+            ["export", user, "--checkpoint", f["mynet.pth"], "--input-shape", "1x3x16x16", "--opset", "17",
+             "-o", work / "out.onnx"],
+            [f["mynet.py"], f["mynet.pth"]],
+        ),
+        "validate": (
+            ["validate", f["mynet.onnx"], "--reference", user, "--checkpoint", f["mynet.pth"], "--inputs",
+             f["x.npz"]],
+            [f["mynet.onnx"], f["mynet.py"], f["mynet.pth"], f["x.npz"]],
+        ),
+        "fuse": (["fuse", f["mynet.onnx"], "-o", work / "out.onnx"], [f["mynet.onnx"]]),
+        "unfuse": (["unfuse", f["fused.onnx"], "-o", work / "out.onnx"], [f["fused.onnx"]]),
+        "convert": (
+            ["convert", f["mynet.onnx"], "--precision", "fp16", "-o", work / "out.onnx"],
+            [f["mynet.onnx"]],
+        ),
+        "quantize": (
+            ["quantize", f["mynet.onnx"], "--calibrate", f["x.npz"], "--samples", "2",
+             "-o", work / "out.onnx"],
+            [f["mynet.onnx"], f["x.npz"]],
+        ),
+        "build": (
+            ["build", f["fused.onnx"], "--runtime", "tensorrt-rtx", "-o", work / "out.engine"],
+            [f["fused.onnx"]],
+        ),
+        "bench": (
+            ["bench", user, "--checkpoint", f["mynet.pth"], "--input-shape", "1x3x16x16",
+             "--compare", "eager", *fast],
+            [f["mynet.py"], f["mynet.pth"]],
+        ),
+        "triton": (["triton", f["mynet.onnx"], "-o", work / "repo"], [f["mynet.onnx"]]),
+    }  # fmt: skip
+    if command not in runs:
+        pytest.fail(f"command {command!r} has no clean invocation in CLEAN_RUNS: add one to _clean_run")
+    args, inputs = runs[command]
+    return [str(a) for a in args], inputs
+
+
+def _set_option(args: list[str], names: list[str], value: str | None) -> list[str]:
+    """``args`` with option ``names`` set to ``value`` (replaced where present; removed for None)."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in names:
+            skip = True
+            continue
+        out.append(a)
+    return out if value is None else [*out, names[-1], value]
+
+
+@dataclass
+class Hostile:
+    command: str
+    fault: str
+    option: str | None = None  # the output option (alias, dash) or the input index (corrupt)
+    variant: str = ""
+    index: int = 0
+
+
+def _faults(command: str, cmd: click.Command) -> list[str]:
+    names = option_names(cmd)
+    faults = ["dash"] if output_options(cmd) else []
+    if command not in ("models", "libs"):
+        faults += ["alias", "corrupt"]
+    if command in ("export", "validate", "bench"):
+        faults.append("user")
+    if "--batch" in names or "--input-shape" in names:
+        faults.append("memory")
+    return faults
+
+
+@st.composite
+def hostile_cases(draw) -> Hostile:
+    commands = cli_commands()
+    command = draw(st.sampled_from(sorted(commands)))
+    cmd = commands[command]
+    fault = draw(st.sampled_from(_faults(command, cmd)))
+    outputs = [o.opts[-1] for o in output_options(cmd)]
+    if fault in ("alias", "dash"):
+        return Hostile(
+            command,
+            fault,
+            draw(st.sampled_from(outputs)),
+            draw(st.sampled_from(["same", "symlink", "hardlink"])),
+            draw(st.integers(0, 3)),
+        )
+    if fault == "corrupt":
+        return Hostile(
+            command,
+            fault,
+            None,
+            draw(st.sampled_from(["truncated", "empty", "random", "directory"])),
+            draw(st.integers(0, 3)),
+        )
+    if fault == "user":
+        variants = ["build_raising", "build_exits", "build_text"] + (
+            ["batches_exit"] if command == "validate" else []
+        )
+        return Hostile(command, fault, None, draw(st.sampled_from(variants)))
+    return Hostile(command, fault)
+
+
+def _corrupt(path: Path, variant: str) -> None:
+    data = path.read_bytes()
+    path.unlink()
+    if variant == "directory":
+        path.mkdir()
+        return
+    path.write_bytes(
+        {"truncated": data[: len(data) // 2], "empty": b"", "random": np.random.default_rng(7).bytes(2048)}[
+            variant
+        ]
+    )
+
+
+def _apply(case: Hostile, args: list[str], inputs: list[Path], f: dict[str, Path], work: Path):
+    """The hostile invocation: (args, expected exit code, words the error must hold)."""
+    cmd = cli_commands()[case.command]
+    if case.fault == "dash":
+        option = next(o for o in output_options(cmd) if o.opts[-1] == case.option)
+        return _set_option(args, option.opts, "-"), (0 if takes_stdout(option) else 2), []
+    if case.fault == "alias":
+        option = next(o for o in output_options(cmd) if o.opts[-1] == case.option)
+        source = inputs[case.index % len(inputs)]
+        target = source
+        if case.variant != "same":
+            target = work / f"alias-{case.variant}{source.suffix}"
+            target.symlink_to(source) if case.variant == "symlink" else os.link(source, target)
+        return _set_option(args, option.opts, str(target)), 2, []
+    if case.fault == "corrupt":
+        _corrupt(inputs[case.index % len(inputs)], case.variant)
+        return args, 2, []
+    if case.fault == "user":
+        if case.variant == "batches_exit":
+            return _set_option(args, ["--inputs"], f"{f['mynet.py']}:batches_exit"), 2, ["batches_exit"]
+        user = f"{f['mynet.py']}:build"
+        return [a.replace(user, f"{f['mynet.py']}:{case.variant}") for a in args], 2, ["mynet.py"]
+    names = option_names(cmd)
+    if "--batch" in names:
+        return _set_option(args, ["--batch"], str(HUGE)), 2, ["GB"]
+    return _set_option(_set_option(args, ["--inputs"], None), ["--input-shape"], f"{HUGE}x3x16x16"), 2, ["GB"]
+
+
+def _check_hostile_run(case: Hostile, user_material: UserMaterial, tmp_path: Path, capsys) -> None:
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    cwd = os.getcwd()
+    try:
+        f = user_material.write(work)
+        args, inputs = _clean_run(case.command, f, work)
+        if case.command == "build":
+            pytest.importorskip(
+                "tensorrt_rtx_bindings", reason="the RTX builder (make install) builds without a GPU"
+            )
+        digests = {p: digest(p) for p in inputs}
+        args, expected, words = _apply(case, args, inputs, f, work)
+        before = _tree(work)
+        os.chdir(work)  # a file literally named '-' would land here
+        code, out, err = run(args, capsys)
+        os.chdir(cwd)
+        with contextlib.suppress(InvalidArgument):  # statistics exist inside hypothesis' runs only
+            event(f"{case.command} {case.fault} exit {code}")
+        text = f"{case}\n{' '.join(args)}\nexit {code}\n--- stdout\n{out[-3000:]}\n--- stderr\n{err[-3000:]}"
+        assert code == expected, text
+        assert "Traceback" not in out + err and "bug in simam-deploy" not in err, text
+        assert not (work / "-").exists(), text
+        assert not stray_temporaries(work), text
+        for path, sha in digests.items():
+            if case.fault != "corrupt":
+                assert path.is_file() and digest(path) == sha, f"input {path} changed\n{text}"
+        for word in words:
+            assert word in err, text
+        if code == 2:
+            assert "error" in err.lower(), text
+            after = _tree(work)
+            assert {p for p in after if before.get(p) != after[p]} == set(), f"exit 2 wrote files\n{text}"
+        elif case.fault == "dash":
+            assert json.loads(out)["schema"].startswith("simam-deploy/"), text
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@settings(
+    max_examples=GENERATED_EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=hostile_cases())
+def test_generated_hostile_cases_keep_the_contract(case: Hostile, user_material, capsys, tmp_path):
+    _check_hostile_run(case, user_material, tmp_path, capsys)
+
+
+def _every_output_option() -> list[Hostile]:
+    """Each command's every output option once as '-' and once aliasing an input (the link kind
+    cycling), whatever hypothesis draws: no option is left to chance."""
+    cases = []
+    for command, cmd in sorted(cli_commands().items()):
+        for i, option in enumerate(output_options(cmd)):
+            cases.append(Hostile(command, "dash", option.opts[-1]))
+            if command not in ("models", "libs"):
+                cases.append(
+                    Hostile(command, "alias", option.opts[-1], ["same", "symlink", "hardlink"][i % 3], i)
+                )
+    return cases
+
+
+@pytest.mark.parametrize("case", _every_output_option(), ids=lambda c: f"{c.command}{c.option}-{c.fault}")
+def test_every_output_option_refuses_aliases_and_dash(case: Hostile, user_material, capsys, tmp_path):
+    _check_hostile_run(case, user_material, tmp_path, capsys)

@@ -9,6 +9,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,73 @@ import pytest
 
 from simam_deploy.fileio import current_umask
 from tests import cli_runner
+
+# A user's own network file, as users write them: its own SimAM class (found by formula), a
+# factory, an inputs callable, and factories that fail in each way user code can.
+USER_NET = textwrap.dedent(
+    """
+    import sys
+
+    import torch
+    from torch import nn
+
+
+    class SimAM(nn.Module):
+        def forward(self, x):
+            n = x.shape[2] * x.shape[3] - 1
+            d = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
+            return x * torch.sigmoid(d / (4 * (d.sum(dim=[2, 3], keepdim=True) / n + 1e-4)) + 0.5)
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.simam = SimAM()
+            self.head = nn.Linear(4, 5)
+
+        def forward(self, x):
+            return self.head(self.simam(self.conv(x)).mean(dim=[2, 3]))
+
+
+    class Raises(Net):
+        def forward(self, x):
+            raise ValueError("my forward is broken")
+
+
+    class ReturnsText(Net):
+        def forward(self, x):
+            return "not a tensor"
+
+
+    def build():
+        torch.manual_seed(0)
+        return Net()
+
+
+    def build_raising():
+        torch.manual_seed(0)
+        return Raises()
+
+
+    def build_text():
+        torch.manual_seed(0)
+        return ReturnsText()
+
+
+    def build_exits():
+        sys.exit(0)
+
+
+    def batches():
+        torch.manual_seed(1)
+        return [{"input": torch.randn(2, 3, 16, 16)}]
+
+
+    def batches_exit():
+        raise SystemExit(0)
+    """
+)
 
 
 def run(args: list[str], capsys) -> tuple[int, str, str]:

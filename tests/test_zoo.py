@@ -97,7 +97,7 @@ def test_genuinely_unexpected_and_missing_weights_are_refused(tmp_path: Path):
 def test_corrupt_and_pickled_checkpoints_are_refused(tmp_path: Path):
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(InputError, match="cannot read checkpoint"):
+    with pytest.raises(InputError, match="is not a PyTorch checkpoint"):
         read_state_dict(corrupt)
     unsafe = tmp_path / "unsafe.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "obj": Path("x")}, unsafe)  # arbitrary object

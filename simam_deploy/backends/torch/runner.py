@@ -6,7 +6,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from simam_deploy.errors import InputError
+from simam_deploy.errors import UserModelError
+
+
+def tensor_outputs(out: object) -> tuple[torch.Tensor, ...]:
+    """A model's outputs as a tuple of tensors (a tensor, or a tuple/list/dict of them); anything
+    else breaks the contract of the user's model: their error (exit 2), not a crash further on."""
+    if isinstance(out, dict):
+        outs = tuple(out.values())
+    else:
+        outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+    wrong = [type(t).__name__ for t in outs if not isinstance(t, torch.Tensor)]
+    if wrong or not outs:
+        raise UserModelError(
+            f"the PyTorch model's forward returned {type(out).__name__}"
+            + (f" holding {', '.join(wrong)}" if wrong and isinstance(out, (tuple, list, dict)) else "")
+            + ", not a tensor (or a tuple, list or dict of tensors)",
+            "return the network's output tensors from forward()",
+        )
+    return outs
 
 
 class TorchRunner:
@@ -41,22 +59,7 @@ class TorchRunner:
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [torch.from_numpy(np.ascontiguousarray(inputs[n])).to(self.device) for n in self._input_names]
         out = self.model(*args)
-        outs = (
-            tuple(out.values())
-            if isinstance(out, dict)
-            else out
-            if isinstance(out, (tuple, list))
-            else (out,)
-        )
-        wrong = [type(t).__name__ for t in outs if not isinstance(t, torch.Tensor)]
-        if wrong or not outs:
-            # the user's model broke the contract: their error (exit 2), not a crash in .detach()
-            raise InputError(
-                f"the PyTorch model's forward returned {type(out).__name__}"
-                + (f" holding {', '.join(wrong)}" if wrong and isinstance(out, (tuple, list, dict)) else "")
-                + ", not a tensor (or a tuple, list or dict of tensors)",
-                "return the network's output tensors from forward()",
-            )
+        outs = tensor_outputs(out)
         return {
             name: t.detach().float().cpu().numpy() for name, t in zip(self._output_names, outs, strict=False)
         }
