@@ -340,3 +340,20 @@ def test_high_precision_fp16_keeps_simam_statistics_float32(r20, photos, tmp_pat
     assert all(types.get(by_name[s].output[0]) == onnx.TensorProto.FLOAT for s in stats)
     assert onnx.TensorProto.FLOAT16 in types.values()  # the remainder computes in float16
     assert quantized_layers(model) and layout_problems(model, find_blocks(original)) == []
+
+
+def test_validate_knows_int8_files(r20, photos, tmp_path, capsys):
+    q = tmp_path / "int8.onnx"
+    quantize_file(r20["decomposed"], q, photos, samples=32, reference="cifar-resnet20")
+    from simam_deploy.precision import DEFAULT_TOLERANCES, file_precision
+
+    assert file_precision(q) == "int8" and file_precision(r20["decomposed"]) == "fp32"
+    code, out, err = run_cli(
+        ["validate", str(q), "--reference", "cifar-resnet20", "--inputs", str(photos), "--json", "-"], capsys
+    )
+    report = json.loads(out)
+    assert report["precision"] == "int8"
+    assert (report["tolerance"]["atol"], report["tolerance"]["rtol"]) == DEFAULT_TOLERANCES["int8"]
+    summary = report["summary"]
+    assert summary["min_top1_agreement"] is not None and 0.0 < summary["min_cosine"] <= 1.0
+    assert "cosine" in err and code == 0 and report["passed"], err
