@@ -93,6 +93,11 @@ Exit codes: 0 ok, 2 bad input, a failed build, or TensorRT missing."""
 @click.option(
     "--embed-plugin", is_flag=True, help="Store the plugin library in the engine (plugins_to_serialize)."
 )
+@click.option(
+    "--show-plan",
+    is_flag=True,
+    help="List the kernels TensorRT chose for every SimAM block (the summary line is always printed).",
+)
 @click.option("--verbose", is_flag=True, help="TensorRT's verbose log.")
 def build(
     onnx_file: str,
@@ -109,6 +114,7 @@ def build(
     runtime: str,
     compute_capabilities: str,
     embed_plugin: bool,
+    show_plan: bool,
     verbose: bool,
 ) -> None:
     """Build a TensorRT engine from ONNX_FILE; its SimAM nodes run as the SimAM plugin."""
@@ -140,7 +146,8 @@ def build(
     targets = f", {'/'.join(report.compute_capabilities)}" if report.compute_capabilities else ""
     out.print(
         f"[green]wrote[/green] {report.engine} ({report.engine_bytes / 1e6:.2f} MB, "
-        f"{report.precision} network{''.join(f' + {flag} flag' for flag in report.builder_flags)}, "
+        f"{report.precision} network{' with INT8 Q/DQ' if report.qdq_layers else ''}"
+        f"{''.join(f' + {flag} flag' for flag in report.builder_flags)}, "
         f"{built_by} {report.tensorrt_version}{targets}, built in {report.build_seconds:.2f} s)"
     )
     embedded = " (embedded in the engine)" if report.plugin_embedded else ""
@@ -148,6 +155,7 @@ def build(
         f"  {report.simam_plugin_layers}/{report.simam_nodes} SimAM nodes -> SimAM plugin layers "
         f"({report.layers} layers), plugin {report.plugin_library}{embedded}"
     )
+    _print_plan(out, report.plan, report.plan_note, show_plan)
     write_json(
         json_path,
         envelope(
@@ -157,3 +165,34 @@ def build(
             outputs={"engine": output, "json": json_path, "timing_cache": timing_cache},
         ),
     )
+
+
+def _mb(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1e6:.1f} MB"
+
+
+def _print_plan(out: Console, plan: dict | None, note: str | None, show: bool) -> None:
+    """One line on what the plan does around SimAM; with --show-plan, every block's kernels."""
+    if plan is None:
+        out.print(f"  plan: not shown ({note})")
+        return
+    blocks = plan["blocks"]
+    if not blocks:
+        out.print(f"  plan: {plan['kernels']} kernels, no SimAM block")
+        return
+    out.print(
+        f"  plan: {plan['kernels']} kernels; {plan['simam_blocks']} SimAM blocks take "
+        f"{plan['simam_kernels']} kernels ({plan['simam_kernels'] / len(blocks):.1f} per block, epilogue "
+        f"included), {plan['layout_kernels_next_to_simam']} of them transposes/reformats; "
+        f"~{_mb(plan['simam_bytes'])} moved at batch {plan['batch']} (--show-plan lists them)"
+    )
+    if not show:
+        return
+    from rich.table import Table
+
+    table = Table("SimAM block", "kernel", "role", "type", "bytes", box=None, pad_edge=False)
+    for block in blocks:
+        for i, kernel in enumerate(block["kernels"]):
+            table.add_row(block["name"] if i == 0 else "", kernel["name"], kernel["role"],
+                          kernel["layer_type"], _mb(kernel["bytes"]))  # fmt: skip
+    out.print(table)

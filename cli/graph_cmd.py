@@ -31,7 +31,9 @@ def _print_fuse_report(report, source: Path, console) -> None:
             table.add_row(r.node, r.reason)
         console.print(table)
     if report.existing_simam_nodes:
-        console.print(f"{report.existing_simam_nodes} SimAM node(s) were already in the file")
+        console.print(
+            f"{report.existing_simam_nodes} SimAM node(s) were already in the file (--expect counts them)"
+        )
     for note in report.notes:
         console.print(f"note: {note}")
 
@@ -86,7 +88,7 @@ def _written(files) -> str:
 @click.option("--atol", type=float, default=1e-4, show_default=True,
               help="Tolerance of the numeric check of each match (relative to 1+|y|).")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Report what would be fused; write no model.")
-@_expect_option("SimAM subgraphs are fused")
+@_expect_option("SimAM nodes are in OUT (fused now or already there)")
 @_external_data_option()
 @click.option("--no-function", is_flag=True, help="Leave out the model-local SimAM function.")
 @click.option(
@@ -94,7 +96,7 @@ def _written(files) -> str:
 )
 def fuse(source: Path, output: Path | None, json_path: str | None, atol: float, dry_run: bool,
          expect: int | None, external_data: str, no_function: bool, always_write: bool) -> None:  # fmt: skip
-    from simam_deploy.graph.pipeline import check_expected, fuse_file
+    from simam_deploy.graph.pipeline import check_expected, fuse_count, fuse_file
 
     check_outputs({"-o": output, "--json": json_path}, [source])
     if expect is not None and expect < 0:
@@ -115,9 +117,11 @@ def fuse(source: Path, output: Path | None, json_path: str | None, atol: float, 
         )
     else:
         console.print(
-            f"no SimAM subgraph found in {source}; wrote the model unchanged -> {_written(written)}"
+            f"no {'new ' if report.existing_simam_nodes else ''}SimAM subgraph found in {source}; "
+            f"wrote the model unchanged -> {_written(written)}"
         )
-    check_expected(len(report.fused), expect, "fused {} SimAM subgraph(s)")
+    count, what = fuse_count(report)
+    check_expected(count, expect, what)
 
 
 @click.command(

@@ -20,9 +20,18 @@ STATUS_FILE = "simam_tensorrt_status.txt"
 NO_TESTS_SUMMARY = "100% tests passed, 0 tests failed out of 0"
 
 
+def _made_by_pip(cache: Path) -> bool:
+    """scikit-build-core records SKBUILD in the cache; the sanitizer, fuzz and harness trees of
+    make sanitize / make fuzz / make gpu-acceptance (also under build/) have none."""
+    try:
+        return any(line.startswith("SKBUILD:") for line in cache.read_text(errors="replace").splitlines())
+    except OSError:
+        return False
+
+
 def find_build_dirs(build_root: Path) -> list[Path]:
     """CMake build trees made by scikit-build-core (build/<wheel tag>/), newest first."""
-    trees = [cache.parent for cache in build_root.glob("*/CMakeCache.txt")]
+    trees = [cache.parent for cache in build_root.glob("*/CMakeCache.txt") if _made_by_pip(cache)]
     return sorted(trees, key=lambda tree: (tree / "CMakeCache.txt").stat().st_mtime, reverse=True)
 
 

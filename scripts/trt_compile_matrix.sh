@@ -10,7 +10,9 @@
 # headers are included as system headers.
 #
 # Environment: BUILD_ROOT (default: build/trt-matrix), CUDA_ARCHS (default: 80, one arch keeps it
-# quick), SANITIZE=1 (AddressSanitizer + UBSan on the plugin and harness), JOBS.
+# quick), SANITIZE=1 (AddressSanitizer + UBSan on the plugin and harness), JOBS, CMAKE_EXTRA_ARGS
+# (more configure arguments, e.g. a cross toolchain: scripts/cross_aarch64.sh runs the harness under
+# qemu this way).
 # CI runs it through `make test-trt-matrix` (part of `make test`) on ../shared/third_party/tensorrt-headers;
 # the headers are never stored in this repository. Build trees are kept, so a rerun is incremental.
 set -u -o pipefail
@@ -29,6 +31,7 @@ if [ "${SANITIZE:-0}" = "1" ]; then
   flags="$flags -fsanitize=address,undefined -fno-omit-frame-pointer"
 fi
 
+read -r -a extra_args <<<"${CMAKE_EXTRA_ARGS:-}"
 declare -a rows
 status=0
 for root in "$@"; do
@@ -51,7 +54,7 @@ for root in "$@"; do
   # Only what the plugin's CTest needs (not the kernel library's own tests); 8.5 has no registry harness.
   registry="simam_trt_registry_harness"
   case "$version" in 8.5.*|8.4.*) registry="" ;; esac
-  if cmake -S "$repo" -B "$dir" -DTENSORRT_ROOT="$root" -DSIMAM_WITH_TENSORRT=ON -DSIMAM_WITH_CUDA=ON \
+  if cmake -S "$repo" -B "$dir" "${extra_args[@]}" -DTENSORRT_ROOT="$root" -DSIMAM_WITH_TENSORRT=ON -DSIMAM_WITH_CUDA=ON \
        -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$archs" -DCMAKE_CXX_FLAGS="$flags" \
        -DCMAKE_SHARED_LINKER_FLAGS="${flags/-Werror/}" -DCMAKE_EXE_LINKER_FLAGS="${flags/-Werror/}" >"$log" 2>&1 \
      && cmake --build "$dir" -j "$jobs" --target simam_trt_plugin simam_trt_harness $registry >>"$log" 2>&1; then

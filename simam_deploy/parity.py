@@ -47,6 +47,11 @@ class OutputStats:
     tolerance_used: float = 0.0
     top1_rows: int = 0
     nonfinite_where: list[str] = field(default_factory=list)
+    # quantized targets: agreement where the reference is sure (softmax top > 0.5), and the mean
+    # cosine similarity of rows (for embedding outputs, where top-1 means nothing)
+    confident_top1: float | None = None
+    confident_rows: int = 0
+    cosine: float | None = None
 
 
 @dataclass
@@ -81,6 +86,8 @@ class ParityReport:
     def worst(self) -> dict[str, float]:
         stats = [o for r in self.runs for o in r.outputs.values()]
         top1 = [o.top1_agreement for o in stats if o.top1_agreement is not None]
+        confident = [o.confident_top1 for o in stats if o.confident_top1 is not None]
+        cosine = [o.cosine for o in stats if o.cosine is not None]
         return {
             "tolerance_used": max((o.tolerance_used for o in stats), default=0.0),
             "nonfinite": sum(o.nan_target + o.inf_target + o.nan_reference + o.inf_reference for o in stats),
@@ -88,6 +95,8 @@ class ParityReport:
             "max_rel": max((o.max_rel for o in stats), default=0.0),
             "frac_outside": max((o.frac_outside for o in stats), default=0.0),
             "min_top1_agreement": min(top1) if top1 else None,
+            "min_confident_top1": min(confident) if confident else None,
+            "min_cosine": min(cosine) if cosine else None,
         }
 
     def to_dict(self) -> dict:
@@ -155,6 +164,40 @@ def _top1(a: np.ndarray, b: np.ndarray) -> tuple[float | None, int]:
     return float(np.mean(agree)), int(rows.sum())
 
 
+CONFIDENT = 0.5  # a row is "confident" where the reference's top softmax probability exceeds this
+
+
+def confident_top1(a: np.ndarray, b: np.ndarray) -> tuple[float | None, int]:
+    """Top-1 agreement of ``a`` with the reference ``b`` on the finite rows where softmax(b)'s top
+    probability is > 0.5: the predictions a user acts on (rows, classes; else (None, 0))."""
+    if a.ndim != 2 or a.shape[1] < 2:
+        return None, 0
+    rows = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    z = b[rows] - b[rows].max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    sure = p.max(axis=1) > CONFIDENT
+    if not sure.any():
+        return None, 0
+    agree = np.argmax(a[rows][sure], 1) == np.argmax(b[rows][sure], 1)
+    return float(np.mean(agree)), int(sure.sum())
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Mean cosine similarity of the finite rows (axis 0 = batch) of ``a`` and ``b``."""
+    if a.ndim < 1 or a.shape[0] == 0:
+        return None
+    x = a.reshape(a.shape[0], -1).astype(np.float64)
+    y = b.reshape(b.shape[0], -1).astype(np.float64)
+    rows = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
+    if not rows.any():
+        return None
+    x, y = x[rows], y[rows]
+    norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+    both_zero = norms == 0
+    cos = np.where(both_zero, 1.0, np.sum(x * y, axis=1) / np.where(both_zero, 1.0, norms))
+    return float(np.mean(cos))
+
+
 def tolerance_used(diff: np.ndarray, ref_abs: np.ndarray, atol: float, rtol: float) -> float:
     """max |t-r| / (atol + rtol*|r|) over finite elements: <= 1 is inside the combined rule."""
     if diff.size == 0:
@@ -183,6 +226,7 @@ def compare_arrays(
     outside = ~np.isclose(a, b, atol=atol, rtol=rtol, equal_nan=True)
     rel_mask = ref_abs > 1e-6
     top1, top1_rows = _top1(a, b)
+    sure_top1, sure_rows = confident_top1(a, b)
     where = _nonfinite_where(nan_a, inf_a, nan_b, inf_b)
     stats = OutputStats(
         max_abs=float(diff.max()) if diff.size else 0.0,
@@ -199,6 +243,9 @@ def compare_arrays(
         tolerance_used=tolerance_used(diff, ref_abs, atol, rtol),
         top1_rows=top1_rows,
         nonfinite_where=where,
+        confident_top1=sure_top1,
+        confident_rows=sure_rows,
+        cosine=mean_cosine(a, b),
     )
     nonfinite_ok = not where or (allow_nonfinite and special_match)
     stats.passed = bool(nonfinite_ok and special_match and not outside.any())

@@ -28,10 +28,15 @@ packages that clash with ours.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
+import logging
 import os
+import re
+import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +44,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from simam_deploy import parity
 from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.fileio import check_output_path
 from simam_deploy.graph import contract
@@ -60,7 +66,6 @@ CONV_OP_TYPES = ("Conv", "ConvTranspose")
 DEFAULT_SAMPLES = 256
 DEFAULT_MIN_QUANTIZED = 0.8  # share of convolution weights the accuracy-driven mode keeps quantized
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-CONFIDENT = 0.5  # a row is "confident" when fp32's top softmax probability exceeds this
 
 SIMAM_REASON = (
     "SimAM block: its per-plane statistics and the sigmoid of the energy are sensitive to int8 "
@@ -366,32 +371,18 @@ class _Reader:
 # -- agreement -------------------------------------------------------------------------------------
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def agreement(quantized: np.ndarray, reference: np.ndarray) -> Agreement:
-    """Top-1 agreement (all rows and rows where the reference's softmax top is > 0.5), mean row cosine
-    similarity (embeddings) and normalised squared error of ``quantized`` against ``reference``."""
+    """Top-1 agreement (all rows, and rows where the reference's softmax top is > 0.5), mean row
+    cosine similarity and normalised squared error of ``quantized`` against ``reference``."""
     q = quantized.reshape(quantized.shape[0], -1).astype(np.float64)
     r = reference.reshape(reference.shape[0], -1).astype(np.float64)
     rows = np.isfinite(q).all(axis=1) & np.isfinite(r).all(axis=1)
+    top1, _ = parity._top1(q, r)
+    sure, sure_rows = parity.confident_top1(q, r)
     q, r = q[rows], r[rows]
-    top1 = conf_top1 = None
-    confident = 0
-    if q.shape[0] and q.shape[1] >= 2:
-        same = np.argmax(q, 1) == np.argmax(r, 1)
-        top1 = float(same.mean())
-        mask = _softmax(r).max(axis=1) > CONFIDENT
-        confident = int(mask.sum())
-        conf_top1 = float(same[mask].mean()) if confident else None
-    norms = np.linalg.norm(q, axis=1) * np.linalg.norm(r, axis=1)
-    cosine = float(np.mean(np.sum(q * r, axis=1) / np.where(norms > 0, norms, 1))) if q.size else 0.0
     denom = float(np.sum(r * r))
     nmse = float(np.sum((q - r) ** 2) / denom) if denom > 0 else float(np.sum((q - r) ** 2))
-    return Agreement(int(q.shape[0]), top1, confident, conf_top1, cosine, nmse)
+    return Agreement(int(q.shape[0]), top1, sure_rows, sure, parity.mean_cosine(q, r) or 0.0, nmse)
 
 
 def _run(model: onnx.ModelProto, batches: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
@@ -403,6 +394,21 @@ def _run(model: onnx.ModelProto, batches: Sequence[dict[str, np.ndarray]]) -> np
 
 
 # -- quantizers ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """The quantizers print progress to stdout (where `--json -` writes) and warn on the root logger
+    about things we decide on purpose (no pre-processing pass): stdout goes to stderr, warnings are
+    kept to errors."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def _ort_quantize(
@@ -423,29 +429,72 @@ def _ort_quantize(
     }[method]
     # naive: every op ONNX Runtime can quantize (SimAM's Mul/Sigmoid/... included), outputs too, as
     # quantize_static does by default; only there to measure what keeping SimAM is worth
-    op_types = None if naive else list(QUANTIZED_OP_TYPES)
+    op_types = _all_op_types() if naive else list(QUANTIZED_OP_TYPES)
     extra = {} if naive else {"OpTypesToExcludeOutputQuantization": list(QUANTIZED_OP_TYPES)}
-    quantize_static(
-        str(model_path),
-        str(out_path),
-        reader,
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=op_types,
-        per_channel=True,
-        reduce_range=False,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=list(exclude),
-        use_external_data_format=external,
-        calibrate_method=calibrate,
-        extra_options={
-            "ActivationSymmetric": True,  # TensorRT: zero point 0
-            "WeightSymmetric": True,
-            "QuantizeBias": False,  # RTX refuses int32 DequantizeLinear; TensorRT fuses float bias
-            # Q/DQ on layer inputs only: a Q/DQ on a Conv's output would sit on a SimAM block's input
-            **extra,
-        },
-    )
+    cache: dict = {}
+    if method == "entropy" and "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+        cache["calibration_cache_path"] = _entropy_ranges(
+            model_path, out_path.parent, reader, op_types, external
+        )
+    with _quiet_quantizer():
+        quantize_static(
+            str(model_path),
+            str(out_path),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=op_types,
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude),
+            use_external_data_format=external,
+            calibrate_method=calibrate,
+            **cache,
+            extra_options={
+                "ActivationSymmetric": True,  # TensorRT: zero point 0
+                "WeightSymmetric": True,
+                "QuantizeBias": False,  # RTX refuses int32 DequantizeLinear; TensorRT fuses float bias
+                # Q/DQ on layer inputs only: a Q/DQ on a Conv's output would sit on a SimAM block's input
+                **extra,
+            },
+        )
+
+
+def _all_op_types() -> list[str]:
+    """Every op type ONNX Runtime's quantizer knows (what quantize_static quantizes by default)."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+
+
+# TensorRT's entropy calibration: a 2048-bin histogram folded into 128 int8 levels. ONNX Runtime's
+# quantize_static uses 128 bins for both, which leaves one candidate threshold: the min/max range.
+ENTROPY_BINS = 2048
+ENTROPY_LEVELS = 128
+
+
+def _entropy_ranges(
+    model_path: Path, work: Path, reader: _Reader, op_types: list[str], external: bool
+) -> str:
+    """Entropy (KL) calibration with TensorRT's bin counts; returns a calibration cache file."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    with _quiet_quantizer():
+        calibrator = create_calibrator(
+            model_path,
+            op_types,
+            augmented_model_path=str(work / "augmented.onnx"),
+            calibrate_method=CalibrationMethod.Entropy,
+            use_external_data_format=external,
+            extra_options={"symmetric": True, "num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_LEVELS},
+        )
+        calibrator.collect_data(reader)
+        cache = work / "entropy-ranges.json"
+        save_tensors_data(calibrator.compute_data(), cache)
+    reader.rewind()
+    return str(cache)
 
 
 def _modelopt_quantize(
@@ -464,22 +513,21 @@ def _modelopt_quantize(
             "pip install 'nvidia-modelopt[onnx]' in a separate environment (its pins clash with ours), "
             "or use --quantizer onnxruntime",
         ) from exc
-    if method == "percentile":
-        raise InputError("ModelOpt calibrates with entropy or max only", "use --method entropy or minmax")
     names = list(batches[0])
     data = {name: np.concatenate([b[name] for b in batches], axis=0) for name in names}
-    mo_quantize(
-        onnx_path=str(model_path),
-        quantize_mode="int8",
-        calibration_data=data,
-        calibration_method={"entropy": "entropy", "minmax": "max"}[method],
-        calibration_eps=["cpu"],
-        op_types_to_quantize=list(QUANTIZED_OP_TYPES),
-        nodes_to_exclude=list(exclude),
-        use_external_data_format=external,
-        output_path=str(out_path),
-        high_precision_dtype="fp32",  # fp16 is our own pass, with SimAM statistics kept float32
-    )
+    with _quiet_quantizer():
+        mo_quantize(
+            onnx_path=str(model_path),
+            quantize_mode="int8",
+            calibration_data=data,
+            calibration_method={"entropy": "entropy", "minmax": "max"}[method],
+            calibration_eps=["cpu"],
+            op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+            nodes_to_exclude=[f"^{re.escape(name)}$" for name in exclude],  # it reads patterns
+            use_external_data_format=external,
+            output_path=str(out_path),
+            high_precision_dtype="fp32",  # fp16 is our own pass, with SimAM statistics kept float32
+        )
 
 
 # -- the whole pass ----------------------------------------------------------------------------------
@@ -490,6 +538,8 @@ def _check_options(method: str, quantizer: str, high_precision: str, samples: in
         raise InputError(f"unknown --method {method!r}", f"use one of {', '.join(METHODS)}")
     if quantizer not in QUANTIZERS:
         raise InputError(f"unknown --quantizer {quantizer!r}", f"use one of {', '.join(QUANTIZERS)}")
+    if quantizer == "modelopt" and method == "percentile":
+        raise InputError("ModelOpt calibrates with entropy or max only", "use --method entropy or minmax")
     if high_precision not in HIGH_PRECISIONS:
         raise InputError(
             f"unknown --high-precision {high_precision!r}", f"use one of {', '.join(HIGH_PRECISIONS)}"

@@ -16,9 +16,11 @@ import pytest
 from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 from simam_deploy.errors import InputError
 from simam_deploy.graph import contract
+from simam_deploy.graph.function import attach_simam_function
 from simam_deploy.graph.fuse import fuse_simam
 from simam_deploy.graph.unfuse import unfuse_simam
 from simam_deploy.nn import simam_reference_numpy
+from simam_deploy.precision import convert_precision
 from tests import onnx_corpus as corpus
 from tests.cli_runner import exit_code as cli
 from tests.onnx_corpus import simam_node_model
@@ -206,6 +208,20 @@ def test_cli_fuse_expect_and_json_schema(tmp_path, capsys):
     assert not onnx.load(out).functions
 
 
+def test_cli_fuse_expect_on_an_already_fused_file_counts_its_simam_nodes(tmp_path, capsys):
+    """Re-running a pipeline's `fuse --expect N` on its own output holds (it used to exit 1)."""
+    src, fused, again = tmp_path / "in.onnx", tmp_path / "fused.onnx", tmp_path / "again.onnx"
+    onnx.save(corpus.torch_export("torchscript", 17, False), src)
+    assert cli("fuse", str(src), "-o", str(fused), "--expect", "2") == 0
+    capsys.readouterr()
+    assert cli("fuse", str(fused), "-o", str(again), "--expect", "2") == 0
+    text = capsys.readouterr().out
+    assert "2 SimAM node(s) were already in the file (--expect counts them)" in text
+    assert "no new SimAM subgraph" in text
+    assert cli("fuse", str(fused), "-o", str(again), "--expect", "3") == 1
+    assert "2 SimAM node(s) in the output: 0 fused now, 2 already, expected 3" in capsys.readouterr().err
+
+
 def test_cli_fuse_dry_run_writes_nothing(tmp_path, capsys):
     src, out = tmp_path / "in.onnx", tmp_path / "out.onnx"
     onnx.save(HAND["hand-paper-op21"].model, src)
@@ -241,13 +257,31 @@ def test_local_function_needs_opset_12_and_plugin_files_get_it_from_fuse(tmp_pat
     # a plugin-mode file without the function: fuse has nothing to fuse but adds the function
     src, out = tmp_path / "plugin.onnx", tmp_path / "portable.onnx"
     onnx.save(simam_node_model(17, 0.1, 0), src)
-    assert cli("fuse", str(src), "-o", str(out), "--expect", "0") == 0
+    assert cli("fuse", str(src), "-o", str(out), "--expect", "1") == 0  # --expect counts it
     portable = onnx.load(out)
     assert [(f.domain, f.name) for f in portable.functions] == [(contract.DOMAIN, contract.OP_TYPE)]
     x = np.random.default_rng(2).standard_normal((2, 4, 6, 5)).astype(np.float32)
     session = ort.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"])
     want = simam_reference_numpy(np.maximum(x, 0), 0.1, False)
     np.testing.assert_allclose(session.run(None, {"X": x})[0], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.parametrize("opset", [14, 17])
+def test_a_converted_fused_file_runs_its_local_function_in_plain_onnx_runtime(opset, precision):
+    """The function's body follows the precision (it kept float32 constants: ONNX Runtime refused
+    the fp16 file with 'var: B has inconsistent type'; a bf16 conversion dropped the function)."""
+    model = simam_node_model(opset, 0.1, 0, dims=("n", 4, "h", "w"))
+    model.graph.node[1].input[0] = "X"  # SimAM alone: ONNX Runtime's CPU provider has no bf16 Relu
+    del model.graph.node[0]
+    assert attach_simam_function(model) is None
+    out, _ = convert_precision(model, precision)
+    assert [f.name for f in out.functions] == [contract.OP_TYPE]
+    session = ort.InferenceSession(out.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(4).standard_normal((2, 4, 7, 5)).astype(np.float32) * 3
+    tol = 5e-3 if precision == "fp16" else 3e-2
+    want = simam_reference_numpy(x, 0.1, False)
+    np.testing.assert_allclose(session.run(None, {"X": x})[0], want, rtol=tol, atol=tol)
 
 
 def test_fuse_replaces_a_simam_function_the_file_brought(tmp_path):

@@ -203,3 +203,14 @@ def test_workspace_size_is_zero_for_on_chip_planes_and_scales_for_huge_ones():
     assert _C.cuda_workspace_size(1, 1, 128, 128, 0) == 0  # 16384 elements: still on chip
     # 1024x1024 = 64 chunks of 16384, one float4 each
     assert _C.cuda_workspace_size(2, 3, 1024, 1024, 1) == 2 * 3 * 64 * 16
+
+
+def test_workspace_size_is_zero_for_shapes_past_64_bit_indexing():
+    """Found by make fuzz: these products overflowed int64 (undefined behaviour) instead of
+    returning 0 for a shape the launch refuses."""
+    from simam_deploy import _C
+
+    # N*C*chunks wrapped to a huge non-zero size here before the fix
+    assert _C.cuda_workspace_size(3, 5 * 10**17, 2**15, 2**15, 0) == 0
+    assert _C.cuda_workspace_size(2**40, 2**20, 2**10, 4, 0) == 0
+    assert _C.cuda_workspace_size(1, 1, 2**15, 2**15, 0) > 0  # big but valid: still sized

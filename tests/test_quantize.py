@@ -22,12 +22,14 @@ from simam_deploy.quantize import (
     agreement,
     find_blocks,
     layout_problems,
+    quantize_file,
     quantized_layers,
     split_samples,
 )
 from simam_deploy.zoo import build_model
 from tests.cli_runner import run_cli
 from tests.real_images import make_photo_folder
+from tests.test_tensorrt_rtx import HAVE_RTX, PLUGIN, WHY_NO_PLUGIN, needs_rtx_plugin
 
 R20_BLOCKS = 9
 
@@ -204,3 +206,115 @@ def test_split_and_agreement_metrics():
     q = np.array([[4.0, 0.0, 0.0], [0.3, 0.0, 0.2], [0.0, 0.0, 4.5]])
     a = agreement(q, ref)
     assert a.top1 == pytest.approx(1 / 3) and a.confident_rows == 2 and a.confident_top1 == 0.5
+
+
+@needs_rtx_plugin
+@pytest.mark.parametrize("kind", ["decomposed", "fused"])
+def test_rtx_builds_an_int8_engine(kind, r20, photos, tmp_path, capsys):
+    """TensorRT for RTX (strongly typed, no GPU needed to build) takes the Q/DQ file as it is."""
+    from simam_deploy.backends.tensorrt.builder import build_engine
+
+    q = tmp_path / "int8.onnx"
+    quantize_file(r20[kind], q, photos, samples=32, method="minmax", reference="cifar-resnet20")
+    fp32 = build_engine(r20[kind], tmp_path / "fp32.engine", runtime="tensorrt-rtx")
+    int8 = build_engine(q, tmp_path / "int8.engine", runtime="tensorrt-rtx")
+    assert fp32.qdq_layers == 0 and int8.qdq_layers > 0
+    assert "INT8" not in int8.builder_flags  # strongly typed: the file's Q/DQ decide, no flag
+    assert int8.simam_plugin_layers == (R20_BLOCKS if kind == "fused" else 0)
+    # int8 weights: a quarter of float32's plus the float parts (biases, BatchNorm); the engine file
+    # itself holds kernels for several GPU generations and does not shrink (docs/precision.md)
+    assert fp32.weights_bytes and int8.weights_bytes
+    assert int8.weights_bytes <= 0.35 * fp32.weights_bytes, (int8.weights_bytes, fp32.weights_bytes)
+    code, out, err = run_cli(["build", str(q), "-o", str(tmp_path / "cli.engine"), "--json", "-"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["qdq_layers"] == int8.qdq_layers and "INT8 Q/DQ" in err
+
+
+# -- the authors' ResNet-20 on real photos: the numbers docs/precision.md publishes -----------------
+
+CALIBRATE, HELD_OUT, EVALUATE = 256, 344, 944
+
+
+@pytest.fixture(scope="module")
+def photo_sets(tmp_path_factory, official_r20_onnx):
+    """Disjoint calibration, held-out and evaluation sets of real-photo crops (CIFAR preprocessing)."""
+    from simam_deploy.inputs import load_inputs
+    from simam_deploy.quantize import _input_spec
+
+    total = CALIBRATE + HELD_OUT + EVALUATE
+    folder = make_photo_folder(tmp_path_factory.mktemp("crops"), count=total, crop=40)
+    model = load_onnx(official_r20_onnx)
+    batches = load_inputs(folder, _input_spec(model), reference="cifar-resnet20").batches
+    calibrate, rest = split_samples(batches, CALIBRATE, batch_fixed=False)
+    held_out, evaluate = split_samples(rest, HELD_OUT, batch_fixed=False)
+    assert sum(b["input"].shape[0] for b in evaluate) == EVALUATE, "fewer crops than the study uses"
+    return model, calibrate, held_out, evaluate, folder
+
+
+def test_accuracy_driven_mode_reaches_the_targets(photo_sets):
+    """Issue 22's targets on held-out photos: >= 0.97 top-1 agreement, >= 0.995 on confident rows,
+    >= 80% of convolution weights int8; and keeping SimAM beats quantizing it."""
+    from simam_deploy.quantize import _run, quantize_model
+
+    model, calibrate, held_out, evaluate, _ = photo_sets
+    reference = _run(model, evaluate)
+    naive, _ = quantize_model(model, calibrate, keep_simam=False, method="minmax")
+    kept, _ = quantize_model(model, calibrate, method="minmax")
+    naive_top1 = agreement(_run(naive, evaluate), reference).top1
+    kept_top1 = agreement(_run(kept, evaluate), reference).top1
+    assert kept_top1 > naive_top1 + 0.02, (kept_top1, naive_top1)
+
+    driven, report = quantize_model(
+        model, calibrate, held_out=held_out, method="entropy", target_agreement=0.99
+    )
+    assert report.reached and report.agreement.top1 >= 0.99  # on the held-out set it tuned on
+    assert report.conv_weight_share >= 0.8
+    kept_layers = [d for d in report.kept if d.op_type != "SimAM"]
+    assert kept_layers and all(d.sensitivity is not None and "sensitive" in d.reason for d in kept_layers)
+    a = agreement(_run(driven, evaluate), reference)  # on photos it never saw
+    assert a.top1 >= 0.97 and a.confident_top1 >= 0.995, a
+
+
+def test_target_out_of_reach_writes_nothing_and_names_the_layers(
+    photo_sets, official_r20_onnx, tmp_path, capsys
+):
+    *_, folder = photo_sets
+    out = tmp_path / "never.onnx"
+    code, stdout, err = run_cli(
+        ["quantize", str(official_r20_onnx), "-o", str(out), "--calibrate", str(folder), "--reference",
+         "cifar-resnet20", "--samples", "256", "--method", "minmax", "--target-agreement", "1.0",
+         "--min-quantized", "0.99", "--json", "-"],
+        capsys,
+    )  # fmt: skip
+    assert code == 1, err
+    report = json.loads(stdout)
+    assert report["reached"] is False and report["would_need"] and report["outputs"].get("onnx") is None
+    assert "would need" in err and not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["decomposed", "fused"])
+def test_resnet50_small_input(kind, tmp_path_factory, photos, tmp_path):
+    """ResNet-50's 16 bottleneck SimAM blocks, at 64x64 to keep CI short; RTX builds the INT8 file."""
+    folder = tmp_path_factory.getbasetemp() / "r50"
+    src = folder / "r50.onnx"
+    if not src.exists():
+        folder.mkdir(exist_ok=True)
+        _export("resnet50", src, (1, 3, 64, 64))
+        fuse_file(src, folder / "r50-fused.onnx")
+    source = src if kind == "decomposed" else folder / "r50-fused.onnx"
+    out = tmp_path / "r50-int8.onnx"
+    report = quantize_file(source, out, photos, samples=8, method="minmax", reference="resnet50", size=64)
+    assert report.simam_blocks + report.simam_nodes == 16
+    assert len([d for d in report.kept if d.op_type == "SimAM"]) == 16 and report.conv_weight_share == 1.0
+    model = load_onnx(out)
+    _check_tensorrt_layout(model)
+    assert layout_problems(model, find_blocks(infer_shapes(model))) == []
+    if not HAVE_RTX or PLUGIN is None:
+        pytest.skip(
+            f"quantized and checked; the RTX build needs TensorRT for RTX: {WHY_NO_PLUGIN or 'no RTX'}"
+        )
+    from simam_deploy.backends.tensorrt.builder import build_engine
+
+    engine = build_engine(out, tmp_path / "r50-int8.engine", runtime="tensorrt-rtx")
+    assert engine.qdq_layers > 0 and engine.simam_plugin_layers == (16 if kind == "fused" else 0)

@@ -17,33 +17,57 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.test_saved_reference import _perturbed_copy, r20  # noqa: F401  (the module fixture)
+from tests.test_saved_reference import _perturbed_copy
 
 BLOCKER = textwrap.dedent(
     """
+    import os
     import sys
 
-    class _NoTorch:
-        # a Jetson without torch: every import of torch or a submodule fails
+    BLOCKED = os.environ["SIMAM_TEST_NO_IMPORT"].split(",")
+
+    class _Absent:
+        # a Jetson without torch (and without what only the host needs): these imports fail
         def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
+            if name.split(".")[0] in BLOCKED:
                 raise ImportError(f"No module named {name!r} (blocked: torch-free test)")
             return None
 
-    sys.meta_path.insert(0, _NoTorch())
+    sys.meta_path.insert(0, _Absent())
     """
 )
+# What the device path must not need: torch, and the host-side tools (graph surgery, the exporter's
+# helpers, plots, images, progress bars). numpy, onnx, click, rich and ONNX Runtime (for .onnx) or
+# TensorRT + cuda-python (for engines) are what remains: the install docs/jetson.md lists.
+HOST_ONLY = ("torch", "onnx_graphsurgeon", "onnxscript", "onnxslim", "matplotlib", "PIL", "tqdm")
+
+
+def _env(tmp_path_factory, blocked: tuple[str, ...]) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("blocked")
+    (folder / "sitecustomize.py").write_text(BLOCKER)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(folder)
+    env["SIMAM_TEST_NO_IMPORT"] = ",".join(blocked)
+    probe = (
+        "import importlib\nfor name in {names!r}:\n    try:\n        importlib.import_module(name)\n"
+        "    except ImportError as exc:\n        print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe.format(names=blocked)], env=env, capture_output=True, text=True
+    )
+    assert done.stdout.count("blocked: torch-free test") == len(blocked), done.stdout  # the blocker works
+    return env
 
 
 @pytest.fixture(scope="module")
 def no_torch_env(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("no_torch")
-    (folder / "sitecustomize.py").write_text(BLOCKER)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = str(folder)
-    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
-    assert probe.returncode != 0 and "blocked: torch-free test" in probe.stderr  # the blocker works
-    return env
+    return _env(tmp_path_factory, HOST_ONLY)
+
+
+@pytest.fixture(scope="module")
+def engine_env(tmp_path_factory):
+    """An engine needs neither torch nor ONNX Runtime."""
+    return _env(tmp_path_factory, (*HOST_ONLY, "onnxruntime"))
 
 
 def cli(env, *args: str) -> subprocess.CompletedProcess:
@@ -57,6 +81,28 @@ def _no_traceback(done: subprocess.CompletedProcess) -> None:
     assert "Traceback" not in done.stderr, done.stderr
 
 
+DEVICE_PATH = (
+    "simam_deploy",
+    "simam_deploy.cli.main",
+    "simam_deploy.cli.validate_cmd",
+    "simam_deploy.validate",
+    "simam_deploy.inputs",
+    "simam_deploy.parity",
+    "simam_deploy.saved_reference",
+    "simam_deploy.backends.onnxruntime.runner",
+    "simam_deploy.backends.tensorrt.runner",
+    "simam_deploy.backends.tensorrt.device",
+)
+
+
+def test_every_module_on_the_device_path_imports_without_torch(engine_env):
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *DEVICE_PATH], env=engine_env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_help_works_without_torch(no_torch_env):
     top = cli(no_torch_env, "--help")
     assert top.returncode == 0 and "validate" in top.stdout, top.stderr
@@ -64,8 +110,8 @@ def test_help_works_without_torch(no_torch_env):
     assert sub.returncode == 0 and "--reference-outputs" in sub.stdout, sub.stderr
 
 
-def test_onnx_parity_against_saved_outputs_without_torch(no_torch_env, r20, tmp_path):  # noqa: F811
-    onnx_path, io = r20
+def test_onnx_parity_against_saved_outputs_without_torch(no_torch_env, saved_r20, tmp_path):
+    onnx_path, io = saved_r20
     ok = cli(no_torch_env, "validate", str(onnx_path), "--reference-outputs", str(io), "--json", "-")
     assert ok.returncode == 0, ok.stderr
     data = json.loads(ok.stdout)
@@ -87,8 +133,8 @@ def test_onnx_parity_against_saved_outputs_without_torch(no_torch_env, r20, tmp_
     _no_traceback(fail)
 
 
-def test_a_live_reference_without_torch_is_an_environment_error_not_a_traceback(no_torch_env, r20):  # noqa: F811
-    onnx_path, _ = r20
+def test_a_live_reference_without_torch_is_an_environment_error_not_a_traceback(no_torch_env, saved_r20):
+    onnx_path, _ = saved_r20
     done = cli(no_torch_env, "validate", str(onnx_path), "--reference", "cifar-resnet20")
     assert done.returncode == 2, done.stderr
     _no_traceback(done)
@@ -104,7 +150,7 @@ HAVE_CUDA_PYTHON = (
 
 
 @pytest.mark.skipif(not HAVE_RTX, reason="TensorRT for RTX is not installed (EXTRAS=dev,trt-rtx)")
-def test_an_rtx_engine_validates_torch_free_up_to_the_gpu(no_torch_env, tmp_path):
+def test_an_rtx_engine_validates_torch_free_up_to_the_gpu(engine_env, tmp_path):
     import torch
 
     if torch.cuda.is_available():
@@ -123,7 +169,7 @@ def test_an_rtx_engine_validates_torch_free_up_to_the_gpu(no_torch_env, tmp_path
         y = model(torch.from_numpy(x)).numpy()
     save_tensors(tmp_path / "io", inputs={"input": x}, outputs={"output": y})
 
-    done = cli(no_torch_env, "validate", str(engine), "--reference-outputs", str(tmp_path / "io"))
+    done = cli(engine_env, "validate", str(engine), "--reference-outputs", str(tmp_path / "io"))
     assert done.returncode == 2, done.stderr
     _no_traceback(done)
     assert "need an NVIDIA GPU" in done.stderr

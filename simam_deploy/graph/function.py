@@ -8,8 +8,10 @@ registered under the same domain and name (our ONNX Runtime op, the TensorRT plu
 prefers a registered plugin over a local function) runs the fused kernel instead.
 
 The body works for any H and W: the divisor ``H*W - unbiased`` is read from the input's shape.
-Attribute references need ``Constant``'s ``value_float``/``value_int`` (opset 12); the constants take
-the input's type with ``CastLike`` from opset 15, below that with ``Cast`` to the model's SimAM type.
+Attribute references need ``Constant``'s ``value_float``/``value_int`` (opset 12). The body computes
+in float32 for every input type; the result goes back to the input's type with ``CastLike``
+from opset 15, below that with ``Cast`` to the model's SimAM type (so a precision conversion rewrites
+the function: ``simam_deploy.precision`` attaches it again).
 """
 
 from __future__ import annotations
@@ -74,24 +76,32 @@ def function_supported(opset: int, elem_types: set[int]) -> str | None:
 
 
 def make_simam_function(opset: int, elem_type: int = onnx.TensorProto.FLOAT) -> onnx.FunctionProto:
-    """The FunctionProto ``com.simam_deploy.SimAM``: the paper's formula in standard ops."""
+    """The FunctionProto ``com.simam_deploy.SimAM``: the paper's formula in standard ops.
+
+    Everything is computed in float32 whatever X's type (X is cast to float32 first, every constant
+    is float32) and only Y is cast back to X's type: what the fused kernel does, and the one body
+    that stays well typed and accurate when a file is converted to float16 or bfloat16 (sums of
+    squares overflow float16), and that runs where a runtime has few reduced-precision kernels
+    (ONNX Runtime's CPU provider has no bfloat16 Mul or Sigmoid)."""
     b = _Body(opset, elem_type)
-    mean = b.reduce("ReduceMean", "X", "mean", axes_input_from=18)
-    dev = b.op("Sub", ["X", mean], "dev")
+    xf = b.op("Cast", ["X"], "x_f32", to=onnx.TensorProto.FLOAT)
+    mean = b.reduce("ReduceMean", xf, "mean", axes_input_from=18)
+    dev = b.op("Sub", [xf, mean], "dev")
     d = b.op("Mul", [dev, dev], "d")
     total = b.reduce("ReduceSum", d, "sum_d", axes_input_from=13)
     shape = b.op("Shape", ["X"], "shape")
     hw = b.op("Gather", [shape, b.const_tensor("hw_index", np.array([2, 3], np.int64))], "hw")
     count = b.op("ReduceProd", [hw], "count", keepdims=0)
     unbiased = b.attr_const("unbiased_value", "unbiased", onnx.AttributeProto.INT)
-    n = b.like_x(b.op("Sub", [count, unbiased], "n_int"), "n")
-    lam = b.like_x(b.attr_const("lambda_value", "e_lambda", onnx.AttributeProto.FLOAT), "lambda")
+    n = b.op("Cast", [b.op("Sub", [count, unbiased], "n_int")], "n", to=onnx.TensorProto.FLOAT)
+    lam = b.attr_const("lambda", "e_lambda", onnx.AttributeProto.FLOAT)
     var = b.op("Div", [total, n], "var")
-    four = b.like_x(b.const_tensor("four_f", np.array(4.0, np.float32)), "four")
+    four = b.const_tensor("four", np.array(4.0, np.float32))
     den = b.op("Mul", [b.op("Add", [var, lam], "var_lambda"), four], "den")
-    half = b.like_x(b.const_tensor("half_f", np.array(0.5, np.float32)), "half")
+    half = b.const_tensor("half", np.array(0.5, np.float32))
     energy = b.op("Add", [b.op("Div", [d, den], "ratio"), half], "energy")
-    b.op("Mul", ["X", b.op("Sigmoid", [energy], "attention")], "Y")
+    y = b.op("Mul", [xf, b.op("Sigmoid", [energy], "attention")], "y_f32")
+    b.like_x(y, "Y")
     return helper.make_function(
         contract.DOMAIN,
         contract.OP_TYPE,

@@ -65,6 +65,15 @@ FORMULA_OPS = frozenset(
 )
 
 
+# Ops that compute shapes (Shape -> Gather -> Concat -> ...), not tensor data.
+SHAPE_OPS = frozenset(
+    ["Shape", "Size", "Gather", "Concat", "Slice", "Squeeze", "Unsqueeze", "Cast", "Add", "Sub", "Mul",
+     "Div", "ReduceProd", "Identity", "Reshape", "Equal", "Where", "ConstantOfShape", "Max", "Min"]
+)  # fmt: skip
+
+_INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.BOOL)
+
+
 class NearMiss(Exception):
     """The candidate resembles SimAM but is not it (the message says why)."""
 
@@ -172,6 +181,7 @@ class GraphIndex:
         dims = self.dims(tensor)
         if dims is None:
             raise NearMiss(f"the shape of {tensor} is read but its rank is unknown")
+        x_params = self.dim_params(x) if x is not None else []
         out = []
         for axis, d in enumerate(dims):
             if isinstance(d, int):
@@ -179,11 +189,26 @@ class GraphIndex:
             elif isinstance(d, str):
                 out.append(self.symbol(d, trial))
             elif tensor == x:
-                # X's own unknown dims: nothing else reads them, so small sizes suffice
-                out.append(1 + trial if axis == 0 else 5 + 3 * trial + axis)
+                out.append(self._fresh(axis, trial))
+            elif (param := self.dim_params(tensor)[axis]) and param in x_params:
+                # inference names an unknown dim unk__N and keeps the name where it knows two dims
+                # are equal (x[0, 0] has X's H and W): the same size as X's
+                out.append(self._fresh(x_params.index(param), trial))
             else:
                 raise NearMiss(f"the divisor reads dim {axis} of {tensor}, whose size is unknown")
         return out
+
+    @staticmethod
+    def _fresh(axis: int, trial: int) -> int:
+        """A size for X's own unknown dims: nothing else reads them, so small sizes suffice."""
+        return 1 + trial if axis == 0 else 5 + 3 * trial + axis
+
+    def dim_params(self, tensor: str) -> list[str]:
+        """The raw dim_param of each axis ('' where none)."""
+        t = self.types.get(tensor)
+        if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+            return []
+        return [d.dim_param for d in t.tensor_type.shape.dim]
 
     def op(self, tensor: str) -> str | None:
         node = self.producer.get(tensor)
@@ -373,6 +398,77 @@ def _is_hw_axes(axes: list[int] | None) -> bool:
     return axes is not None and sorted(a % 4 for a in axes) == [2, 3]
 
 
+# ops that put the reduced axes back after a keepdims=0 reduction ([:, :, None, None], view(n, c, 1, 1))
+RESTORE_OPS = ("Unsqueeze", "Reshape")
+
+
+@dataclass
+class Reduction:
+    """A reduction of ``src`` over ``axes``, as users write it: one Reduce op, a chain of them
+    (``x.mean(2).mean(3)``), an ``einsum('nchw->nc')``, or a GlobalAveragePool; ``keep``: the result
+    has the reduced axes as size 1 (keepdims, or restored by Unsqueeze/Reshape)."""
+
+    src: str
+    kind: str  # ReduceMean | ReduceSum | ReduceSumSquare
+    axes: list[int] | None  # None: every axis
+    keep: bool
+    nodes: list[onnx.NodeProto]
+
+
+def _einsum_hw_sum(node: onnx.NodeProto) -> bool:
+    """True for a one-operand Einsum that sums the last two of four axes ('nchw->nc', 'ijkl->ij')."""
+    equation = _attr(node, "equation", b"")
+    equation = (equation.decode() if isinstance(equation, bytes) else str(equation)).replace(" ", "")
+    if len(node.input) != 1 or "->" not in equation:
+        return False
+    lhs, rhs = equation.split("->")
+    return len(lhs) == 4 and len(set(lhs)) == 4 and rhs == lhs[:2]
+
+
+def find_reduction(index: GraphIndex, tensor: str, max_restores: int = 3) -> Reduction | None:
+    """The reduction that computes ``tensor`` (see :class:`Reduction`), else None."""
+    restores: list[onnx.NodeProto] = []
+    node = index.producer.get(tensor)
+    while node is not None and node.op_type in RESTORE_OPS and len(restores) < max_restores:
+        restores.append(node)
+        node = index.producer.get(node.input[0])
+    if node is None:
+        return None
+    if node.op_type == "GlobalAveragePool":
+        red = Reduction(node.input[0], "ReduceMean", [2, 3], True, [node])
+    elif node.op_type == "Einsum" and _einsum_hw_sum(node):
+        red = Reduction(node.input[0], "ReduceSum", [2, 3], False, [node])
+    elif node.op_type in ("ReduceMean", "ReduceSum", "ReduceSumSquare"):
+        axes = reduce_axes(index, node)
+        red = Reduction(node.input[0], node.op_type, axes, bool(_attr(node, "keepdims", 1)), [node])
+        # a mean of a mean (a sum of a sum) over other axes is the mean (sum) over all of them
+        inner = index.producer.get(red.src)
+        while (
+            red.axes is not None
+            and inner is not None
+            and inner.op_type == node.op_type
+            and node.op_type != "ReduceSumSquare"
+            and _attr(inner, "keepdims", 1)
+            and len(index.consumers.get(inner.output[0], [])) == 1
+        ):
+            inner_axes = reduce_axes(index, inner)
+            if inner_axes is None:
+                break
+            red.axes = sorted({a % 4 for a in red.axes} | {a % 4 for a in inner_axes})
+            red.nodes.append(inner)
+            red.src = inner.input[0]
+            inner = index.producer.get(red.src)
+    else:
+        return None
+    if restores:
+        dims = index.dims(tensor)
+        if red.keep or dims is None or len(dims) != 4 or dims[2:] != [1, 1]:
+            return None
+        red.keep = True
+        red.nodes += restores
+    return red
+
+
 @dataclass
 class _Affine:
     """a * S + b for one trial, where S = sum over H,W of D."""
@@ -402,8 +498,11 @@ class SimamMatcher:
         return result
 
     def looks_like_simam(self, sigmoid: onnx.NodeProto) -> bool:
-        """True if a (T - mean(T)) deviation appears a few nodes above the Sigmoid."""
+        """True if a (T - mean(T)) deviation appears a few nodes above the Sigmoid, or the Sigmoid
+        reads ``something + 0.5`` computed from a reduction. Every candidate that does not fuse is
+        reported with its reason; anything else (a SiLU's sigmoid(Conv(.))) is not SimAM-like."""
         frontier, seen = deque([sigmoid.input[0]]), set()
+        reduced = False
         while frontier and len(seen) < LOOKBACK_NODES:
             tensor = frontier.popleft()  # breadth first: the deviation is a few nodes up
             node = self.index.producer.get(tensor)
@@ -412,23 +511,31 @@ class SimamMatcher:
             seen.add(node.name)
             if node.op_type == "Sub" and self._is_deviation(node):
                 return True
+            reduced |= find_reduction(self.index, node.output[0], max_restores=0) is not None
             if node.op_type in FORMULA_OPS:  # a Conv, Relu, ... ends the SimAM formula
                 frontier.extend(i for i in node.input if i)
-        return False
+        return reduced and self._adds_half(sigmoid.input[0])
+
+    def _adds_half(self, tensor: str) -> bool:
+        node = self.index.producer.get(tensor)
+        if node is None or node.op_type != "Add":
+            return False
+        values = [self.index.scalar_const(i) for i in node.input]
+        return any(v is not None and abs(v - 0.5) < 1e-6 for v in values)
 
     def _is_deviation(self, sub: onnx.NodeProto) -> bool:
+        """Sub(T, mean(T)) with the mean in any written form (near misses included: the matcher
+        then says what is wrong with it)."""
         for a, b in (sub.input, reversed(sub.input)):
-            mean_node = self.index.producer.get(b)
-            if (
-                mean_node is not None
-                and a in mean_node.input
-                and mean_node.op_type in ("ReduceMean", "GlobalAveragePool")
-            ):
+            red = find_reduction(self.index, b)
+            if red is not None and red.src == a and red.kind == "ReduceMean":
                 return True
+            mean_node = self.index.producer.get(b)
             if mean_node is not None and mean_node.op_type in ("Div", "Mul"):
-                inner = [self.index.producer.get(i) for i in mean_node.input]
-                if any(n is not None and n.op_type == "ReduceSum" and a in n.input for n in inner):
-                    return True
+                for inp in mean_node.input:
+                    red = find_reduction(self.index, inp)
+                    if red is not None and red.src == a and red.kind == "ReduceSum":
+                        return True
         return False
 
     # -- the formula, outside in ------------------------------------------------------------------
@@ -445,7 +552,9 @@ class SimamMatcher:
         attrs, den_nodes, shape_sources = self._attributes(den, d_tensor, x, scale)
         interior += den_nodes
         self._check_rank(x)
+        interior += self._shape_readers(interior)
         self._check_private(interior, anchor)
+        shape_sources |= self._outside_shape_reads(interior, x)
         names = list(dict.fromkeys(n.name for n in interior))
         return Match(
             x=x,
@@ -453,7 +562,8 @@ class SimamMatcher:
             attrs=attrs,
             anchor=anchor.name,
             interior=names,
-            shape_sources=sorted(shape_sources - {x}),
+            # a shape read off the block's own intermediates is computed inside the block
+            shape_sources=sorted(shape_sources - {x} - {o for n in interior for o in n.output}),
             dtype=self.index.elem_type(x) or onnx.TensorProto.FLOAT,
         )
 
@@ -532,30 +642,26 @@ class SimamMatcher:
         raise NearMiss("the deviation does not subtract the mean of X over H,W from X")
 
     def _mean_hw(self, tensor: str, x: str) -> list[onnx.NodeProto] | None:
-        node = self.index.producer.get(tensor)
-        if node is None or x not in node.input:
-            if node is not None and node.op_type in ("Div", "Mul"):
-                return self._mean_as_sum(node, x)
-            return None
-        if node.op_type == "GlobalAveragePool":
-            return [node]
-        if node.op_type == "ReduceMean":
-            axes = reduce_axes(self.index, node)
-            if not _is_hw_axes(axes):
-                raise NearMiss(f"the mean is taken over axes {axes}, SimAM averages over H,W (2, 3)")
-            if not _attr(node, "keepdims", 1):
+        red = find_reduction(self.index, tensor)
+        if red is not None and red.src == x and red.kind == "ReduceMean":
+            if not _is_hw_axes(red.axes):
+                raise NearMiss(f"the mean is taken over axes {red.axes}, SimAM averages over H,W (2, 3)")
+            if not red.keep:
                 raise NearMiss("the mean drops the reduced axes (keepdims=0)")
-            return [node]
+            return red.nodes
+        node = self.index.producer.get(tensor)
+        if node is not None and node.op_type in ("Div", "Mul"):
+            return self._mean_as_sum(node, x)
         return None
 
     def _mean_as_sum(self, node: onnx.NodeProto, x: str) -> list[onnx.NodeProto] | None:
-        """mean = ReduceSum(X) / (H*W) or ReduceSum(X) * (1/(H*W))."""
+        """mean = sum_HW(X) / (H*W) or sum_HW(X) * (1/(H*W)), the sum in any written form."""
         for s_in, c_in in (node.input, reversed(node.input)):
-            red = self.index.producer.get(s_in)
-            if red is None or red.op_type != "ReduceSum" or red.input[0] != x:
+            red = find_reduction(self.index, s_in)
+            if red is None or red.kind != "ReduceSum" or red.src != x:
                 continue
-            if not _is_hw_axes(reduce_axes(self.index, red)) or not _attr(red, "keepdims", 1):
-                raise NearMiss("the mean's ReduceSum is not over H,W with keepdims")
+            if not _is_hw_axes(red.axes) or not red.keep:
+                raise NearMiss("the mean's sum is not over H,W with the reduced axes kept")
             for trial in TRIALS:
                 ev = ShapeEval(self.index, x, trial)
                 hw = float(np.prod(ev.shape_of(x)[2:]))
@@ -563,7 +669,7 @@ class SimamMatcher:
                 got = c if node.op_type == "Div" else 1.0 / c
                 if abs(got - hw) > 1e-3 * hw:
                     raise NearMiss(f"the mean divides the sum by {got:g}, not H*W={hw:g}")
-            return [node, red]
+            return [node, *red.nodes]
         return None
 
     def _final_mul(self, sigmoid: onnx.NodeProto, x: str) -> onnx.NodeProto:
@@ -637,9 +743,8 @@ class SimamMatcher:
         """The denominator as a * S + b; ``restored``: a Reshape/Expand/Unsqueeze below restores the
         (N, C, 1, 1) shape, so the variance may drop the reduced axes."""
         node = self.index.producer.get(tensor)
-        stat = self._variance_stat(node, d_tensor, x, ev, restored, nodes)
+        stat = self._variance_stat(tensor, d_tensor, x, ev, restored, nodes)
         if stat is not None:
-            nodes.append(node)
             return stat
         try:
             value = np.asarray(ev.value(tensor))
@@ -726,18 +831,22 @@ class SimamMatcher:
 
     def _variance_stat(
         self,
-        node: onnx.NodeProto | None,
+        tensor: str,
         d_tensor: str,
         x: str,
         ev: ShapeEval,
         restored: bool = False,
         nodes: list[onnx.NodeProto] | None = None,
     ) -> _Affine | None:
-        """S = ReduceSum_HW(D) -> (1, 0); ReduceMean_HW(D) -> (1/HW, 0); None if not a reduction of D."""
-        if node is None or node.op_type not in ("ReduceSum", "ReduceMean", "ReduceSumSquare"):
+        """S = sum_HW(D) -> (1, 0); mean_HW(D) -> (1/HW, 0); None if ``tensor`` is not a reduction.
+
+        The reduction may be written in any form :func:`find_reduction` knows; its nodes are added
+        to ``nodes``."""
+        red = find_reduction(self.index, tensor)
+        if red is None:
             return None
-        src = node.input[0]
-        if node.op_type == "ReduceSumSquare":
+        src = red.src
+        if red.kind == "ReduceSumSquare":
             sub = self.index.producer.get(src)
             if sub is None or sub.op_type != "Sub" or sub.output[0] != self.index.producer[d_tensor].input[0]:
                 raise NearMiss("ReduceSumSquare in the denominator is not over X - mean(X)")
@@ -753,13 +862,13 @@ class SimamMatcher:
                 raise NearMiss("the denominator's variance is of a different tensor")
             if nodes is not None:
                 nodes.extend(own_nodes)
-        if not _is_hw_axes(reduce_axes(self.index, node)):
-            raise NearMiss(
-                f"the variance is reduced over axes {reduce_axes(self.index, node)}, not H,W (2, 3)"
-            )
-        if not _attr(node, "keepdims", 1) and not restored:
+        if not _is_hw_axes(red.axes):
+            raise NearMiss(f"the variance is reduced over axes {red.axes}, not H,W (2, 3)")
+        if not red.keep and not restored:
             raise NearMiss("the variance drops the reduced axes (keepdims=0) and nothing restores them")
-        if node.op_type == "ReduceMean":
+        if nodes is not None:
+            nodes.extend(red.nodes)
+        if red.kind == "ReduceMean":
             return _Affine(1.0 / float(np.prod(ev.shape_of(x)[2:])), 0.0)
         return _Affine(1.0, 0.0)
 
@@ -773,6 +882,70 @@ class SimamMatcher:
         elem = self.index.elem_type(x)
         if elem and elem not in FLOAT_TYPES:
             raise NearMiss(f"X ({x}) is {onnx.TensorProto.DataType.Name(elem)}, not a float type")
+
+    def _shape_readers(self, interior: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+        """Shape computations that read the block's intermediates and feed only the block.
+
+        The dynamo exporter rebuilds a keepdims=0 variance's broadcast from ``Shape(var)`` under
+        dynamic shapes; that Shape (and the Gather/Concat/... after it) is part of the block and goes
+        with it. A shape read that reaches anything outside the block is left alone (and
+        ``_check_private`` then refuses the candidate)."""
+        inside = {n.name for n in interior}
+        found: list[onnx.NodeProto] = []
+        for node in interior:
+            for out in node.output:
+                for user in self.index.consumers.get(out, []):
+                    if user.name in inside or user.op_type not in ("Shape", "Size"):
+                        continue
+                    closure = self._shape_closure(user, inside)
+                    if closure is not None:
+                        found += closure
+                        inside |= {n.name for n in closure}
+        return found
+
+    def _shape_closure(self, start: onnx.NodeProto, inside: set[str]) -> list[onnx.NodeProto] | None:
+        """``start`` and the shape ops after it, if all their results end inside ``inside``."""
+        closure: dict[str, onnx.NodeProto] = {}
+        frontier = [start]
+        while frontier:
+            node = frontier.pop()
+            if node.name in closure or node.name in inside:
+                continue
+            if node is not start and node.op_type not in SHAPE_OPS:
+                return None
+            # integer results only: a Mul or Reshape of tensor data is no shape computation
+            if any(self.index.elem_type(o) not in _INDEX_TYPES for o in node.output):
+                return None
+            closure[node.name] = node
+            if len(closure) > LOOKBACK_NODES:
+                return None
+            for out in node.output:
+                if out in self.index.graph_outputs:
+                    return None
+                frontier.extend(self.index.consumers.get(out, []))
+        return list(closure.values())
+
+    def _outside_shape_reads(self, interior: list[onnx.NodeProto], x: str) -> set[str]:
+        """Tensors outside the block whose shapes the block reads (dynamo rebuilds a broadcast from
+        ``Shape(model input)``); NearMiss when the block reads data computed outside it."""
+        made_inside = {o for n in interior for o in n.output}
+        sources: set[str] = set()
+        for node in interior:
+            for tensor in node.input:
+                if tensor and tensor != x and tensor not in made_inside and self.index.const(tensor) is None:
+                    sources |= self._shape_reads(tensor, node, x)
+        return sources
+
+    def _shape_reads(self, tensor: str, reader: onnx.NodeProto, x: str) -> set[str]:
+        """The tensors whose shapes ``tensor`` is computed from (it must be a shape computation)."""
+        ev = ShapeEval(self.index, x, trial=0)
+        try:
+            ev.value(tensor)
+        except NearMiss as miss:
+            raise NearMiss(
+                f"{reader.op_type} {reader.name} reads {tensor}, computed outside the block"
+            ) from miss
+        return ev.shape_sources
 
     def _check_private(self, interior: list[onnx.NodeProto], anchor: onnx.NodeProto) -> None:
         """Refuse when an intermediate value is also used outside the pattern."""

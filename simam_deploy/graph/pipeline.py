@@ -39,6 +39,18 @@ def check_expected(count: int, expect: int | None, what: str) -> None:
         )
 
 
+def fuse_count(report: FuseReport, source: str | os.PathLike | None = None) -> tuple[int, str]:
+    """What ``fuse --expect`` counts: the SimAM nodes of the output, those fused now plus those the
+    file already had (so re-running fuse on a fused file holds); and the message template."""
+    where = f" in {source}" if source is not None else ""
+    if not report.existing_simam_nodes:
+        return len(report.fused), f"fused {{}} SimAM subgraph(s){where}"
+    return len(report.fused) + report.existing_simam_nodes, (
+        f"{{}} SimAM node(s) in the output: {len(report.fused)} fused now, "
+        f"{report.existing_simam_nodes} already{where}"
+    )
+
+
 def _check_expect(expect: int | None) -> None:
     if expect is not None and expect < 0:
         raise InputError(f"--expect must be >= 0, got {expect}", "give the number of SimAM blocks, e.g. 9")
@@ -56,8 +68,8 @@ def fuse_file(
 ) -> tuple[FuseReport, list[Path]]:
     """Fuse ``source`` into ``output``; returns the report and the files written.
 
-    Raises ParityFailure (exit 1) when ``expect`` differs from the number of subgraphs fused; the
-    output is written first all the same.
+    Raises ParityFailure (exit 1) when ``expect`` differs from the number of SimAM nodes in the
+    output (fused now plus those already in ``source``); the output is written first all the same.
     """
     if output is None and not dry_run:
         raise InputError("no output file given", "add -o OUT.onnx, or --dry-run to only report")
@@ -76,7 +88,8 @@ def fuse_file(
     written: list[Path] = []
     if not dry_run:
         written = save_model(fused, output, source=source, external_data=external_data)
-    check_expected(len(report.fused), expect, f"fused {{}} SimAM subgraph(s) in {source}")
+    count, what = fuse_count(report, source)
+    check_expected(count, expect, what)
     return report, written
 
 

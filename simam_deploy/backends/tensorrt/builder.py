@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -21,6 +22,7 @@ from typing import Any
 
 import onnx
 
+from simam_deploy.backends.tensorrt.plan import DUMP_HEADER, parse_layer_dump, simam_blocks, simam_plan
 from simam_deploy.backends.tensorrt.plugin import PLUGIN_NAME, register_plugin
 from simam_deploy.backends.tensorrt.runtime import Runtime, import_runtime
 from simam_deploy.errors import InputError, SimamDeployError
@@ -46,8 +48,14 @@ class BuildReport:
     profiles: dict[str, list[list[int]]]
     compute_capabilities: list[str] = field(default_factory=list)
     plugin_embedded: bool = False
-    builder_flags: list[str] = field(default_factory=list)  # FP16/BF16 flags set (TensorRT <= 10)
+    builder_flags: list[str] = field(default_factory=list)  # FP16/BF16/INT8 flags set (TensorRT <= 10)
+    qdq_layers: int = 0  # Quantize/Dequantize layers: an explicitly quantized (INT8) network
+    weights_bytes: int | None = None  # the builder's "Total Weights Memory" (None: not logged)
     notices: list[str] = field(default_factory=list)
+    # the kernels TensorRT chose for each SimAM block (plan.Plan.to_dict()), None where the runtime's
+    # log has no plan listing; plan_note says why
+    plan: dict[str, Any] | None = None
+    plan_note: str | None = None
     schema: str = "simam-deploy/build/v1"
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,6 +63,7 @@ class BuildReport:
 
 
 _LOGGERS: dict[str, Any] = {}
+_WEIGHTS_MEMORY = re.compile(r"Total Weights Memory: (\d+) bytes")
 
 
 def collecting_logger(trt: ModuleType, verbose: bool) -> Any:
@@ -71,8 +80,15 @@ def collecting_logger(trt: ModuleType, verbose: bool) -> Any:
                 trt.ILogger.__init__(self)
                 self.errors: list[str] = []
                 self.verbose = False
+                self.weights_bytes: int | None = None
+                self.plan_dump: str | None = None
 
             def log(self, severity: Any, msg: str) -> None:
+                weights = _WEIGHTS_MEMORY.search(str(msg))
+                if weights:  # the only place TensorRT states the engine's weight bytes
+                    self.weights_bytes = int(weights.group(1))
+                if msg.startswith(DUMP_HEADER):
+                    self.plan_dump = str(msg)  # the finished plan, one kernel a line (plan.py)
                 if severity in errors_at:
                     self.errors.append(str(msg))
                     if not self.verbose:
@@ -84,6 +100,8 @@ def collecting_logger(trt: ModuleType, verbose: bool) -> Any:
         logger = _LOGGERS[trt.__name__] = _Logger()
     logger.errors = []
     logger.verbose = verbose
+    logger.weights_bytes = None
+    logger.plan_dump = None
     return logger
 
 
@@ -218,13 +236,18 @@ def check_simam_planes(onnx_path: Path, shapes: dict) -> None:
                 )
 
 
-def _count_simam_nodes(onnx_path: Path) -> int:
-    """SimAM nodes of the graph (read without its weights), after checking that every external-data
-    file the parser will open lies inside the model's folder and exists."""
-    from simam_deploy.onnx_utils import SIMAM_OP_TYPE, load_onnx
+def _read_graph(onnx_path: Path) -> onnx.ModelProto:
+    """The graph without its weights (SimAM nodes are counted and blocks found on it), after checking
+    that every external-data file the parser will open lies inside the model's folder and exists."""
+    from simam_deploy.onnx_utils import load_onnx
 
-    model = load_onnx(onnx_path, check=False, load_external=False)
-    return sum(node.op_type == SIMAM_OP_TYPE for node in model.graph.node)
+    return load_onnx(onnx_path, check=False, load_external=False)
+
+
+def _count_simam_nodes(graph: onnx.ModelProto) -> int:
+    from simam_deploy.onnx_utils import SIMAM_OP_TYPE
+
+    return sum(node.op_type == SIMAM_OP_TYPE for node in graph.graph.node)
 
 
 def _plugin_layer_name(trt: ModuleType, layer: Any) -> str | None:
@@ -314,6 +337,25 @@ def _set_precision(runtime: Runtime, config: Any, precision: str) -> list[str]:
         )
     config.set_flag(flag)
     return [precision.upper()]
+
+
+def count_qdq_layers(trt: ModuleType, network: Any) -> int:
+    """Quantize/Dequantize layers of a parsed network (Q/DQ ONNX files, `simam-deploy quantize`)."""
+    kinds = {getattr(trt.LayerType, name, None) for name in ("QUANTIZE", "DEQUANTIZE")} - {None}
+    return sum(network.get_layer(i).type in kinds for i in range(network.num_layers))
+
+
+def _set_int8(runtime: Runtime, config: Any, qdq_layers: int) -> list[str]:
+    """Weakly typed TensorRT (8.x-10.x) runs a network's Q/DQ layers in INT8 only with the INT8 flag
+    (explicit quantization: scales come from the file, no calibrator); strongly typed TensorRT (11,
+    RTX) has no such flag and takes the types the Q/DQ layers state."""
+    if not qdq_layers or runtime.strongly_typed_only:
+        return []
+    flag = getattr(runtime.module.BuilderFlag, "INT8", None)
+    if flag is None:
+        return []
+    config.set_flag(flag)
+    return ["INT8"]
 
 
 def _normalise_capability(text: str) -> str:
@@ -519,9 +561,9 @@ def build_engine(
             # strongly typed TensorRT has no FP16/BF16 flag: the ONNX file's tensor types decide
             onnx_path, notice = typed_onnx_for_build(onnx_path, precision, workdir)
             notices += [notice] if notice else []
-        simam_nodes = _count_simam_nodes(onnx_path)
+        graph = _read_graph(onnx_path)
         try:
-            report = _build(rt, onnx_path, out, simam_nodes, shape_specs, options)
+            report = _build(rt, onnx_path, out, graph, shape_specs, options)
         except SimamDeployError:
             raise
         except Exception as exc:  # a TensorRT binding raising: still a message, never a traceback
@@ -534,9 +576,10 @@ def build_engine(
 
 
 def _build(
-    rt: Runtime, onnx_path: Path, out: Path, simam_nodes: int, shape_specs: dict, options: BuildOptions
+    rt: Runtime, onnx_path: Path, out: Path, graph: onnx.ModelProto, shape_specs: dict, options: BuildOptions
 ) -> BuildReport:
     trt = rt.module
+    simam_nodes = _count_simam_nodes(graph)
     logger = collecting_logger(trt, options.verbose)
     plugin_path = register_plugin(rt, options.plugin_lib) if simam_nodes or options.embed_plugin else None
     builder = trt.Builder(logger)
@@ -552,6 +595,8 @@ def _build(
     if options.workspace_mb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
     flags = _set_precision(rt, config, options.precision)
+    qdq_layers = count_qdq_layers(trt, parsed.network)
+    flags += _set_int8(rt, config, qdq_layers)
     targets = _set_compute_capabilities(rt, config, options.compute_capabilities)
     if options.embed_plugin and plugin_path is not None:
         config.plugins_to_serialize = [str(plugin_path.resolve())]
@@ -560,6 +605,8 @@ def _build(
     monitor = _make_progress_monitor(trt)
     if monitor is not None:
         config.progress_monitor = monitor
+    if hasattr(trt, "ProfilingVerbosity"):  # the builder then logs the kernels of its plan
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
 
     started = time.perf_counter()
     status = f"building TensorRT engine ({options.precision}, {rt.label})"
@@ -579,7 +626,10 @@ def _build(
     if cache is not None and options.timing_cache is not None:
         with atomic_output(options.timing_cache) as tmp:
             tmp.write_bytes(memoryview(cache.serialize()))
+    plan, plan_note = _read_plan(logger.plan_dump, graph, profiles)
     return BuildReport(
+        plan=plan,
+        plan_note=plan_note,
         engine=str(out),
         onnx=str(onnx_path),
         precision=network_precision(parsed.network),  # from the network's tensor types, not a flag
@@ -595,7 +645,23 @@ def _build(
         compute_capabilities=targets,
         plugin_embedded=bool(options.embed_plugin and plugin_path is not None),
         builder_flags=flags,
+        qdq_layers=qdq_layers,
+        weights_bytes=logger.weights_bytes,
     )
+
+
+def _read_plan(
+    dump: str | None, graph: onnx.ModelProto, profiles: dict[str, list[list[int]]]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The plan per SimAM block, from the builder's kernel listing, at the profile's opt batch."""
+    if dump is None:
+        return None, "this TensorRT's builder log lists no kernels (TensorRT for RTX and Myelin plans do)"
+    kernels = parse_layer_dump(dump)
+    if not kernels:
+        return None, "the builder's kernel listing is in a format this version does not read"
+    opt = [shapes[1][0] for shapes in profiles.values() if len(shapes) > 1 and shapes[1]]
+    batch = opt[0] if opt else 1
+    return simam_plan(kernels, simam_blocks(graph), batch).to_dict(), None
 
 
 def _load_timing_cache(config: Any, path: str | os.PathLike | None) -> Any | None:
