@@ -11,7 +11,13 @@ import numpy as np
 import onnx
 
 from simam_deploy.errors import InputError
-from simam_deploy.onnx_utils import READABLE_IR_VERSION, cap_ir_version, count_simam_nodes, load_onnx
+from simam_deploy.onnx_utils import (
+    READABLE_IR_VERSION,
+    cap_ir_version,
+    count_simam_nodes,
+    load_onnx,
+    uses_external_data,
+)
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -40,14 +46,24 @@ class OnnxRuntimeRunner:
 
     name = "onnxruntime"
 
-    def __init__(self, model: str | Path | onnx.ModelProto, providers: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        model: str | Path | onnx.ModelProto,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
         import onnxruntime as ort
+
+        if threads is not None and threads < 1:
+            raise InputError(f"threads must be >= 1, got {threads}", "e.g. --threads 1")
 
         from_file = not isinstance(model, onnx.ModelProto)
         # a file is validated (external-data locations included) but its weights are not read here
         proto = load_onnx(model, load_external=False) if from_file else model
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if threads is not None:
+            options.intra_op_num_threads = threads  # ONNX Runtime's default: one per physical core
         needs_rewrite = proto.ir_version > READABLE_IR_VERSION or count_simam_nodes(proto)
         if from_file and needs_rewrite:
             proto = load_onnx(model, check=False)  # rewritten in memory: weights included
@@ -61,7 +77,19 @@ class OnnxRuntimeRunner:
             simam_ort.register(options)
         self.providers = list(providers) if providers else ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(model_bytes, sess_options=options, providers=self.providers)
+            try:
+                self.session = ort.InferenceSession(
+                    model_bytes, sess_options=options, providers=self.providers
+                )
+            except Exception:
+                if not (from_file and not needs_rewrite and uses_external_data(proto)):
+                    raise
+                # ONNX Runtime's shape inference cannot read external data that a node needs as a
+                # constant (e.g. ReduceMean's axes in torch's dynamo exports): hand it over loaded
+                proto = load_onnx(model, check=False)
+                self.session = ort.InferenceSession(
+                    proto.SerializeToString(), sess_options=options, providers=self.providers
+                )
         except Exception as exc:
             hint = "check the file with `python -m onnx.checker`, or unfuse custom ops (simam-deploy unfuse)"
             if any(init.data_type == onnx.TensorProto.BFLOAT16 for init in proto.graph.initializer):
