@@ -30,6 +30,7 @@ Examples:
   simam-deploy bench resnet50 --device cuda --dtype fp16 --batch 32 --compare eager,fused,compile
   simam-deploy bench cifar-resnet20 --checkpoint model_best.pth.tar --compare eager,fused,onnxruntime
   simam-deploy bench r20.onnx --input-shape 64x3x32x32
+  simam-deploy bench r20.onnx --backend onnxruntime --backend openvino --threads 1   # 4 rows, interleaved
   simam-deploy bench r50.engine --cuda-graph --iters 500
   simam-deploy bench r20.engine --reference cifar-resnet20 --compare tensorrt,eager,fused,onnxruntime
   simam-deploy bench r20-fused.onnx --triton http://localhost:8000 r20     # served beside local ORT
@@ -61,7 +62,8 @@ Exit codes: 0 ok, 2 usage or input error.
 @click.option(
     "--compare",
     metavar="LIST",
-    help="Comma-separated backends: eager,fused,compile (--kernel); also onnxruntime,tensorrt (TARGET).",
+    help="Comma-separated backends: eager,fused,compile (--kernel); also onnxruntime,openvino,tensorrt "
+    "(TARGET).",
 )
 @click.option("--batch", type=int, default=None, help="Replace the batch size N of every shape / input.")
 @click.option(
@@ -78,6 +80,20 @@ Exit codes: 0 ok, 2 usage or input error.
     metavar="MODEL",
     help="For an .onnx/.engine TARGET: the PyTorch model to time beside it (eager, fused, compile, "
     "onnxruntime in --compare).",
+)
+@click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    metavar="NAME",
+    help="For an .onnx/.engine TARGET: the backend(s) that run it, repeatable (onnxruntime, openvino for "
+    ".onnx; tensorrt for engines) [default: by file type].",
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="CPU threads of ONNX Runtime / OpenVINO (e.g. 1 for single-thread latency) [default: theirs].",
 )
 @click.option(
     "--cuda-graph", is_flag=True, help="Replay a CUDA graph (TensorRT engines whose runner supports it)."
@@ -98,7 +114,7 @@ Exit codes: 0 ok, 2 usage or input error.
 )
 def bench(
     target, kernel, shapes, dtypes, device, warmup, iters, compare, batch, input_shape, checkpoint,
-    reference, cuda_graph, triton, json_path, plot_path,
+    reference, backends, threads, cuda_graph, triton, json_path, plot_path,
 ) -> None:  # fmt: skip
     """Measure speed: the fused SimAM kernel (--kernel) or a model TARGET several ways side by side."""
     import torch
@@ -112,6 +128,8 @@ def bench(
             "see simam-deploy bench --help",
         )
     _check_arguments(target, checkpoint, reference, json_path, plot_path)
+    if kernel and (backends or threads is not None):
+        raise InputError("--backend and --threads apply to a TARGET", "drop them with --kernel")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     on_gpu = device == "cuda"
     progress = lambda msg: err_console.print(f"[dim]{msg}[/dim]")  # noqa: E731  (stderr: never mixes with JSON)
@@ -165,6 +183,8 @@ def bench(
             iters=iters if iters is not None else 50,
             cuda_graph=cuda_graph,
             progress=progress,
+            backends=list(backends) or None,
+            threads=threads,
         )
         if triton:
             add_triton(result, *triton, batch=batch, input_shape=input_shape, progress=progress)

@@ -6,7 +6,7 @@ import click
 
 from simam_deploy.cli.common import check_outputs, write_json
 from simam_deploy.errors import MissingDependencyError
-from simam_deploy.libs import LIBRARIES, library_status
+from simam_deploy.libs import library_kinds, library_status
 
 EPILOG = """\b
 Examples:
@@ -21,8 +21,8 @@ Exit codes: 0 ok, 2 a library asked for is not built (the message says how to bu
 
 
 def _kind_options(command: click.Command) -> click.Command:
-    # One flag per entry of simam_deploy.libs.LIBRARIES, so a new library needs no CLI change.
-    for kind in reversed(list(LIBRARIES)):
+    # One flag per backend with a native library (the registry), so a new library needs no CLI change.
+    for kind in reversed(library_kinds()):
         command = click.option(
             f"--{kind}",
             "kinds",

@@ -4,6 +4,7 @@ import click
 from click.core import ParameterSource
 from rich.table import Table
 
+from simam_deploy.backends import backend_names
 from simam_deploy.cli.common import check_outputs, envelope, human_console, progress, write_json
 from simam_deploy.errors import InputError
 from simam_deploy.parity import ParityReport, RunResult
@@ -29,6 +30,7 @@ Examples:
   simam-deploy validate r20.onnx --reference cifar-resnet20 --per-layer --plot layers.png
   simam-deploy validate r20.onnx --reference cifar-resnet20 --inputs photos/ --save-inputs io/
   simam-deploy validate r20.engine --reference cifar-resnet20 --per-layer --onnx-source r20.onnx
+  simam-deploy validate r20-fused.onnx --reference cifar-resnet20 --backend openvino
   simam-deploy validate r20.engine --reference-outputs io/          # on the device: no torch needed
   simam-deploy validate r20.engine --reference-outputs out.json --load-inputs in.json   # Polygraphy's
 
@@ -108,6 +110,11 @@ be installed): a folder written by --save-outputs (its inputs are read from the 
 )
 @click.option("--plugin-lib", metavar="PATH", help="TensorRT plugin library (engines only).")
 @click.option(
+    "--backend",
+    type=click.Choice(backend_names(lambda b: bool(b.suffixes))),
+    help="Run TARGET on this backend [default: by file type: .onnx onnxruntime, .engine tensorrt].",
+)
+@click.option(
     "--allow-nonfinite",
     is_flag=True,
     help="Expect NaN/Inf: they pass when both sides have them in the same places.",
@@ -117,11 +124,12 @@ be installed): a folder written by --save-outputs (its inputs are read from the 
 def validate(
     ctx, target, reference, reference_outputs, checkpoint, atol, rtol, precision, inputs, mean, std, size,
     batch_size, per_layer, onnx_source, probe_precision, save_inputs, save_outputs, plot, seeds, input_shape,
-    plugin_lib, allow_nonfinite, json_path,
+    plugin_lib, backend, allow_nonfinite, json_path,
 ) -> None:  # fmt: skip
-    """Run TARGET (.onnx in ONNX Runtime, .engine in TensorRT) and the PyTorch reference (or outputs
-    saved on the host) on the same inputs and report, per output: max abs / max rel / mean error, the
-    fraction outside tolerance, NaN/Inf counts and top-1 agreement for classifiers."""
+    """Run TARGET (.onnx in ONNX Runtime, or OpenVINO with --backend openvino; .engine in TensorRT) and
+    the PyTorch reference (or outputs saved on the host) on the same inputs and report, per output: max
+    abs / max rel / mean error, the fraction outside tolerance, NaN/Inf counts and top-1 agreement for
+    classifiers."""
     from simam_deploy.validate import validate as run_validate
 
     seed_list = _parse_seeds(seeds)
@@ -179,6 +187,7 @@ def validate(
         seeds=seed_list,
         input_shape=shape,
         plugin_lib=plugin_lib,
+        backend=backend,
         on_run=on_run,
         allow_nonfinite=allow_nonfinite,
         on_start=lambda i, n, what: progress(f"run {i + 1}/{n}: {what}"),

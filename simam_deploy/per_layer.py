@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -36,6 +35,7 @@ from torch import nn
 
 from simam_deploy.errors import InputError
 from simam_deploy.graph import contract
+from simam_deploy.onnx_utils import load_onnx
 from simam_deploy.parity import OutputStats, RunResult, _finite, compare_arrays
 
 LAYERS_SCHEMA_KEYS = ("layers", "first_divergence", "divergence")
@@ -155,46 +155,6 @@ def map_blocks(blocks: Sequence[OnnxBlock], model: nn.Module) -> list[Block]:
 # -- the artefact side ------------------------------------------------------------------------------------
 
 
-def load_onnx_with_data(path: str | os.PathLike) -> onnx.ModelProto:
-    """Load an ONNX file, external weight files included after checking their locations."""
-    from simam_deploy.onnx_utils import load_onnx, uses_external_data
-
-    path = Path(path)
-    try:
-        return load_onnx(path, check=False)
-    except InputError:
-        if not path.is_file():
-            raise
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception:
-            raise InputError(f"{path} is not a readable ONNX file") from None
-        if not uses_external_data(model):
-            raise
-    base = path.resolve().parent
-    for tensor in model.graph.initializer:
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        info = {e.key: e.value for e in tensor.external_data}
-        location = info.get("location", "")
-        target = (base / location).resolve()
-        if not location or Path(location).is_absolute() or base not in target.parents or not target.is_file():
-            raise InputError(
-                f"{path}: initializer {tensor.name} points at external data {location!r}, which is not a "
-                "file beside the model",
-                "keep external data files in the model's folder (onnx.save(..., location='weights.bin'))",
-            )
-        for key in ("offset", "length"):
-            if key in info and not info[key].isdigit():
-                raise InputError(
-                    f"{path}: initializer {tensor.name} has a bad external-data {key} {info[key]!r}"
-                )
-    from onnx.external_data_helper import load_external_data_for_model
-
-    load_external_data_for_model(model, str(base))
-    return model
-
-
 def probe_model(model: onnx.ModelProto, blocks: Sequence[OnnxBlock]) -> onnx.ModelProto:
     """A copy of ``model`` whose graph outputs also list every block's input and output tensor."""
     from simam_deploy.graph.fuse import _infer
@@ -262,102 +222,35 @@ class ProbedRunner:
         return {n: out[n] for n in self._outputs}
 
 
-def onnx_probe_runner(
-    model: onnx.ModelProto, blocks: Sequence[Block], providers: Sequence[str] | None = None
-) -> ProbedRunner:
-    """Through the repo's ONNX Runtime backend, so SimAM nodes run on whichever op it registers."""
-    # (imported here: the backend imports onnxruntime, which `import simam_deploy.per_layer` must not)
-    from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
-
-    outputs = [o.name for o in model.graph.output]
-    probed = probe_model(model, [b.onnx for b in blocks])
-    # The verdict stays on the file as it is: extra outputs can change which fusions ONNX Runtime
-    # applies, so the final outputs come from an untouched session and the blocks from the probed one.
-    final = OnnxRuntimeRunner(model, providers=providers)
-    probe = OnnxRuntimeRunner(probed, providers=providers)
-    return ProbedRunner(final, outputs, _tensors(blocks), probe=probe)
-
-
-def _tensors(blocks: Sequence[Block]) -> list[str]:
-    return list(dict.fromkeys(t for b in blocks for t in (b.onnx.input, b.onnx.output)))
-
-
-def build_probe_engine(
-    model: onnx.ModelProto,
-    blocks: Sequence[Block],
-    shapes: Sequence[Sequence[int]],
-    folder: str | os.PathLike,
-    *,
-    precision: str = "fp32",
-    plugin_lib: str | os.PathLike | None = None,
-    runtime: str = "auto",
-    compute_capabilities: Sequence[str] = (),
-) -> Any:
-    """Build ``folder``/probe.engine from ``model`` with every block's tensors marked as network outputs
-    (TensorRT's parser marks ONNX graph outputs); returns the build report. ``shapes`` are the input
-    shapes that will be fed: the profile spans them. Needs TensorRT, not a GPU (TensorRT for RTX builds
-    without one), so CI reaches this far."""
-    from simam_deploy.backends.tensorrt.builder import build_engine
-    from simam_deploy.onnx_utils import save_onnx
-
-    probed = probe_model(model, [b.onnx for b in blocks])
-    name = model.graph.input[0].name
-    low = tuple(min(s[i] for s in shapes) for i in range(len(shapes[0])))
-    high = tuple(max(s[i] for s in shapes) for i in range(len(shapes[0])))
-    onnx_path, engine_path = Path(folder) / "probe.onnx", Path(folder) / "probe.engine"
-    save_onnx(probed, onnx_path)
-    return build_engine(
-        onnx_path,
-        engine_path,
-        precision,
-        {name: (low, high, high)},
-        plugin_lib=plugin_lib,
-        runtime=runtime,
-        compute_capabilities=compute_capabilities,
-    )
-
-
-def tensorrt_probe_runner(
-    final: Any,
-    model: onnx.ModelProto,
-    blocks: Sequence[Block],
-    shapes: Sequence[Sequence[int]],
-    *,
-    precision: str = "fp32",
-    plugin_lib: str | os.PathLike | None = None,
-    workdir: str | os.PathLike | None = None,
-) -> ProbedRunner:
-    """``final`` (the user's engine) for the outputs, plus the probe engine (:func:`build_probe_engine`)
-    for the blocks."""
-    from simam_deploy.backends.tensorrt.runner import TensorRTRunner
-
-    folder = Path(tempfile.mkdtemp(prefix="simam-probe-", dir=workdir))
-    report = build_probe_engine(model, blocks, shapes, folder, precision=precision, plugin_lib=plugin_lib)
-    probe = TensorRTRunner(report.engine, plugin_lib=plugin_lib)
-    return ProbedRunner(final, final.output_names, _tensors(blocks), probe=probe)
-
-
-def engine_probe_runner(
-    engine_runner: Any,
+def onnx_file_probe(
+    runner: Any,
+    target: str | os.PathLike | onnx.ModelProto,
     model: nn.Module,
-    onnx_source: str | os.PathLike | None,
     shapes: Sequence[Sequence[int]],
     *,
+    backend: Any,
+    options: dict[str, Any],
+    onnx_source: str | os.PathLike | None = None,
     precision: str = "fp32",
-    plugin_lib: str | os.PathLike | None = None,
 ) -> tuple[ProbedRunner, list[Block]]:
-    """--per-layer for a TensorRT engine: blocks from the ONNX it was built from, and a debug engine."""
-    if onnx_source is None:
+    """The registry's per-layer probe for backends that open ONNX files (ONNX Runtime, OpenVINO):
+    ``runner`` (the file as it is) for the outputs, the same backend on a copy of the file whose graph
+    outputs also list the blocks' tensors for the blocks. The verdict stays on the untouched file: extra
+    outputs can change which fusions a runtime applies. ``onnx_source``/``precision`` concern engines."""
+    if onnx_source is not None:
         raise InputError(
-            "--per-layer on a TensorRT engine needs the ONNX file it was built from",
-            "add --onnx-source MODEL.onnx (a debug engine is built from it, SimAM tensors as outputs)",
+            "--onnx-source is for TensorRT engines (the ONNX file the engine was built from)",
+            "drop --onnx-source: the blocks are read from the ONNX file being validated",
         )
-    proto = load_onnx_with_data(onnx_source)
+    proto = target if isinstance(target, onnx.ModelProto) else load_onnx(target, check=False)
     blocks = blocks_for(proto, model)
-    runner = tensorrt_probe_runner(
-        engine_runner, proto, blocks, shapes, precision=precision, plugin_lib=plugin_lib
-    )
-    return runner, blocks
+    probe = backend.load(probe_model(proto, [b.onnx for b in blocks]), **options)
+    return ProbedRunner(runner, runner.output_names, block_tensors(blocks), probe=probe), blocks
+
+
+def block_tensors(blocks: Sequence[Block]) -> list[str]:
+    """Every block's input and output tensor, in block order, once each."""
+    return list(dict.fromkeys(t for b in blocks for t in (b.onnx.input, b.onnx.output)))
 
 
 # -- the reference side ---------------------------------------------------------------------------------
@@ -590,10 +483,10 @@ class PerLayerSession:
         self.recorder: LayerRecorder | None = None
 
     def on_run(self, atol: float, rtol: float, then: Callable[[RunResult], None] | None) -> Callable:
-        self.recorder = LayerRecorder(self.blocks, self.target, self.hooks, atol, rtol)
+        recorder = self.recorder = LayerRecorder(self.blocks, self.target, self.hooks, atol, rtol)
 
         def callback(run: RunResult) -> None:
-            self.recorder(run)
+            recorder(run)
             if then is not None:
                 then(run)
 

@@ -191,6 +191,7 @@ def validate_saved(
     precision: str = "auto",
     providers: Sequence[str] | None = None,
     plugin_lib: str | None = None,
+    backend: str | None = None,
     on_run: Callable[[RunResult], None] | None = None,
     allow_nonfinite: bool = False,
     on_start: Callable[[int, int, str], None] | None = None,
@@ -199,8 +200,7 @@ def validate_saved(
     computed on. Same metrics and report as :func:`simam_deploy.validate.validate`; the report's
     ``reference_outputs`` section says which file and format the reference came from."""
     saved = load_reference_outputs(reference_outputs)  # a bad file fails before the target loads
-    options = {"plugin_lib": plugin_lib} if plugin_lib else {}
-    runner = load_runner(target, providers=providers, **options)
+    runner = load_runner(target, backend=backend, providers=providers, plugin_lib=plugin_lib)
     tol = resolve_tolerances(target, precision, atol, rtol)
     input_set = reference_inputs(inputs, saved, runner.input_spec())
     pairs = pair_sets(input_set, saved, runner)

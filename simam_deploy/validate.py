@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simam_deploy.backends import ONNX_SUFFIXES, load_runner
+from simam_deploy.backends import backend_for
 from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.inputs import (
     DEFAULT_BATCH,
@@ -150,6 +150,7 @@ def validate(
     input_shape: tuple[int, ...] | None = None,
     providers: Sequence[str] | None = None,
     plugin_lib: str | None = None,
+    backend: str | None = None,
     on_run: Callable[[RunResult], None] | None = None,
     allow_nonfinite: bool = False,
     on_start: Callable[[int, int, str], None] | None = None,
@@ -164,7 +165,8 @@ def validate(
     save_outputs: str | os.PathLike | None = None,
     plot: str | os.PathLike | None = None,
 ) -> ParityReport:
-    """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT) with the PyTorch ``reference``,
+    """Compare ``target`` (.onnx via ONNX Runtime, .engine via TensorRT, or the registry's ``backend``,
+    e.g. "openvino") with the PyTorch ``reference``,
     or with ``reference_outputs`` saved on the host (a ``save_outputs`` folder or Polygraphy
     ``--save-outputs`` JSON; ``inputs`` then names the saved inputs, by default those in the same
     folder; see :mod:`simam_deploy.saved_reference`; torch is not needed).
@@ -206,6 +208,7 @@ def validate(
             precision=precision,
             providers=providers,
             plugin_lib=plugin_lib,
+            backend=backend,
             on_run=on_run,
             allow_nonfinite=allow_nonfinite,
             on_start=on_start,
@@ -238,30 +241,27 @@ def validate(
         return _validate(
             target, reference, checkpoint=checkpoint, atol=atol, rtol=rtol, precision=precision,
             inputs=inputs, seeds=seeds, input_shape=input_shape, providers=providers, plugin_lib=plugin_lib,
-            on_run=on_run, allow_nonfinite=allow_nonfinite, on_start=on_start, per_layer=per_layer,
-            onnx_source=onnx_source, probe_precision=probe_precision, mean=mean, std=std, size=size,
-            batch_size=batch_size, save_inputs=save_inputs, save_outputs=save_outputs, plot=plot,
+            backend=backend, on_run=on_run, allow_nonfinite=allow_nonfinite, on_start=on_start,
+            per_layer=per_layer, onnx_source=onnx_source, probe_precision=probe_precision, mean=mean, std=std,
+            size=size, batch_size=batch_size, save_inputs=save_inputs, save_outputs=save_outputs, plot=plot,
         )  # fmt: skip
 
 
 def _validate(
     target, reference, *, checkpoint, atol, rtol, precision, inputs, seeds, input_shape, providers,
-    plugin_lib, on_run, allow_nonfinite, on_start, per_layer, onnx_source, probe_precision, mean, std, size,
-    batch_size, save_inputs, save_outputs, plot,
+    plugin_lib, backend, on_run, allow_nonfinite, on_start, per_layer, onnx_source, probe_precision, mean,
+    std, size, batch_size, save_inputs, save_outputs, plot,
 ) -> ParityReport:  # fmt: skip
     from simam_deploy import per_layer as per_layer_mod
     from simam_deploy.backends.torch.runner import TorchRunner
     from simam_deploy.zoo import build_model
 
-    options = {"plugin_lib": plugin_lib} if plugin_lib else {}
+    if not Path(target).exists():
+        raise InputError(f"{target} does not exist", "check the path")
+    chosen = backend_for(target, backend)
+    options = {"providers": providers, "plugin_lib": plugin_lib}
     model, _ = build_model(reference, checkpoint)
-    probe_proto = None
-    if per_layer and Path(target).suffix.lower() in ONNX_SUFFIXES:
-        probe_proto = per_layer_mod.load_onnx_with_data(target)
-        blocks = per_layer_mod.blocks_for(probe_proto, model)
-        runner = per_layer_mod.onnx_probe_runner(probe_proto, blocks, providers)
-    else:
-        runner = load_runner(target, providers=providers, **options)
+    runner = chosen.load(target, **options)
     tol = resolve_tolerances(target, precision, atol, rtol)  # after the loader has vetted the file
     torch_runner = TorchRunner(model, runner.input_names, runner.output_names)
     spec = runner.input_spec()
@@ -287,10 +287,12 @@ def _validate(
         for feed_shapes in feeds:  # refuse a batch of 10^9 with its size, before allocating it
             check_input_memory(feed_shapes, "--input-shape", copies=2)
     check_simam_planes(model, shapes, spec)
-    if per_layer and probe_proto is None:
-        runner, blocks = per_layer_mod.engine_probe_runner(
-            runner, model, onnx_source, shapes, precision=probe_precision, plugin_lib=plugin_lib
-        )
+    if per_layer:
+        probe = chosen.per_layer_probe()
+        runner, blocks = probe(
+            runner, target, model, shapes, backend=chosen, options=options, onnx_source=onnx_source,
+            precision=probe_precision,
+        )  # fmt: skip
     session = per_layer_mod.PerLayerSession(blocks, runner, torch_runner, model) if per_layer else None
     callback = session.on_run(tol.atol, tol.rtol, on_run) if session else on_run
     ckpt = f" + {Path(checkpoint).name}" if checkpoint else " (seeded weights)"

@@ -171,7 +171,7 @@ def test_external_data_outside_the_model_folder_is_refused(files, tmp_path):
     (tmp_path / "model").mkdir()
     target = tmp_path / "model" / "m.onnx"
     onnx.save(escaped, str(target))
-    with pytest.raises(InputError, match="not a file beside the model"):
+    with pytest.raises(InputError, match="climbs out of the model's folder"):
         validate(target, REFERENCE, per_layer=True, seeds=(0,))
 
 

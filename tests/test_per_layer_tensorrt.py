@@ -95,15 +95,16 @@ def test_engine_per_layer_needs_the_onnx_source(plugin_onnx, plugin_lib):
 @needs_rtx_plugin
 def test_probe_engine_is_built_with_every_block_tensor_as_an_output(plugin_onnx, tmp_path):
     """The GPU-free half of --per-layer on an engine: blocks found, probe file written, engine built."""
-    from simam_deploy import per_layer
+    from simam_deploy.backends.tensorrt.probe import build_probe_engine
     from simam_deploy.onnx_utils import load_onnx
+    from simam_deploy.per_layer import block_tensors, blocks_for
     from simam_deploy.zoo import build_model
 
     model, _ = build_model("cifar-resnet20")
     proto = load_onnx(plugin_onnx)
-    blocks = per_layer.blocks_for(proto, model)
+    blocks = blocks_for(proto, model)
     assert len(blocks) == 9
-    report = per_layer.build_probe_engine(
+    report = build_probe_engine(
         proto, blocks, [(1, 3, 32, 32), (3, 3, 32, 32)], tmp_path, runtime="tensorrt-rtx"
     )
     assert Path(report.engine) == tmp_path / "probe.engine"
@@ -113,4 +114,4 @@ def test_probe_engine_is_built_with_every_block_tensor_as_an_output(plugin_onnx,
     # every block's input and output is a graph output of the file the engine was parsed from
     outputs = [o.name for o in onnx.load(tmp_path / "probe.onnx").graph.output]
     assert outputs[0] == proto.graph.output[0].name
-    assert {t for b in blocks for t in (b.onnx.input, b.onnx.output)} <= set(outputs)
+    assert set(block_tensors(blocks)) <= set(outputs) and len(block_tensors(blocks)) == 18

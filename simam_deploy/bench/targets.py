@@ -4,9 +4,10 @@ TARGET is either
   * a model (a zoo name such as ``resnet50``, or ``package.module:callable``), run in PyTorch
     eager, with the fused SimAM op swapped in, and under ``torch.compile`` (and, on request,
     exported decomposed to ONNX and run in ONNX Runtime);
-  * an ``.onnx`` file, run in ONNX Runtime next to its counterpart: a decomposed file beside its
-    fused form (``fuse_simam``), a fused file beside its decomposed form (``unfuse_simam``),
-    timed interleaved so that both see the same machine;
+  * an ``.onnx`` file, run in ONNX Runtime (or the backends named, e.g. OpenVINO) next to its
+    counterpart: a decomposed file beside its fused form (``fuse_simam``), a fused file beside its
+    decomposed form (``unfuse_simam``), every backend and form timed interleaved so that all see the
+    same machine;
   * a TensorRT engine (``.engine``/``.plan``/``.trt``), run through
     ``simam_deploy.backends.load_runner``: its ``benchmark(inputs, warmup, iters, cuda_graph)``
     when the runner has one (device-side timing), else timed calls of ``infer``.
@@ -19,18 +20,31 @@ import copy
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from simam_deploy.backends import (
+    ENGINE_SUFFIXES,
+    ONNX_SUFFIXES,
+    Runner,
+    backend_for,
+    file_backends,
+    get_backend,
+)
 from simam_deploy.bench.kernel import DTYPES, device_name, resolve_device
 from simam_deploy.bench.timing import LatencyStats, check_counts, summarize, time_callable, time_interleaved
 from simam_deploy.errors import InputError, SimamDeployError
 from simam_deploy.resources import check_input_memory, out_of_memory_is_input
 
-MODEL_BACKENDS: tuple[str, ...] = ("eager", "fused", "compile", "onnxruntime")
-ALL_BACKENDS: tuple[str, ...] = (*MODEL_BACKENDS, "tensorrt")
+TORCH_MODES: tuple[str, ...] = ("eager", "fused", "compile")
+# From the backend registry: backends that open ONNX files run a model's export; engines need a build.
+ONNX_BACKENDS: tuple[str, ...] = tuple(b.name for b in file_backends(ONNX_SUFFIXES[0]))
+MODEL_BACKENDS: tuple[str, ...] = (*TORCH_MODES, *ONNX_BACKENDS)
+FILE_ONLY_BACKENDS: tuple[str, ...] = tuple(b.name for b in file_backends() if b.name not in ONNX_BACKENDS)
+ALL_BACKENDS: tuple[str, ...] = (*MODEL_BACKENDS, *FILE_ONLY_BACKENDS)
 SCHEMA = "simam-deploy/bench-target/1"
 
 
@@ -87,8 +101,6 @@ class TargetBenchmark:
 
 
 def target_kind(target: str) -> str:
-    from simam_deploy.backends import ENGINE_SUFFIXES, ONNX_SUFFIXES
-
     suffix = Path(target).suffix.lower()
     if suffix in ONNX_SUFFIXES:
         return "onnx"
@@ -99,7 +111,7 @@ def target_kind(target: str) -> str:
 
 def resolve_compare(compare: Sequence[str] | None, kind: str) -> list[str]:
     if not compare:
-        return {"model": ["eager", "fused", "compile"], "onnx": ["onnxruntime"], "engine": ["tensorrt"]}[kind]
+        return {"model": list(TORCH_MODES), "onnx": [], "engine": []}[kind]
     unknown = [c for c in compare if c not in ALL_BACKENDS]
     if unknown:
         raise InputError(
@@ -122,34 +134,53 @@ def benchmark_target(
     iters: int = 50,
     cuda_graph: bool = False,
     progress: Callable[[str], None] | None = None,
+    backends: Sequence[str] | None = None,
+    threads: int | None = None,
 ) -> TargetBenchmark:
     """Benchmark ``target`` with each backend of ``compare`` (see the module docstring).
 
-    For an .onnx/.engine file, ``reference`` (a zoo name or module:callable, with ``checkpoint``)
-    adds the PyTorch backends of ``compare`` (eager, fused, compile; onnxruntime for an engine)
-    side by side, on the same input shape."""
+    For an .onnx/.engine file, ``backends`` name the registry backends that run the file (default:
+    the one its file type calls for; ONNX backends named in ``compare`` join them), and
+    ``reference`` (a zoo name or module:callable, with ``checkpoint``) adds the PyTorch backends of
+    ``compare`` (eager, fused, compile; onnxruntime/openvino for an engine) side by side, on the same
+    input shape. ``threads``: CPU threads of the ONNX backends (ONNX Runtime intra-op, OpenVINO
+    inference threads); their default otherwise."""
     check_counts(warmup, iters)
     if dtype not in DTYPES:
         raise InputError(f"unknown dtype '{dtype}'", f"use {', '.join(DTYPES)}")
     if batch is not None and batch < 1:
         raise InputError(f"batch must be >= 1, got {batch}", "use --batch 1 or more")
+    if threads is not None and threads < 1:
+        raise InputError(f"threads must be >= 1, got {threads}", "use --threads 1 or more")
     kind = target_kind(target)
-    backends = resolve_compare(compare, kind)
+    compared = resolve_compare(compare, kind)
+    options = {"threads": threads}
     device = resolve_device(device)
     bench = TargetBenchmark(target, kind, device, device_name(device), dtype, (), warmup, iters, cuda_graph)
     if kind == "model":
-        _bench_model(bench, backends, batch, input_shape, checkpoint, progress)
+        if backends:
+            raise InputError("--backend chooses what runs a file", "name ONNX backends in --compare instead")
+        _bench_model(bench, compared, batch, input_shape, checkpoint, progress, options=options)
     else:
-        file_backend = "onnxruntime" if kind == "onnx" else "tensorrt"
-        model_backends = [b for b in backends if b not in (file_backend, "tensorrt")]
+        runs_file = [b for b in compared if b in _file_backend_names(target)]
+        chosen = list(dict.fromkeys([*(backends or [backend_for(target).name]), *runs_file]))
+        for name in chosen:
+            backend_for(target, name)  # refuses a backend that does not open this file type
+        model_backends = [b for b in compared if b not in chosen and b not in FILE_ONLY_BACKENDS]
         if model_backends and reference is None:
             bench.notes.append(
                 f"{', '.join(model_backends)} need the PyTorch model: add --reference MODEL; ignored"
             )
-        _bench_file(bench, batch, input_shape, progress)
+        _bench_file(bench, chosen, batch, input_shape, progress, options)
         if model_backends and reference is not None:
-            _bench_model(bench, model_backends, None, bench.input_shape, checkpoint, progress, reference)
+            _bench_model(
+                bench, model_backends, None, bench.input_shape, checkpoint, progress, reference, options
+            )
     return bench
+
+
+def _file_backend_names(target: str) -> list[str]:
+    return [b.name for b in file_backends(Path(target).suffix)]
 
 
 # ---- model targets ----------------------------------------------------------------------------
@@ -170,7 +201,14 @@ def _model_input_shape(target: str, batch: int | None, input_shape) -> tuple[int
 
 
 def _bench_model(
-    bench: TargetBenchmark, backends, batch, input_shape, checkpoint, progress, model_spec: str | None = None
+    bench: TargetBenchmark,
+    backends,
+    batch,
+    input_shape,
+    checkpoint,
+    progress,
+    model_spec: str | None = None,
+    options: dict | None = None,
 ) -> None:
     from simam_deploy.zoo import user_code_errors
 
@@ -178,10 +216,12 @@ def _bench_model(
     shape = _model_input_shape(spec, batch, input_shape)
     bench.input_shape = shape
     with user_code_errors(spec), out_of_memory_is_input("--batch / --input-shape"):
-        _time_model(bench, backends, shape, spec, checkpoint, progress)
+        _time_model(bench, backends, shape, spec, checkpoint, progress, options or {})
 
 
-def _time_model(bench: TargetBenchmark, backends, shape, spec: str, checkpoint, progress) -> None:
+def _time_model(
+    bench: TargetBenchmark, backends, shape, spec: str, checkpoint, progress, options: dict
+) -> None:
     from simam_deploy.backends.torch.runner import tensor_outputs
     from simam_deploy.nn import set_simam_fused
     from simam_deploy.zoo import build_model
@@ -194,16 +234,21 @@ def _time_model(bench: TargetBenchmark, backends, shape, spec: str, checkpoint, 
     x = torch.randn(shape, device=bench.device, dtype=torch_dtype)
     if bench.cuda_graph:
         bench.notes.append("--cuda-graph applies to TensorRT engines; PyTorch backends ran without it")
+    onnx_backends = [b for b in backends if b in ONNX_BACKENDS]
+    if onnx_backends:
+        if progress:
+            progress(", ".join(onnx_backends))
+        _bench_exported_onnx(bench, model, shape, onnx_backends, options)
     for backend in backends:
+        if backend in ONNX_BACKENDS:
+            continue
         if progress:
             progress(backend)
-        if backend == "tensorrt":
+        if backend not in TORCH_MODES:
             bench.notes.append(
-                "tensorrt needs an engine file: build one with `simam-deploy build`, then bench it"
+                f"{backend} needs a file it opens ({', '.join(get_backend(backend).suffixes)}): build or "
+                "export one, then bench it"
             )
-            continue
-        if backend == "onnxruntime":
-            _bench_exported_onnx(bench, model, shape)
             continue
         runnable = copy.deepcopy(model).to(device=bench.device, dtype=torch_dtype).eval()
         if backend == "fused" and set_simam_fused(runnable, True) == 0:
@@ -236,21 +281,23 @@ def _no_fused_modules_note(model: torch.nn.Module, shape) -> str:
         )
     return (
         f"the graph has {found} SimAM block(s) by formula (as export counts them), but none is a "
-        "simam_deploy.nn.SimAM module, so PyTorch 'fused' equals 'eager'; the onnxruntime/tensorrt "
+        "simam_deploy.nn.SimAM module, so PyTorch 'fused' equals 'eager'; the onnxruntime/openvino/tensorrt "
         "backends run them fused (export --mode plugin)"
     )
 
 
-def _bench_exported_onnx(bench: TargetBenchmark, model: torch.nn.Module, shape) -> None:
+def _bench_exported_onnx(
+    bench: TargetBenchmark, model: torch.nn.Module, shape, backends: Sequence[str], options: dict
+) -> None:
     from simam_deploy.export import export_onnx
     from simam_deploy.onnx_utils import load_onnx
 
     if bench.dtype != "fp32":
-        bench.notes.append("onnxruntime ran the fp32 export (the model is exported in fp32)")
+        bench.notes.append(f"{', '.join(backends)} ran the fp32 export (the model is exported in fp32)")
     with tempfile.TemporaryDirectory(prefix="simam-bench-") as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(copy.deepcopy(model).float().cpu(), path, input_shape=shape, dynamic="none")
-        runners = _onnx_pair(bench, load_onnx(path))
+        runners = _onnx_pair(bench, load_onnx(path), backends, options)
     inputs = {
         runners[0][1].input_names[0]: np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     }
@@ -258,10 +305,11 @@ def _bench_exported_onnx(bench: TargetBenchmark, model: torch.nn.Module, shape) 
 
 
 # ---- ONNX files: decomposed and fused side by side ------------------------------------------
-def _onnx_pair(bench: TargetBenchmark, proto) -> list[tuple[str, object]]:
-    """[(backend name, runner)] for ``proto`` and, where there is one, its counterpart:
-    decomposed first, fused second."""
-    from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
+def _onnx_pair(
+    bench: TargetBenchmark, proto, backends: Sequence[str], options: dict
+) -> list[tuple[str, Runner]]:
+    """[(row name, runner)] for ``proto`` and, where there is one, its counterpart, on every backend
+    of ``backends``: decomposed first, fused second."""
     from simam_deploy.graph.fuse import fuse_simam
     from simam_deploy.graph.unfuse import unfuse_simam
     from simam_deploy.onnx_utils import count_simam_nodes
@@ -280,14 +328,19 @@ def _onnx_pair(bench: TargetBenchmark, proto) -> list[tuple[str, object]]:
             bench.notes.append("no SimAM subgraph to fuse: the fused file would be the same")
             fused = None
     bench.notes.append(f"the {given} file is the one given; the other one is derived from it")
-    pair = [("onnxruntime decomposed", OnnxRuntimeRunner(decomposed))]
-    if fused is not None:
-        pair.append(("onnxruntime fused", OnnxRuntimeRunner(fused)))
-    return pair
+    pairs: list[tuple[str, Runner]] = []
+    for name in backends:
+        backend = get_backend(name)
+        pairs.append((f"{name} decomposed", backend.load(decomposed, **options)))
+        if fused is not None:
+            pairs.append((f"{name} fused", backend.load(fused, **options)))
+    return pairs
 
 
-def _time_onnx_pair(bench: TargetBenchmark, runners, inputs: dict[str, np.ndarray]) -> None:
-    fns = {name: (lambda r=runner: r.infer(inputs)) for name, runner in runners}
+def _time_onnx_pair(
+    bench: TargetBenchmark, runners: Sequence[tuple[str, Runner]], inputs: dict[str, np.ndarray]
+) -> None:
+    fns: dict[str, Callable[[], object]] = {name: partial(runner.infer, inputs) for name, runner in runners}
     times = time_interleaved(fns, bench.warmup, bench.iters)
     first = next(iter(inputs.values()))
     batch = int(first.shape[0]) if first.ndim else 1
@@ -331,18 +384,20 @@ def _file_inputs(runner, batch: int | None, input_shape) -> dict[str, np.ndarray
     return inputs
 
 
-def _bench_file(bench: TargetBenchmark, batch, input_shape, progress) -> None:
+def _bench_file(
+    bench: TargetBenchmark, backends: Sequence[str], batch, input_shape, progress, options
+) -> None:
     from simam_deploy.backends import load_runner
 
     if bench.kind == "onnx":
-        _bench_onnx_file(bench, batch, input_shape, progress)
+        _bench_onnx_file(bench, backends, batch, input_shape, progress, options)
         return
-    runner = load_runner(bench.target)
+    [backend] = backends  # an engine runs on the backend that built it
+    runner = load_runner(bench.target, backend=backend, **options)
     inputs = _file_inputs(runner, batch, input_shape)
     first = next(iter(inputs.values()))
     bench.input_shape = tuple(first.shape)
     bench.dtype = str(first.dtype)
-    backend = "tensorrt"
     if progress:
         progress(backend)
     if hasattr(runner, "benchmark"):
@@ -356,12 +411,12 @@ def _bench_file(bench: TargetBenchmark, batch, input_shape, progress) -> None:
     bench.results.append(TargetResult(backend, summarize(times), int(first.shape[0]) if first.ndim else 1))
 
 
-def _bench_onnx_file(bench: TargetBenchmark, batch, input_shape, progress) -> None:
+def _bench_onnx_file(bench: TargetBenchmark, backends, batch, input_shape, progress, options) -> None:
     from simam_deploy.onnx_utils import load_onnx
 
     if progress:
-        progress("onnxruntime")
-    runners = _onnx_pair(bench, load_onnx(bench.target))
+        progress(", ".join(backends))
+    runners = _onnx_pair(bench, load_onnx(bench.target), backends, options)
     inputs = _file_inputs(runners[0][1], batch, input_shape)
     first = next(iter(inputs.values()))
     bench.input_shape = tuple(first.shape)

@@ -28,11 +28,16 @@ from typing import Any
 
 import onnx
 
+from simam_deploy.backends import backend_for, get_backend
 from simam_deploy.errors import InputError
 
 SCHEMA = "simam-deploy/triton/v1"
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "python")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+# Triton backends we write models for: two of the registry's (the same runtime inside the server, our
+# native library shipped beside the model) and Triton's python backend (ONNX Runtime in a script).
+SERVED = ("tensorrt", "onnxruntime")
+BACKENDS = ("auto", *SERVED, "python")
+ENGINE_SUFFIXES = get_backend("tensorrt").suffixes
+ONNX_SUFFIXES = get_backend("onnxruntime").suffixes
 PYTHON_MODEL_TEMPLATE = Path(__file__).with_name("python_model.py")
 
 # ONNX element type -> Triton data type.
@@ -184,13 +189,13 @@ def _resolve_backend(artefact: Path, backend: str) -> str:
         raise InputError(f"unknown backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
     suffix = artefact.suffix.lower()
     is_engine = suffix in ENGINE_SUFFIXES
-    if suffix not in (*ENGINE_SUFFIXES, ".onnx"):
+    if suffix not in (*ENGINE_SUFFIXES, *ONNX_SUFFIXES):
         raise InputError(
             f"don't know how to serve {artefact.name}",
             f"give a TensorRT engine ({', '.join(ENGINE_SUFFIXES)}) or an .onnx file",
         )
     if backend == "auto":
-        return "tensorrt" if is_engine else "onnxruntime"
+        return backend_for(artefact).name
     if is_engine != (backend == "tensorrt"):
         raise InputError(
             f"--backend {backend} does not fit {artefact.name}",
@@ -313,7 +318,7 @@ def _library_to_ship(
         return path
     from simam_deploy.libs import find_library
 
-    return find_library("tensorrt" if backend == "tensorrt" else "onnxruntime")
+    return find_library("tensorrt" if backend == "tensorrt" else "onnxruntime")  # python: ONNX Runtime inside
 
 
 # ---- the files ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from simam_deploy.backends import ENGINE_SUFFIXES, Backend, Capabilities
 from simam_deploy.backends.tensorrt.builder import (
     PRECISIONS,
     BuildOptions,
@@ -36,7 +37,23 @@ from simam_deploy.backends.tensorrt.runtime import (
     rtx_parser_link,
 )
 
+BACKEND = Backend(
+    name="tensorrt",
+    label="TensorRT",
+    capabilities=Capabilities(
+        precisions=PRECISIONS,
+        devices=("cuda",),
+        dynamic_shapes=True,  # within the engine's optimization profile
+        custom_op="the SimAM plugin (libsimam_trt_plugin.so, IPluginV3 / IPluginV2DynamicExt)",
+    ),
+    suffixes=ENGINE_SUFFIXES,
+    runner="simam_deploy.backends.tensorrt.runner:TensorRTRunner",
+    library="simam_deploy.backends.tensorrt.plugin:find_plugin_library",
+    probe="simam_deploy.backends.tensorrt.probe:engine_probe",
+)
+
 __all__ = [
+    "BACKEND",
     "PLUGIN_ENV",
     "PLUGIN_LIBRARY_NAME",
     "PLUGIN_NAME",
