@@ -38,7 +38,7 @@ from simam_deploy.errors import InputError
 from simam_deploy.fileio import atomic_output, check_output_path
 from simam_deploy.graph import contract
 from simam_deploy.graph.function import attach_simam_function, has_simam_function
-from simam_deploy.graph.patterns import GraphIndex, Match, find_simam
+from simam_deploy.graph.patterns import GraphIndex, Match, find_reduction, find_simam
 from simam_deploy.onnx_utils import cap_ir_version, default_opset
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -134,16 +134,16 @@ def _statistics_nodes(index: GraphIndex, match: Match) -> set[str]:
     (S / (H*W-1), or 4*mean(D)); the lambda Add and everything after it are not statistics."""
     interior = set(match.interior)
     by_name = {n.name: n for n in index.nodes if n.name in interior}
-    reduction = next(
-        (
-            n
-            for n in by_name.values()
-            if n.op_type in ("ReduceSum", "ReduceMean", "ReduceSumSquare") and n.input[0] != match.x
-        ),
-        None,
-    )
-    if reduction is None:
+    # the variance's reduction, whole: the last node of a chain (sum over H, then W) or of an
+    # einsum and the Unsqueeze restoring its axes, not a reduction of X (the mean)
+    reductions = []
+    for node in by_name.values():
+        found = find_reduction(index, node.output[0])
+        if found is not None and found.src != match.x and all(n.name in interior for n in found.nodes):
+            reductions.append((len(found.nodes), node))
+    if not reductions:
         return set()
+    reduction = max(reductions, key=lambda r: r[0])[1]
     stats: set[str] = set()
     stack = [reduction]
     while stack:  # upstream closure inside the match, stopping at X
