@@ -15,8 +15,9 @@ EPILOG = """\b
 Two modes:
   --kernel   the SimAM op alone: eager decomposed vs torch.compile vs the fused kernel, on the
              SimAM shapes of ResNet-50 at batch 32 (or --shape ...), reporting median time,
-             effective bandwidth (read x once + write y once) and, on a GPU, the fraction of a
-             device-to-device copy of the same bytes timed in the same run.
+             effective bandwidth (read x once + write y once) and the fraction of a copy of
+             the same bytes timed in the same run: a device-to-device copy on a GPU; on the CPU
+             a memcpy, interleaved with the kernel into a preallocated output (row "kernel").
   TARGET     a whole model, several ways side by side: a zoo name (or module:callable) in
              PyTorch eager / with fused SimAM / under torch.compile / exported to ONNX Runtime,
              an .onnx file in ONNX Runtime, or a TensorRT .engine. Reports mean/p50/p90/p99
