@@ -40,7 +40,7 @@ Examples:
 @click.option(
     "--method",
     type=click.Choice(["entropy", "percentile", "minmax"]),
-    default="entropy",
+    default="minmax",
     show_default=True,
     help="How activation ranges are chosen from the calibration statistics.",
 )

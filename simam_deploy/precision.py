@@ -53,13 +53,14 @@ FP16_MAX = 65504.0
 # Default parity tolerances per precision (|target - ref| <= atol + rtol*|ref|), used by validate.
 # fp16/bf16 values: about 2-3x the worst logit errors measured on cifar-resnet20 with the authors'
 # weights on 1024 real-photo crops (fp16 0.022 in ONNX Runtime, bf16 0.42 strict; docs/precision.md).
-INT8_ATOL, INT8_RTOL = 1.0, 0.1  # placeholder, measured below
+INT8_ATOL, INT8_RTOL = 4.0, 0.1
 DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "fp32": (1e-4, 1e-3),
     "fp16": (5e-2, 5e-2),
     "bf16": (2.5e-1, 1e-1),
-    # int8 (Q/DQ files): about 2x the worst logit error of the quantized authors' ResNet-20 (SimAM
-    # kept) against PyTorch on 944 real-photo crops (docs/precision.md); judge int8 by the top-1 and
+    # int8 (Q/DQ files): 1.2x the worst logit error (3.23) of the authors' ResNet-20 quantized by
+    # default (SimAM kept, minmax) against PyTorch on 944 real-photo crops (docs/precision.md). It
+    # catches broken files (a wrong scale, NaN), not accuracy loss: judge that by the top-1 and
     # confident-row agreement validate prints beside it
     "int8": (INT8_ATOL, INT8_RTOL),
 }

@@ -30,3 +30,23 @@ def official_r20_onnx(tmp_path_factory, official_checkpoint) -> Path:
     out = tmp_path_factory.mktemp("official") / "r20.onnx"
     export_onnx(model, out, opset=18, input_shape=(1, 3, 32, 32), dynamic="all", exporter="dynamo")
     return out
+
+
+@pytest.fixture(scope="session")
+def saved_r20(tmp_path_factory) -> tuple[Path, Path]:
+    """The seeded zoo ResNet-20 (dynamic batch) and a folder of its inputs (batch 2) and PyTorch's
+    outputs on them (validate --save-inputs/--save-outputs): the host side of parity on a device."""
+    from simam_deploy.export import export_onnx
+    from simam_deploy.validate import validate
+    from simam_deploy.zoo import build_model
+
+    folder = tmp_path_factory.mktemp("saved")
+    model, _ = build_model("cifar-resnet20")
+    onnx_path = folder / "r20.onnx"
+    export_onnx(model, onnx_path, opset=17, input_shape=(2, 3, 32, 32), exporter="torchscript")
+    io = folder / "io"
+    report = validate(
+        onnx_path, "cifar-resnet20", seeds=(0,), input_shape=(2, 3, 32, 32), save_inputs=io, save_outputs=io
+    )
+    assert report.passed
+    return onnx_path, io

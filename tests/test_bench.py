@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from simam_deploy import ops
-from simam_deploy.bench.kernel import run_kernel_benchmark, with_batch
+from simam_deploy.bench.kernel import host_copy, run_kernel_benchmark, time_interleaved, with_batch
 from simam_deploy.bench.report import kernel_table, plot_kernel, save_json, targets_table, to_json_text
 from simam_deploy.bench.targets import benchmark_target
 from simam_deploy.bench.timing import percentile, summarize, time_callable
@@ -51,7 +51,8 @@ def test_kernel_benchmark_rows_are_consistent(tmp_path):
         elements = row.shape[0] * row.shape[1] * row.shape[2] * row.shape[3]
         assert row.bytes_moved == 2 * elements * (4 if row.dtype == "fp32" else 2)
         assert row.gb_per_s == pytest.approx(row.bytes_moved / row.median_ms / 1e6)
-        assert row.fraction_of_copy is None  # CPU: no copy baseline
+        copy = next(c for c in bench.copies if c.shape == row.shape and c.dtype == row.dtype)
+        assert row.fraction_of_copy == pytest.approx(copy.median_ms / row.median_ms)
         if row.impl == "eager":
             assert row.speedup_vs_eager == pytest.approx(1.0)
             assert row.max_abs_diff_vs_fused < (1e-5 if row.dtype == "fp32" else 1e-2)
@@ -63,6 +64,36 @@ def test_kernel_benchmark_rows_are_consistent(tmp_path):
     assert "fused" in str(kernel_table(bench).columns[2]._cells)
     png = plot_kernel(bench, tmp_path / "k.png")
     assert png.read_bytes().startswith(PNG_MAGIC)
+
+
+@needs_native
+def test_kernel_benchmark_cpu_copy_of_the_same_run():
+    """CPU: a memcpy of the same bytes, timed interleaved with the fused kernel, per case."""
+    bench = run_kernel_benchmark([(2, 3, 9, 11)], ["fp32", "bf16"], warmup=0, iters=3, impls=("fused",))
+    assert [(c.dtype, c.method) for c in bench.copies] == [("fp32", "memcpy"), ("bf16", "memcpy")]
+    for copy, row in zip(bench.copies, bench.rows, strict=True):
+        assert copy.shape == row.shape == (2, 3, 9, 11) and row.iters == 3
+        assert copy.gb_per_s == pytest.approx(row.bytes_moved / copy.median_ms / 1e6)
+        assert row.fraction_of_copy == pytest.approx(copy.median_ms / row.median_ms)
+    assert bench.cpu_simd_target  # which instruction set ran, e.g. AVX2 or NEON
+    assert "memcpy" in str(kernel_table(bench).columns[2]._cells)
+
+
+@needs_native
+def test_host_copy_copies_every_byte():
+    x = torch.randn(2, 3, 5, 7).to(torch.bfloat16)
+    copy = host_copy(x)
+    dst = copy.args[0]
+    copy()
+    assert torch.equal(torch.from_numpy(dst).view(torch.bfloat16).view(x.shape), x)
+
+
+def test_time_interleaved_alternates_and_counts():
+    calls: list[str] = []
+    a, b = time_interleaved([lambda: calls.append("a"), lambda: calls.append("b")], warmup=1, iters=3)
+    assert calls == ["a", "b"] * 4 and len(a) == len(b) == 3 and min(a + b) >= 0.0
+    with pytest.raises(InputError):
+        time_interleaved([lambda: None], warmup=0, iters=0)
 
 
 @needs_native

@@ -24,10 +24,10 @@ from simam_deploy.onnx_utils import load_onnx, opset_version
 from simam_deploy.precision import convert_file
 from simam_deploy.validate import validate
 from tests import public_simam_forms as forms
+from tests.cli_runner import run_cli
 
 HAVE_RTX = importlib.util.find_spec("tensorrt_rtx_bindings") is not None
 BY_NAME = {f.name: f for f in forms.FORMS}
-NON_IMAGE_REFUSED = "4-D NCHW input"  # what export/validate said before they took inputs of any rank
 
 
 @pytest.fixture(scope="module")
@@ -99,15 +99,10 @@ def test_fuse_finds_every_block_and_the_fused_file_runs_without_our_op(corpus, n
 def test_validate_the_fused_file_against_pytorch(corpus, name):
     form = BY_NAME[name]
     _, fused, _ = corpus[name]
-    try:
-        report = validate(
-            fused, f"tests.public_simam_forms:build_{name.replace('-', '_')}", seeds=(0, 1),
-            input_shape=tuple(form.export.shape),
-        )  # fmt: skip
-    except InputError as exc:
-        if NON_IMAGE_REFUSED in exc.message and len(form.export.shape) != 4:
-            pytest.skip(f"validate does not take {len(form.export.shape)}-D input yet: {exc.message}")
-        raise
+    report = validate(
+        fused, f"tests.public_simam_forms:build_{name.replace('-', '_')}", seeds=(0, 1),
+        input_shape=tuple(form.export.shape),
+    )  # fmt: skip
     assert report.passed, report.worst()
 
 
@@ -118,15 +113,10 @@ def test_export_plugin_mode_writes_one_node_per_block(corpus, name, tmp_path):
     out = tmp_path / "plugin.onnx"
     opset = min(max(form.export.opset, MIN_OPSET), MAX_OPSET)  # the form's opset where we export it
     exporter = "dynamo" if opset >= 18 else "torchscript"
-    try:
-        report = export_onnx(
-            net, out, mode="plugin", input_shape=form.export.shape, opset=opset, exporter=exporter,
-            input_name=form.export.input_name,
-        )  # fmt: skip
-    except InputError as exc:
-        if NON_IMAGE_REFUSED in exc.message and len(form.export.shape) != 4:
-            pytest.skip(f"export does not take {len(form.export.shape)}-D input yet: {exc.message}")
-        raise
+    report = export_onnx(
+        net, out, mode="plugin", input_shape=form.export.shape, opset=opset, exporter=exporter,
+        input_name=form.export.input_name,
+    )  # fmt: skip
     assert report.simam_nodes == len(form.expect)
     assert [b["unbiased"] for b in report.simam_blocks] == [u for _, u in form.expect]
     x = np.random.default_rng(1).standard_normal(form.export.shape).astype(np.float32)
@@ -177,3 +167,16 @@ def test_public_near_misses_stay_unfused_and_are_explained(form, tmp_path):
     assert report.fused == []
     assert len(report.rejected) == 2  # one line per block, none silently skipped
     assert all(form.reject in r.reason for r in report.rejected), report.rejected
+
+
+def test_cli_a_speaker_model_with_filterbank_input_exports_and_validates(tmp_path, capsys):
+    """The issue's case: input [B, T, 80], SimAM on [B, C, F, T] inside, through the CLI."""
+    ref = "tests.public_simam_forms:build_speaker_simam_resnet"
+    onnx_file = tmp_path / "speaker.onnx"
+    export = ["export", ref, "--input-shape", "1x20x16", "-o", str(onnx_file)]
+    code, _, err = run_cli([*export, "--mode", "plugin", "--opset", "17"], capsys)
+    assert code == 0, err
+    assert sum(contract.is_simam_node(n) for n in load_onnx(onnx_file).graph.node) == 2
+    validate_cmd = ["validate", str(onnx_file), "--reference", ref, "--input-shape", "3x20x16"]
+    code, _, err = run_cli(validate_cmd, capsys)
+    assert code == 0, err

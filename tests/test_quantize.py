@@ -265,7 +265,7 @@ def test_accuracy_driven_mode_reaches_the_targets(photo_sets):
     assert kept_top1 > naive_top1 + 0.02, (kept_top1, naive_top1)
 
     driven, report = quantize_model(
-        model, calibrate, held_out=held_out, method="entropy", target_agreement=0.99
+        model, calibrate, held_out=held_out, method="minmax", target_agreement=0.99
     )
     assert report.reached and report.agreement.top1 >= 0.99  # on the held-out set it tuned on
     assert report.conv_weight_share >= 0.8
@@ -318,3 +318,42 @@ def test_resnet50_small_input(kind, tmp_path_factory, photos, tmp_path):
 
     engine = build_engine(out, tmp_path / "r50-int8.engine", runtime="tensorrt-rtx")
     assert engine.qdq_layers > 0 and engine.simam_plugin_layers == (16 if kind == "fused" else 0)
+
+
+def test_high_precision_fp16_keeps_simam_statistics_float32(r20, photos, tmp_path):
+    from simam_deploy.precision import find_statistics
+
+    out = tmp_path / "int8-fp16.onnx"
+    report = quantize_file(
+        r20["decomposed"], out, photos, samples=32, method="minmax", reference="cifar-resnet20",
+        high_precision="fp16",
+    )  # fmt: skip
+    assert report.high_precision == "fp16" and report.agreement.samples == 16
+    model = infer_shapes(load_onnx(out))
+    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    # the blocks as found in the float32 source (casts added around the statistics hide them from
+    # the matcher afterwards); node names survive quantization and conversion
+    original = infer_shapes(load_onnx(r20["decomposed"]))
+    stats, found = find_statistics(original)
+    assert found == R20_BLOCKS and stats
+    by_name = {n.name: n for n in model.graph.node}
+    assert all(types.get(by_name[s].output[0]) == onnx.TensorProto.FLOAT for s in stats)
+    assert onnx.TensorProto.FLOAT16 in types.values()  # the remainder computes in float16
+    assert quantized_layers(model) and layout_problems(model, find_blocks(original)) == []
+
+
+def test_validate_knows_int8_files(r20, photos, tmp_path, capsys):
+    q = tmp_path / "int8.onnx"
+    quantize_file(r20["decomposed"], q, photos, samples=32, reference="cifar-resnet20")
+    from simam_deploy.precision import DEFAULT_TOLERANCES, file_precision
+
+    assert file_precision(q) == "int8" and file_precision(r20["decomposed"]) == "fp32"
+    code, out, err = run_cli(
+        ["validate", str(q), "--reference", "cifar-resnet20", "--inputs", str(photos), "--json", "-"], capsys
+    )
+    report = json.loads(out)
+    assert report["precision"] == "int8"
+    assert (report["tolerance"]["atol"], report["tolerance"]["rtol"]) == DEFAULT_TOLERANCES["int8"]
+    summary = report["summary"]
+    assert summary["min_top1_agreement"] is not None and 0.0 < summary["min_cosine"] <= 1.0
+    assert "cosine" in err and code == 0 and report["passed"], err

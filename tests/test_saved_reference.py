@@ -22,26 +22,6 @@ from simam_deploy.saved_reference import load_reference_outputs, validate_saved
 from tests.cli_runner import run_cli
 
 
-@pytest.fixture(scope="module")
-def r20(tmp_path_factory):
-    """The seeded zoo ResNet-20 (dynamic batch) and a folder of its inputs (batch 2) and PyTorch's outputs."""
-    from simam_deploy.export import export_onnx
-    from simam_deploy.zoo import build_model
-
-    folder = tmp_path_factory.mktemp("saved")
-    model, _ = build_model("cifar-resnet20")
-    onnx_path = folder / "r20.onnx"
-    export_onnx(model, onnx_path, opset=17, input_shape=(2, 3, 32, 32), exporter="torchscript")
-    io = folder / "io"
-    from simam_deploy.validate import validate
-
-    report = validate(
-        onnx_path, "cifar-resnet20", seeds=(0,), input_shape=(2, 3, 32, 32), save_inputs=io, save_outputs=io
-    )
-    assert report.passed
-    return onnx_path, io
-
-
 def _perturbed_copy(io, tmp_path, scale: float = 1.01):
     """A copy of the saved folder whose raw outputs are off by a factor (the reference is then wrong)."""
     bad = tmp_path / "bad"
@@ -53,8 +33,8 @@ def _perturbed_copy(io, tmp_path, scale: float = 1.01):
     return bad
 
 
-def test_saved_folder_passes_with_the_report_of_a_live_reference(r20, tmp_path, capsys):
-    onnx_path, io = r20
+def test_saved_folder_passes_with_the_report_of_a_live_reference(saved_r20, tmp_path, capsys):
+    onnx_path, io = saved_r20
     report = tmp_path / "report.json"
     code, out, _ = run_cli(
         ["validate", str(onnx_path), "--reference-outputs", str(io), "--json", str(report)], capsys
@@ -71,8 +51,8 @@ def test_saved_folder_passes_with_the_report_of_a_live_reference(r20, tmp_path, 
     assert "PASS" in out
 
 
-def test_perturbed_saved_outputs_fail_with_exit_1(r20, tmp_path, capsys):
-    onnx_path, io = r20
+def test_perturbed_saved_outputs_fail_with_exit_1(saved_r20, tmp_path, capsys):
+    onnx_path, io = saved_r20
     bad = _perturbed_copy(io, tmp_path)
     args = ["validate", str(onnx_path), "--reference-outputs", str(bad), "--json", "-"]
     code, out, _ = run_cli(args, capsys)
@@ -81,9 +61,9 @@ def test_perturbed_saved_outputs_fail_with_exit_1(r20, tmp_path, capsys):
     assert data["passed"] is False and data["summary"]["tolerance_used"] > 1.0
 
 
-def test_polygraphy_json_pair_from_the_saved_folder(r20, tmp_path, capsys):
+def test_polygraphy_json_pair_from_the_saved_folder(saved_r20, tmp_path, capsys):
     """The folder's inputs.json/outputs.json are Polygraphy's format: the same verdict from them."""
-    onnx_path, io = r20
+    onnx_path, io = saved_r20
     args = ["validate", str(onnx_path), "--reference-outputs", str(io / "outputs.json")]
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "--inputs" in err  # outputs alone: which inputs is not guessed
@@ -95,13 +75,13 @@ def test_polygraphy_json_pair_from_the_saved_folder(r20, tmp_path, capsys):
     assert data["inputs"]["kind"] == "polygraphy"
 
 
-def test_real_polygraphy_run_outputs_are_a_reference(r20, tmp_path, capsys):
+def test_real_polygraphy_run_outputs_are_a_reference(saved_r20, tmp_path, capsys):
     """What `polygraphy run --onnxrt --save-inputs --save-outputs` writes, several iterations included."""
     pytest.importorskip("polygraphy", reason="polygraphy is not installed (pip install 'simam-deploy[dev]')")
     polygraphy = Path(sys.executable).with_name("polygraphy")  # its console script, beside this Python
     if not polygraphy.is_file():
         pytest.skip(f"the polygraphy command is not installed beside {sys.executable}")
-    onnx_path, _ = r20
+    onnx_path, _ = saved_r20
     saved_in, saved_out = tmp_path / "in.json", tmp_path / "out.json"
     cmd = [
         str(polygraphy), "run", str(onnx_path), "--onnxrt",
@@ -128,8 +108,8 @@ def _polygraphy_pair(io, tmp_path, *, feeds=1, outputs=None):
     return tmp_path / "in.json", tmp_path / "out.json"
 
 
-def test_counts_names_and_shapes_that_do_not_belong_together_exit_2(r20, tmp_path):
-    onnx_path, io = r20
+def test_counts_names_and_shapes_that_do_not_belong_together_exit_2(saved_r20, tmp_path):
+    onnx_path, io = saved_r20
     feeds, outs = _polygraphy_pair(io, tmp_path / "a", feeds=2)
     with pytest.raises(InputError, match=r"holds 2 input set\(s\) but .* holds 1 output set"):
         validate_saved(onnx_path, outs, inputs=feeds)
@@ -145,8 +125,8 @@ def test_counts_names_and_shapes_that_do_not_belong_together_exit_2(r20, tmp_pat
         validate_saved(onnx_path, outs, inputs=feeds)
 
 
-def test_several_runners_and_foreign_files_are_refused(r20, tmp_path):
-    _, io = r20
+def test_several_runners_and_foreign_files_are_refused(saved_r20, tmp_path):
+    _, io = saved_r20
     two = inp.polygraphy_outputs([inp.load_tensors(io, "outputs")], runner="a")
     two["lst"].append(["b", two["lst"][0][1]])
     (tmp_path / "two.json").write_text(json.dumps(two))
@@ -172,20 +152,20 @@ def test_several_runners_and_foreign_files_are_refused(r20, tmp_path):
         (["--save-outputs", "elsewhere"], "--save-outputs cannot be combined"),
     ],
 )
-def test_options_that_need_pytorch_are_refused_with_saved_outputs(r20, extra, message, capsys):
-    onnx_path, io = r20
+def test_options_that_need_pytorch_are_refused_with_saved_outputs(saved_r20, extra, message, capsys):
+    onnx_path, io = saved_r20
     code, _, err = run_cli(["validate", str(onnx_path), "--reference-outputs", str(io), *extra], capsys)
     assert code == 2 and message in err
 
 
-def test_no_reference_at_all_is_a_usage_error(r20, capsys):
-    onnx_path, _ = r20
+def test_no_reference_at_all_is_a_usage_error(saved_r20, capsys):
+    onnx_path, _ = saved_r20
     code, _, err = run_cli(["validate", str(onnx_path)], capsys)
     assert code == 2 and "--reference MODEL" in err and "--reference-outputs" in err
 
 
-def test_the_json_report_never_overwrites_the_saved_outputs(r20, tmp_path, capsys):
-    onnx_path, io = r20
+def test_the_json_report_never_overwrites_the_saved_outputs(saved_r20, tmp_path, capsys):
+    onnx_path, io = saved_r20
     feeds, outs = _polygraphy_pair(io, tmp_path)
     before = outs.read_bytes()
     args = ["validate", str(onnx_path), "--reference-outputs", str(outs), "--inputs", str(feeds)]
@@ -193,18 +173,18 @@ def test_the_json_report_never_overwrites_the_saved_outputs(r20, tmp_path, capsy
     assert code == 2 and outs.read_bytes() == before
 
 
-def test_image_inputs_are_refused_with_saved_outputs(r20, tmp_path):
+def test_image_inputs_are_refused_with_saved_outputs(saved_r20, tmp_path):
     from tests.real_images import make_photo_folder
 
-    onnx_path, io = r20
+    onnx_path, io = saved_r20
     photos = make_photo_folder(tmp_path / "photos", count=2, crop=32)
     with pytest.raises(InputError, match="not a file of saved tensors"):
         validate_saved(onnx_path, io, inputs=photos)
 
 
-def test_a_fixed_batch_target_runs_a_saved_set_batch_by_batch(r20, tmp_path):
+def test_a_fixed_batch_target_runs_a_saved_set_batch_by_batch(saved_r20, tmp_path):
     """Saved sets hold every batch concatenated; a fixed-batch file takes them a batch at a time."""
-    onnx_path, io = r20
+    onnx_path, io = saved_r20
     proto = onnx.load(onnx_path)
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_value = 1

@@ -17,7 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.test_saved_reference import _perturbed_copy, r20  # noqa: F401  (the module fixture)
+from tests.test_saved_reference import _perturbed_copy
 
 BLOCKER = textwrap.dedent(
     """
@@ -110,8 +110,8 @@ def test_help_works_without_torch(no_torch_env):
     assert sub.returncode == 0 and "--reference-outputs" in sub.stdout, sub.stderr
 
 
-def test_onnx_parity_against_saved_outputs_without_torch(no_torch_env, r20, tmp_path):  # noqa: F811
-    onnx_path, io = r20
+def test_onnx_parity_against_saved_outputs_without_torch(no_torch_env, saved_r20, tmp_path):
+    onnx_path, io = saved_r20
     ok = cli(no_torch_env, "validate", str(onnx_path), "--reference-outputs", str(io), "--json", "-")
     assert ok.returncode == 0, ok.stderr
     data = json.loads(ok.stdout)
@@ -133,8 +133,8 @@ def test_onnx_parity_against_saved_outputs_without_torch(no_torch_env, r20, tmp_
     _no_traceback(fail)
 
 
-def test_a_live_reference_without_torch_is_an_environment_error_not_a_traceback(no_torch_env, r20):  # noqa: F811
-    onnx_path, _ = r20
+def test_a_live_reference_without_torch_is_an_environment_error_not_a_traceback(no_torch_env, saved_r20):
+    onnx_path, _ = saved_r20
     done = cli(no_torch_env, "validate", str(onnx_path), "--reference", "cifar-resnet20")
     assert done.returncode == 2, done.stderr
     _no_traceback(done)

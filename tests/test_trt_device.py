@@ -150,3 +150,28 @@ def test_engine_tensor_types_map_to_host_dtypes_with_the_real_module():
     if hasattr(trt.DataType, "BF16"):
         assert _numpy_dtype(trt, trt.DataType.BF16) == np.float32 and _is_bf16(trt, trt.DataType.BF16)
     assert not _is_bf16(trt, trt.DataType.FLOAT)
+
+
+@needs_no_gpu
+@pytest.mark.skipif(not _importable("cuda-python"), reason="cuda-python is not installed")
+def test_every_cuda_python_call_is_marshalled_by_the_real_bindings():
+    """Each method's call reaches the driver (which, absent, answers with an error code) instead of
+    failing in the bindings on a wrong argument type or count: the signatures are the real ones."""
+    _, cudart = device.find_provider("cuda-python")
+    memory = object.__new__(device.CudaPython)  # __init__ stops at the missing GPU (tested above)
+    memory.rt, memory.stream, memory.stream_handle = cudart, cudart.cudaStream_t(), 0
+    host = np.zeros(4, np.float32)
+    calls = {
+        "cudaMalloc": lambda: memory.allocate(16),
+        "cudaFree": lambda: memory.free(0),
+        "cudaMemcpyAsync": lambda: memory.to_device(0, host),
+        "cudaStreamSynchronize": memory.synchronize,
+        "cudaEventCreate": memory.record_event,
+        "cudaEventSynchronize": lambda: memory.elapsed_ms(cudart.cudaEvent_t(), cudart.cudaEvent_t()),
+        "cudaStreamBeginCapture": lambda: memory.capture(lambda: None),
+    }
+    for call, run in calls.items():
+        with pytest.raises(MissingDependencyError, match=f"CUDA call {call} failed: cudaError"):
+            run()
+    with pytest.raises(MissingDependencyError, match="cudaMemcpyAsync failed"):
+        memory.to_host(host, 0)

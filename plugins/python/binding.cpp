@@ -57,6 +57,8 @@ NB_MODULE(_C, m) {
     m.attr("FLOAT16") = static_cast<int>(SIMAM_FLOAT16);
     m.attr("BFLOAT16") = static_cast<int>(SIMAM_BFLOAT16);
     m.def("has_cuda", []() { return simam_has_cuda() != 0; }, "True when this build has the CUDA kernels.");
+    m.def("cpu_simd_target", []() { return simam_cpu_simd_target(); },
+          "The SIMD instruction set the CPU kernel runs on here, e.g. AVX3 (AVX-512), AVX2, NEON, SVE.");
     m.def("forward_cpu", &forward_cpu, nb::arg("x"), nb::arg("y"), nb::arg("n"), nb::arg("c"), nb::arg("h"),
           nb::arg("w"), nb::arg("dtype"), nb::arg("e_lambda"), nb::arg("unbiased"),
           "SimAM on host memory: x, y are data pointers of N*C*H*W contiguous elements (y may be x).");

@@ -73,6 +73,10 @@ simam_status simam_forward_cuda_ws(const void* x, void* y, int64_t N, int64_t C,
 /* 1 when this build has the CUDA kernels compiled in, else 0. */
 int simam_has_cuda(void);
 
+/* The SIMD instruction set the CPU kernel dispatches to on this machine (chosen once at run
+ * time): Highway's target name, e.g. "AVX3_SPR" or "AVX3" (AVX-512), "AVX2", "NEON", "SVE". */
+const char* simam_cpu_simd_target(void);
+
 /* A static description of a status code. */
 const char* simam_status_string(simam_status status);
 

@@ -28,6 +28,8 @@ def kernel_table(bench: KernelBenchmark) -> Table:
         f"SimAM kernel on {bench.device_name} ({bench.device}), "
         f"median of {bench.iters} after {bench.warmup} warm-up"
     )
+    if bench.device == "cpu" and bench.cpu_simd_target:
+        title += f"; CPU kernel on {bench.cpu_simd_target}"
     table = Table(title=title)
     for col in ("shape", "dtype", "impl", "median ms", "GB/s", "x eager", "of copy", "max |diff| vs fused"):
         table.add_column(col, justify="left" if col in ("shape", "dtype", "impl") else "right")
@@ -49,7 +51,7 @@ def kernel_table(bench: KernelBenchmark) -> Table:
         )
         if last_of_case and case in copies:
             copy = copies[case]
-            table.add_row(*case, "d2d copy", f"{copy.median_ms:.3f}", f"{copy.gb_per_s:.1f}", "", "100%", "")
+            table.add_row(*case, copy.method, f"{copy.median_ms:.3f}", f"{copy.gb_per_s:.1f}", "", "100%", "")
     return table
 
 
@@ -157,7 +159,7 @@ def kernel_plot_data(bench: KernelBenchmark) -> tuple[list[str], dict, dict]:
         spread[impl] = [_bandwidth_spread(r) for r in found]
     if bench.copies:
         copies = {(_shape(c.shape), c.dtype): c.gb_per_s for c in bench.copies}
-        series["d2d copy"] = [copies.get(case, 0.0) for case in cases]
+        series[bench.copies[0].method] = [copies.get(case, 0.0) for case in cases]
     return [f"{s}\n{d}" for s, d in cases], series, spread
 
 
@@ -195,7 +197,7 @@ def dtype_label(dtype: str) -> str:
 
 
 def plot_kernel(bench: KernelBenchmark, path: str | Path) -> Path:
-    """Bars of effective bandwidth (GB/s) per case and implementation (plus the copy on GPU);
+    """Bars of effective bandwidth (GB/s) per case and implementation (plus the same-run copy);
     whiskers from the p90 time (lower bandwidth) to the p10 time (higher bandwidth)."""
     groups, series, spread = kernel_plot_data(bench)
     ylabel = "effective GB/s (read x + write y)"

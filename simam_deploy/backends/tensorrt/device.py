@@ -89,7 +89,10 @@ class CudaPython:
     def _call(self, result: tuple, what: str) -> Any:
         err, *values = result
         if err != self.rt.cudaError_t.cudaSuccess:
-            raise InputError(f"CUDA call {what} failed: {self._error_name(err)}", "see the CUDA error above")
+            raise MissingDependencyError(
+                f"CUDA call {what} failed: {self._error_name(err)}",
+                "the GPU or its driver refused it: check the device (nvidia-smi, or tegrastats on a Jetson)",
+            )
         return values[0] if len(values) == 1 else (tuple(values) or None)
 
     def allocate(self, nbytes: int) -> int:
@@ -100,11 +103,13 @@ class CudaPython:
 
     def to_device(self, ptr: int, host: np.ndarray) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._call(self.rt.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, kind, self.stream), "memcpy")
+        copy = self.rt.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, kind, self.stream)
+        self._call(copy, "cudaMemcpyAsync")
 
     def to_host(self, host: np.ndarray, ptr: int) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._call(self.rt.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes, kind, self.stream), "memcpy")
+        copy = self.rt.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes, kind, self.stream)
+        self._call(copy, "cudaMemcpyAsync")
 
     def synchronize(self) -> None:
         self._call(self.rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
