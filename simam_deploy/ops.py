@@ -37,7 +37,7 @@ DTYPE_CODES: dict[torch.dtype, int] = {torch.float32: 0, torch.float16: 1, torch
 
 def _native() -> Any:
     try:
-        from simam_deploy import _C
+        import simam_deploy._C as _C  # compiled, no stub: see the mypy overrides in pyproject.toml
     except ImportError as exc:
         raise MissingDependencyError(
             f"the native extension simam_deploy._C is not available ({exc})", BUILD_HINT

@@ -38,7 +38,7 @@ from simam_deploy.errors import InputError
 from simam_deploy.fileio import atomic_output, check_output_path
 from simam_deploy.graph import contract
 from simam_deploy.graph.function import attach_simam_function, has_simam_function
-from simam_deploy.graph.patterns import GraphIndex, Match, find_simam
+from simam_deploy.graph.patterns import GraphIndex, Match, find_reduction, find_simam
 from simam_deploy.onnx_utils import cap_ir_version, default_opset
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -53,13 +53,14 @@ FP16_MAX = 65504.0
 # Default parity tolerances per precision (|target - ref| <= atol + rtol*|ref|), used by validate.
 # fp16/bf16 values: about 2-3x the worst logit errors measured on cifar-resnet20 with the authors'
 # weights on 1024 real-photo crops (fp16 0.022 in ONNX Runtime, bf16 0.42 strict; docs/precision.md).
-INT8_ATOL, INT8_RTOL = 1.0, 0.1  # placeholder, measured below
+INT8_ATOL, INT8_RTOL = 4.0, 0.1
 DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "fp32": (1e-4, 1e-3),
     "fp16": (5e-2, 5e-2),
     "bf16": (2.5e-1, 1e-1),
-    # int8 (Q/DQ files): about 2x the worst logit error of the quantized authors' ResNet-20 (SimAM
-    # kept) against PyTorch on 944 real-photo crops (docs/precision.md); judge int8 by the top-1 and
+    # int8 (Q/DQ files): 1.2x the worst logit error (3.23) of the authors' ResNet-20 quantized by
+    # default (SimAM kept, minmax) against PyTorch on 944 real-photo crops (docs/precision.md). It
+    # catches broken files (a wrong scale, NaN), not accuracy loss: judge that by the top-1 and
     # confident-row agreement validate prints beside it
     "int8": (INT8_ATOL, INT8_RTOL),
 }
@@ -133,16 +134,16 @@ def _statistics_nodes(index: GraphIndex, match: Match) -> set[str]:
     (S / (H*W-1), or 4*mean(D)); the lambda Add and everything after it are not statistics."""
     interior = set(match.interior)
     by_name = {n.name: n for n in index.nodes if n.name in interior}
-    reduction = next(
-        (
-            n
-            for n in by_name.values()
-            if n.op_type in ("ReduceSum", "ReduceMean", "ReduceSumSquare") and n.input[0] != match.x
-        ),
-        None,
-    )
-    if reduction is None:
+    # the variance's reduction, whole: the last node of a chain (sum over H, then W) or of an
+    # einsum and the Unsqueeze restoring its axes, not a reduction of X (the mean)
+    reductions = []
+    for node in by_name.values():
+        found = find_reduction(index, node.output[0])
+        if found is not None and found.src != match.x and all(n.name in interior for n in found.nodes):
+            reductions.append((len(found.nodes), node))
+    if not reductions:
         return set()
+    reduction = max(reductions, key=lambda r: r[0])[1]
     stats: set[str] = set()
     stack = [reduction]
     while stack:  # upstream closure inside the match, stopping at X

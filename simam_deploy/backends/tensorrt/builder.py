@@ -571,6 +571,10 @@ def build_engine(
                 f"{rt.label} failed while building {onnx_path.name}: {type(exc).__name__}: {exc}",
                 "rerun with --verbose for TensorRT's log; report it if the model is valid",
             ) from exc
+    # SimAM blocks are found in the file as given: a conversion keeps the node names the plan cites
+    # but wraps the statistics in casts that the block finder does not read through
+    source = graph if onnx_path == options_source else _read_graph(options_source)
+    report.plan, report.plan_note = _read_plan(logger_plan_dump(rt), source, report.profiles)
     report.onnx, report.notices = str(options_source), notices
     return report
 
@@ -626,10 +630,7 @@ def _build(
     if cache is not None and options.timing_cache is not None:
         with atomic_output(options.timing_cache) as tmp:
             tmp.write_bytes(memoryview(cache.serialize()))
-    plan, plan_note = _read_plan(logger.plan_dump, graph, profiles)
     return BuildReport(
-        plan=plan,
-        plan_note=plan_note,
         engine=str(out),
         onnx=str(onnx_path),
         precision=network_precision(parsed.network),  # from the network's tensor types, not a flag
@@ -648,6 +649,12 @@ def _build(
         qdq_layers=qdq_layers,
         weights_bytes=logger.weights_bytes,
     )
+
+
+def logger_plan_dump(rt: Runtime) -> str | None:
+    """The plan listing of the last build in this process (the logger is one per process)."""
+    logger = _LOGGERS.get(rt.module.__name__)
+    return None if logger is None else logger.plan_dump
 
 
 def _read_plan(
