@@ -43,7 +43,7 @@ ifdef ONNXRUNTIME_ROOT
 CMAKE_DEFINES += -Ccmake.define.ONNXRUNTIME_ROOT="$(ONNXRUNTIME_ROOT)"
 endif
 
-.PHONY: help install demo test test-py test-cpp test-trt-matrix lint plugin clean triton-server FORCE
+.PHONY: help install demo test test-py test-cpp test-trt-matrix lint typecheck plugin clean triton-server FORCE
 .PHONY: cross-aarch64 cross-aarch64-tools cross-aarch64-ort cubin-check
 .PHONY: sanitize fuzz sanitizer-tools gpu-acceptance gpu-acceptance-dry-run gpu-wheels gpu-headers
 
@@ -123,6 +123,18 @@ test-cpp: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MAKE) --no-print-directory typecheck
+
+# mypy over the package as installed: cli/ and models/ are simam_deploy.cli / simam_deploy.models in the
+# wheel, so build/typecheck/simam_deploy/ mirrors that layout with symbolic links into the source tree
+# (pyproject.toml's [tool.mypy] reads it through mypy_path). Catches imports of missing modules and
+# names anywhere, inside functions too.
+TYPECHECK_TREE := build/typecheck/simam_deploy
+typecheck: $(STAMP)
+	rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)
+	for entry in simam_deploy/* cli models; do \
+	  ln -s "$(CURDIR)/$$entry" "$(TYPECHECK_TREE)/$$(basename $$entry)"; done
+	$(VENV)/bin/mypy
 
 # Standalone native build (kernels + TensorRT plugin), e.g. on a Jetson:
 #   make plugin TENSORRT_ROOT=/usr CUDA_ARCHS=87

@@ -202,7 +202,7 @@ def load_image(path: Path, pre: Preprocess) -> np.ndarray:
     # shorter side to `resize`, or just enough to cover the crop
     scale = pre.resize / min(rgb.size) if pre.resize is not None else max(h / rgb.size[1], w / rgb.size[0])
     new_w, new_h = max(w, round(rgb.size[0] * scale)), max(h, round(rgb.size[1] * scale))
-    rgb = rgb.resize((new_w, new_h), Image.BILINEAR)
+    rgb = rgb.resize((new_w, new_h), Image.BILINEAR)  # type: ignore[attr-defined]  # Pillow 9.0: no Image.Resampling
     left, top = (new_w - w) // 2, (new_h - h) // 2
     rgb = rgb.crop((left, top, left + w, top + h))
     x = np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0
@@ -604,7 +604,11 @@ def load_polygraphy_outputs(path: str | os.PathLike) -> tuple[str, list[dict[str
     layout = "write it with `polygraphy run MODEL --onnxrt --save-outputs FILE.json` (one runner)"
     data = _read_json(Path(path))
     runs = data.get("lst") if isinstance(data, Mapping) else None
-    if not isinstance(runs, list) or data.get(POLYGRAPHY_CLASS) != "RunResults":
+    if (
+        not isinstance(data, Mapping)
+        or not isinstance(runs, list)
+        or data.get(POLYGRAPHY_CLASS) != "RunResults"
+    ):
         raise InputError(f"{path} is not Polygraphy RunResults JSON", layout)
     ok = all(isinstance(r, list) and len(r) == 2 and isinstance(r[1], list) for r in runs)
     if not ok or not runs:

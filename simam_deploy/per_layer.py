@@ -483,10 +483,10 @@ class PerLayerSession:
         self.recorder: LayerRecorder | None = None
 
     def on_run(self, atol: float, rtol: float, then: Callable[[RunResult], None] | None) -> Callable:
-        self.recorder = LayerRecorder(self.blocks, self.target, self.hooks, atol, rtol)
+        recorder = self.recorder = LayerRecorder(self.blocks, self.target, self.hooks, atol, rtol)
 
         def callback(run: RunResult) -> None:
-            self.recorder(run)
+            recorder(run)
             if then is not None:
                 then(run)
 

@@ -20,7 +20,7 @@ from simam_deploy.errors import InputError
 from simam_deploy.export import MAX_OPSET, MIN_OPSET, export_onnx
 from simam_deploy.graph import contract
 from simam_deploy.graph.pipeline import fuse_file
-from simam_deploy.onnx_utils import default_opset, load_onnx
+from simam_deploy.onnx_utils import load_onnx, opset_version
 from simam_deploy.precision import convert_file
 from simam_deploy.validate import validate
 from tests import public_simam_forms as forms
@@ -49,12 +49,13 @@ def corpus(tmp_path_factory) -> dict[str, tuple[Path, Path, torch.nn.Module]]:
 def session(path: Path) -> ort.InferenceSession:
     """ONNX Runtime with nothing of ours registered, so SimAM nodes run the file's local function;
     files below opset 12 cannot carry one (fuse says so) and get our op library instead."""
-    if onnx.load(str(path), load_external_data=False).functions:
+    model = onnx.load(str(path), load_external_data=False)
+    if model.functions or not any(contract.is_simam_node(n) for n in model.graph.node):
         options = ort.SessionOptions()
     else:
         from simam_deploy.backends.onnxruntime import library as simam_ort
 
-        assert default_opset(onnx.load(str(path), load_external_data=False)) < 12
+        assert opset_version(model) < 12
         options = simam_ort.session_options()
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -75,8 +76,14 @@ def torch_out(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 def test_the_corpus_has_eight_distinct_public_forms():
     public = [f for f in forms.FORMS if "issue 23" not in f.source]
+
+    def signature(form: forms.Form) -> tuple:  # the attention class and how the file is exported
+        net = form.build()
+        attention = getattr(net, "att1", net)
+        return type(attention).__name__, form.export.exporter, form.export.opset, form.export.onnxslim
+
     assert len(public) >= 8
-    assert len({f.build for f in forms.FORMS}) == len(forms.FORMS)  # one network per entry
+    assert len({signature(f) for f in public}) == len(public)
 
 
 @pytest.mark.parametrize("name", sorted(BY_NAME))
@@ -135,6 +142,29 @@ def test_fp16_conversion_of_the_fused_file_loads_in_plain_onnx_runtime(corpus, n
     want = torch_out(net, x)
     assert got.dtype == np.float32  # graph inputs and outputs stay float32 by default
     np.testing.assert_allclose(got, want, rtol=5e-2, atol=5e-2)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, f in BY_NAME.items() if len(f.export.shape) == 4))
+def test_fp16_conversion_of_a_decomposed_file_keeps_simam_statistics_float32(corpus, name, tmp_path):
+    """The mean, the sum of squares and the variance stay float32 whatever way they are written
+    (a two-step sum used to leave its second half, an einsum the whole block, in float16)."""
+    form = BY_NAME[name]
+    src, _, net = corpus[name]
+    out = tmp_path / "fp16.onnx"
+    report = convert_file(src, out, "fp16")
+    assert report.simam_subgraphs == len(form.expect)
+    model = onnx.shape_inference.infer_shapes(load_onnx(out))
+    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.output]}
+    # the image networks reduce nowhere but in their SimAM blocks
+    reductions = [n for n in model.graph.node if n.op_type.startswith("Reduce") and n.op_type != "ReduceProd"]
+    reductions += [n for n in model.graph.node if n.op_type == "Einsum"]
+    assert reductions
+    assert {n.name: types.get(n.output[0]) for n in reductions} == {
+        n.name: onnx.TensorProto.FLOAT for n in reductions
+    }
+    x = sample(form, seed=3)
+    got = session(out).run(None, {form.export.input_name: x})[0]
+    np.testing.assert_allclose(got, torch_out(net, x), rtol=5e-2, atol=5e-2)
 
 
 @pytest.mark.skipif(not HAVE_RTX, reason="TensorRT for RTX wheels not installed (make install)")

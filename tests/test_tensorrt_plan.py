@@ -94,3 +94,12 @@ def test_build_cli_prints_the_plan_and_carries_it_in_json(r20_files, tmp_path, c
 def test_a_dump_in_an_unknown_format_reads_as_no_kernels():
     """Another TensorRT's listing (or a changed format) must not be misread as a plan."""
     assert parse_layer_dump("Layers:\nLayer(CaskConvolution): conv1, Tactic: 0x1, input -> output") == []
+
+
+@needs_rtx
+def test_an_fp16_build_reads_the_blocks_of_the_file_as_given(r20_files, tmp_path):
+    """On strongly typed TensorRT `build --fp16` converts the file first (statistics wrapped in casts);
+    the plan still finds every decomposed block, by the node names the conversion keeps."""
+    plan = _build(r20_files["decomposed"], tmp_path, precision="fp16").plan
+    assert plan is not None and plan["simam_blocks"] == 9
+    assert all(any(k["role"] == "simam" for k in b["kernels"]) for b in plan["blocks"])

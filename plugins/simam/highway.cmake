@@ -1,11 +1,13 @@
 # ---- Google Highway: SIMD and runtime dispatch for the CPU kernel (simam_cpu_simd.cpp) -------
 # One pinned version, the same on every machine and every cross build: Debian's source tarball
 # of Highway 1.2.0 (the version Debian 13 ships, so its pool keeps it), checked by SHA-256.
-# Highway is header-only except for the dispatcher's CPU detection (targets.cc) and its error
-# handler (abort.cc); only those two files are compiled, with whatever toolchain builds the
-# kernels, so an aarch64 cross build gets an aarch64 Highway without anything else to install.
-# No scalar fallback: Highway's own portable targets (EMU128/SCALAR) are that fallback, and the
-# C++ tests run every target this machine can execute (see tests/test_simam_cpu.cpp).
+# Highway is header-only except for the dispatcher's CPU detection (targets.cc; per_target.cc:
+# vector sizes of scalable targets such as SVE) and its error handler (abort.cc); only those are
+# compiled, with whatever toolchain builds the kernels, so an aarch64 cross build gets an aarch64
+# Highway without anything else to install.
+# Without Highway the configure step stops with the message below (no untested second path): Highway
+# always compiles a baseline target (SSE2 on x86-64, NEON on aarch64, portable EMU128 elsewhere),
+# and the C++ tests run every target this machine can execute (tests/test_simam_cpu.cpp).
 # Offline: -DSIMAM_HIGHWAY_SOURCE=<that tarball, or an unpacked highway-1.2.0 directory>.
 set(SIMAM_HIGHWAY_VERSION 1.2.0)
 set(SIMAM_HIGHWAY_URL
@@ -26,19 +28,24 @@ else()
     endif()
     set(_simam_hwy_tarball "${SIMAM_HIGHWAY_SOURCE}")
   else()
-    set(_simam_hwy_tarball "${CMAKE_BINARY_DIR}/_deps/highway-${SIMAM_HIGHWAY_VERSION}.tar.gz")
+    # One download for every build tree of this checkout (pip's, the header matrix, cross and
+    # sanitizer builds); build/ is git-ignored.
+    set(_simam_hwy_tarball "${PROJECT_SOURCE_DIR}/build/downloads/highway-${SIMAM_HIGHWAY_VERSION}.tar.gz")
     if(NOT EXISTS "${_simam_hwy_tarball}")
       message(STATUS "simam: downloading Highway ${SIMAM_HIGHWAY_VERSION} from ${SIMAM_HIGHWAY_URL}")
-      # Download to a temporary name and rename: an interrupted download never looks complete.
-      file(DOWNLOAD "${SIMAM_HIGHWAY_URL}" "${_simam_hwy_tarball}.part" STATUS _simam_hwy_status TIMEOUT 120)
+      # Download to a name of its own and rename: an interrupted download never looks complete,
+      # and builds configuring at the same time do not write into each other's file.
+      string(RANDOM LENGTH 8 _simam_hwy_part)
+      set(_simam_hwy_part "${_simam_hwy_tarball}.part-${_simam_hwy_part}")
+      file(DOWNLOAD "${SIMAM_HIGHWAY_URL}" "${_simam_hwy_part}" STATUS _simam_hwy_status TIMEOUT 120)
       list(GET _simam_hwy_status 0 _simam_hwy_code)
       if(NOT _simam_hwy_code EQUAL 0)
         list(GET _simam_hwy_status 1 _simam_hwy_why)
-        file(REMOVE "${_simam_hwy_tarball}.part")
+        file(REMOVE "${_simam_hwy_part}")
         message(FATAL_ERROR "simam: could not download Highway (the CPU kernel's SIMD library): "
                             "${_simam_hwy_why}. Offline? ${_simam_hwy_hint}")
       endif()
-      file(RENAME "${_simam_hwy_tarball}.part" "${_simam_hwy_tarball}")
+      file(RENAME "${_simam_hwy_part}" "${_simam_hwy_tarball}")
     endif()
   endif()
   file(SHA256 "${_simam_hwy_tarball}" _simam_hwy_sum)
@@ -63,7 +70,8 @@ if(NOT _simam_hwy_version_lines MATCHES "HWY_MAJOR 1;.*HWY_MINOR 2")
   message(FATAL_ERROR "simam: ${_simam_hwy_dir} is not Highway 1.2 (${_simam_hwy_version_lines}); ${_simam_hwy_hint}")
 endif()
 
-add_library(simam_hwy STATIC "${_simam_hwy_dir}/hwy/targets.cc" "${_simam_hwy_dir}/hwy/abort.cc")
+add_library(simam_hwy STATIC "${_simam_hwy_dir}/hwy/targets.cc" "${_simam_hwy_dir}/hwy/per_target.cc"
+                             "${_simam_hwy_dir}/hwy/abort.cc")
 # SYSTEM: Highway's headers are not ours to keep free of -Wall -Wextra warnings.
 target_include_directories(simam_hwy SYSTEM PUBLIC "${_simam_hwy_dir}")
 target_compile_options(simam_hwy PRIVATE -O2)

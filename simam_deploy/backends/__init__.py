@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -26,7 +27,7 @@ from simam_deploy.errors import InputError
 
 # The registry: one line per backend package. The order is the order of preference when several
 # backends open the same file type (an .onnx file runs on ONNX Runtime unless --backend says otherwise).
-PACKAGES: tuple[str, ...] = ("onnxruntime", "tensorrt", "openvino", "torch")
+PACKAGES: tuple[str, ...] = ("tensorrt", "onnxruntime", "openvino", "torch")
 
 # The precisions anything in simam-deploy speaks of (export, convert, build, validate, bench).
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
@@ -166,7 +167,7 @@ def suffixes(backend: str) -> tuple[str, ...]:
     return get_backend(backend).suffixes
 
 
-def backend_for(target: str | Path, backend: str | None = None) -> Backend:
+def backend_for(target: str | os.PathLike, backend: str | None = None) -> Backend:
     """The backend that runs ``target``: ``backend`` when named (checked against the file type), else
     the first registered backend that opens its file type."""
     suffix = Path(target).suffix.lower()
@@ -196,7 +197,7 @@ ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
-def load_runner(target: str | Path, *, backend: str | None = None, **options: Any) -> Runner:
+def load_runner(target: str | os.PathLike, *, backend: str | None = None, **options: Any) -> Runner:
     """Open ``target`` with ``backend``, or with the backend its file type calls for (.onnx -> ONNX
     Runtime, .engine/.plan/.trt -> TensorRT). ``options`` go to that backend's loader."""
     path = Path(target)

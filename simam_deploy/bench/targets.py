@@ -20,12 +20,20 @@ import copy
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from simam_deploy.backends import ENGINE_SUFFIXES, ONNX_SUFFIXES, backend_for, file_backends, get_backend
+from simam_deploy.backends import (
+    ENGINE_SUFFIXES,
+    ONNX_SUFFIXES,
+    Runner,
+    backend_for,
+    file_backends,
+    get_backend,
+)
 from simam_deploy.bench.kernel import DTYPES, device_name, resolve_device
 from simam_deploy.bench.timing import LatencyStats, check_counts, summarize, time_callable, time_interleaved
 from simam_deploy.errors import InputError, SimamDeployError
@@ -299,12 +307,12 @@ def _bench_exported_onnx(
 # ---- ONNX files: decomposed and fused side by side ------------------------------------------
 def _onnx_pair(
     bench: TargetBenchmark, proto, backends: Sequence[str], options: dict
-) -> list[tuple[str, object]]:
+) -> list[tuple[str, Runner]]:
     """[(row name, runner)] for ``proto`` and, where there is one, its counterpart, on every backend
     of ``backends``: decomposed first, fused second."""
+    from simam_deploy.graph.contract import count_simam_nodes
     from simam_deploy.graph.fuse import fuse_simam
     from simam_deploy.graph.unfuse import unfuse_simam
-    from simam_deploy.onnx_utils import count_simam_nodes
 
     if count_simam_nodes(proto):
         decomposed, fused = unfuse_simam(proto), proto
@@ -320,7 +328,7 @@ def _onnx_pair(
             bench.notes.append("no SimAM subgraph to fuse: the fused file would be the same")
             fused = None
     bench.notes.append(f"the {given} file is the one given; the other one is derived from it")
-    pairs = []
+    pairs: list[tuple[str, Runner]] = []
     for name in backends:
         backend = get_backend(name)
         pairs.append((f"{name} decomposed", backend.load(decomposed, **options)))
@@ -329,8 +337,10 @@ def _onnx_pair(
     return pairs
 
 
-def _time_onnx_pair(bench: TargetBenchmark, runners, inputs: dict[str, np.ndarray]) -> None:
-    fns = {name: (lambda r=runner: r.infer(inputs)) for name, runner in runners}
+def _time_onnx_pair(
+    bench: TargetBenchmark, runners: Sequence[tuple[str, Runner]], inputs: dict[str, np.ndarray]
+) -> None:
+    fns: dict[str, Callable[[], object]] = {name: partial(runner.infer, inputs) for name, runner in runners}
     times = time_interleaved(fns, bench.warmup, bench.iters)
     first = next(iter(inputs.values()))
     batch = int(first.shape[0]) if first.ndim else 1

@@ -398,6 +398,9 @@ def _is_hw_axes(axes: list[int] | None) -> bool:
     return axes is not None and sorted(a % 4 for a in axes) == [2, 3]
 
 
+REDUCTION_OPS = frozenset(
+    ["ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL1", "ReduceL2", "Einsum", "GlobalAveragePool"]
+)
 # ops that put the reduced axes back after a keepdims=0 reduction ([:, :, None, None], view(n, c, 1, 1))
 RESTORE_OPS = ("Unsqueeze", "Reshape")
 
@@ -511,7 +514,8 @@ class SimamMatcher:
             seen.add(node.name)
             if node.op_type == "Sub" and self._is_deviation(node):
                 return True
-            reduced |= find_reduction(self.index, node.output[0], max_restores=0) is not None
+            # any reduction, right or wrong (an einsum over the wrong axes is still explained)
+            reduced |= node.op_type in REDUCTION_OPS
             if node.op_type in FORMULA_OPS:  # a Conv, Relu, ... ends the SimAM formula
                 frontier.extend(i for i in node.input if i)
         return reduced and self._adds_half(sigmoid.input[0])

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include <hwy/per_target.h>
 #include <hwy/targets.h>
 
 #include "simam.h"
@@ -183,28 +184,36 @@ double worst_error(simam_dtype dtype, int64_t C, int64_t H, int64_t W, double me
     return worst;
 }
 
-// The kernel guesses the mean from 64 sampled elements (every n/64-th); here exactly those are
-// outliers at 1e4 while the rest spreads over +-1e4/256, so the guess is ~220 standard
-// deviations off (c^2 / var ~ 5e4): without the second shift the error is 1.2e-5 (over the bound),
-// with it 2e-7.
-void test_outliers_where_the_mean_is_sampled() {
-    const int64_t H = 2048, W = 2048, n = H * W, step = n / 64;
+// The kernel guesses the mean from one vector each at the start, quarter, half and end of a
+// plane; here exactly those elements (4 vectors of the target it dispatches to) are outliers at
+// 1e4 while the rest spreads over +-1e4/256, so the guess is ~220 standard deviations off
+// (c^2 / var ~ 5e4 with AVX-512). Checked against 2e-6, tighter than the 1e-5 contract: with the
+// second shift the error is 1.8e-7 (AVX-512) or 7.5e-7 (SVE2 under qemu), without it 5.6e-6.
+void test_outliers_where_the_mean_is_guessed() {
+    const int64_t H = 2048, W = 2048, n = H * W;
+    const int64_t lanes = static_cast<int64_t>(hwy::VectorBytes() / sizeof(float));
     std::mt19937 gen(5);
     std::uniform_real_distribution<double> uniform(-1e4 / 256, 1e4 / 256);
     std::vector<float> x(n), y(n);
     std::vector<double> x64(n), ref(n);
     for (int64_t i = 0; i < n; ++i) {
-        x[i] = static_cast<float>(i % step == 0 ? 1e4 : uniform(gen));
+        const bool guessed = i < lanes || (i >= n / 4 && i < n / 4 + lanes) ||
+                             (i >= n / 2 && i < n / 2 + lanes) || i >= n - lanes;
+        x[i] = static_cast<float>(guessed ? 1e4 : uniform(gen));
         x64[i] = x[i];
     }
     reference_plane(x64, 0, static_cast<size_t>(n), 1e-4, true, ref);
     check(simam_forward_cpu(x.data(), y.data(), 1, 1, H, W, SIMAM_FLOAT32, 1e-4f, 1) == SIMAM_OK, "runs");
     double worst = 0.0;
-    for (int64_t i = 0; i < n; ++i) worst = std::fmax(worst, std::fabs(y[i] - ref[i]) / std::fabs(ref[i]));
+    for (int64_t i = 0; i < n; ++i) {
+        // Not fmax: a NaN must fail, and GCC 12 for aarch64 crashes vectorising that reduction.
+        const double e = std::fabs(y[i] - ref[i]) / std::fabs(ref[i]);
+        if (!(e <= worst)) worst = e;
+    }
     char what[120];
-    std::snprintf(what, sizeof what, "outliers at the sampled elements: relative error %.3g <= 1e-5", worst);
+    std::snprintf(what, sizeof what, "outliers where the mean is guessed: relative error %.3g <= 2e-6", worst);
     std::printf("  %s\n", what);
-    check(worst <= 1e-5, what);
+    check(worst <= 2e-6, what);
 }
 
 void test_every_simd_target() {
@@ -258,7 +267,7 @@ int main() {
     test_values_and_planes();
     test_half_conversions_exhaustively();
     test_bf16_conversions();
-    test_outliers_where_the_mean_is_sampled();
+    test_outliers_where_the_mean_is_guessed();
     test_every_simd_target();
     std::printf("%s (%d failures)\n", g_failures == 0 ? "ok" : "FAILED", g_failures);
     return g_failures;

@@ -11,10 +11,10 @@ import numpy as np
 import onnx
 
 from simam_deploy.errors import InputError
+from simam_deploy.graph.contract import count_simam_nodes
 from simam_deploy.onnx_utils import (
     READABLE_IR_VERSION,
     cap_ir_version,
-    count_simam_nodes,
     load_onnx,
     uses_external_data,
 )
@@ -57,20 +57,24 @@ class OnnxRuntimeRunner:
         if threads is not None and threads < 1:
             raise InputError(f"threads must be >= 1, got {threads}", "e.g. --threads 1")
 
-        from_file = not isinstance(model, onnx.ModelProto)
-        # a file is validated (external-data locations included) but its weights are not read here
-        proto = load_onnx(model, load_external=False) if from_file else model
+        path: Path | None = None
+        if isinstance(model, onnx.ModelProto):
+            proto = model
+        else:  # a file is validated (external-data locations included) but its weights are not read here
+            path = Path(model)
+            proto = load_onnx(path, load_external=False)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads is not None:
             options.intra_op_num_threads = threads  # ONNX Runtime's default: one per physical core
-        needs_rewrite = proto.ir_version > READABLE_IR_VERSION or count_simam_nodes(proto)
-        if from_file and needs_rewrite:
-            proto = load_onnx(model, check=False)  # rewritten in memory: weights included
+        needs_rewrite = proto.ir_version > READABLE_IR_VERSION or count_simam_nodes(proto) > 0
+        if path is not None and needs_rewrite:
+            proto = load_onnx(path, check=False)  # rewritten in memory: weights included
         if proto.ir_version > READABLE_IR_VERSION:
             proto = cap_ir_version(_copy(proto))  # the caller's ModelProto stays untouched
         # an unmodified file is opened by path, so ONNX Runtime reads external data (and > 2 GB) itself
-        model_bytes = str(model) if from_file and not needs_rewrite else proto.SerializeToString()
+        opened_by_path = path is not None and not needs_rewrite
+        model_bytes = str(path) if opened_by_path else proto.SerializeToString()
         if count_simam_nodes(proto):
             from simam_deploy.backends.onnxruntime import library as simam_ort
 
@@ -82,11 +86,11 @@ class OnnxRuntimeRunner:
                     model_bytes, sess_options=options, providers=self.providers
                 )
             except Exception:
-                if not (from_file and not needs_rewrite and uses_external_data(proto)):
+                if path is None or not opened_by_path or not uses_external_data(proto):
                     raise
                 # ONNX Runtime's shape inference cannot read external data that a node needs as a
                 # constant (e.g. ReduceMean's axes in torch's dynamo exports): hand it over loaded
-                proto = load_onnx(model, check=False)
+                proto = load_onnx(path, check=False)
                 self.session = ort.InferenceSession(
                     proto.SerializeToString(), sess_options=options, providers=self.providers
                 )

@@ -22,14 +22,14 @@ from typing import Any
 
 import onnx
 
+from simam_deploy.backends import PRECISIONS
 from simam_deploy.backends.tensorrt.plan import DUMP_HEADER, parse_layer_dump, simam_blocks, simam_plan
 from simam_deploy.backends.tensorrt.plugin import PLUGIN_NAME, register_plugin
 from simam_deploy.backends.tensorrt.runtime import Runtime, import_runtime
 from simam_deploy.errors import InputError, SimamDeployError
 from simam_deploy.fileio import atomic_output, check_input_file, check_output_path
+from simam_deploy.graph import contract
 from simam_deploy.precision import network_precision, typed_onnx_for_build
-
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 @dataclass
@@ -242,12 +242,6 @@ def _read_graph(onnx_path: Path) -> onnx.ModelProto:
     from simam_deploy.onnx_utils import load_onnx
 
     return load_onnx(onnx_path, check=False, load_external=False)
-
-
-def _count_simam_nodes(graph: onnx.ModelProto) -> int:
-    from simam_deploy.onnx_utils import SIMAM_OP_TYPE
-
-    return sum(node.op_type == SIMAM_OP_TYPE for node in graph.graph.node)
 
 
 def _plugin_layer_name(trt: ModuleType, layer: Any) -> str | None:
@@ -571,6 +565,10 @@ def build_engine(
                 f"{rt.label} failed while building {onnx_path.name}: {type(exc).__name__}: {exc}",
                 "rerun with --verbose for TensorRT's log; report it if the model is valid",
             ) from exc
+    # SimAM blocks are found in the file as given: a conversion keeps the node names the plan cites
+    # but wraps the statistics in casts that the block finder does not read through
+    source = graph if onnx_path == options_source else _read_graph(options_source)
+    report.plan, report.plan_note = _read_plan(logger_plan_dump(rt), source, report.profiles)
     report.onnx, report.notices = str(options_source), notices
     return report
 
@@ -579,7 +577,7 @@ def _build(
     rt: Runtime, onnx_path: Path, out: Path, graph: onnx.ModelProto, shape_specs: dict, options: BuildOptions
 ) -> BuildReport:
     trt = rt.module
-    simam_nodes = _count_simam_nodes(graph)
+    simam_nodes = contract.count_simam_nodes(graph)
     logger = collecting_logger(trt, options.verbose)
     plugin_path = register_plugin(rt, options.plugin_lib) if simam_nodes or options.embed_plugin else None
     builder = trt.Builder(logger)
@@ -626,10 +624,7 @@ def _build(
     if cache is not None and options.timing_cache is not None:
         with atomic_output(options.timing_cache) as tmp:
             tmp.write_bytes(memoryview(cache.serialize()))
-    plan, plan_note = _read_plan(logger.plan_dump, graph, profiles)
     return BuildReport(
-        plan=plan,
-        plan_note=plan_note,
         engine=str(out),
         onnx=str(onnx_path),
         precision=network_precision(parsed.network),  # from the network's tensor types, not a flag
@@ -648,6 +643,12 @@ def _build(
         qdq_layers=qdq_layers,
         weights_bytes=logger.weights_bytes,
     )
+
+
+def logger_plan_dump(rt: Runtime) -> str | None:
+    """The plan listing of the last build in this process (the logger is one per process)."""
+    logger = _LOGGERS.get(rt.module.__name__)
+    return None if logger is None else logger.plan_dump
 
 
 def _read_plan(
