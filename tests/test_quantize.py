@@ -236,14 +236,18 @@ CALIBRATE, HELD_OUT, EVALUATE = 256, 344, 944
 
 
 @pytest.fixture(scope="module")
-def photo_sets(tmp_path_factory, official_r20_onnx):
-    """Disjoint calibration, held-out and evaluation sets of real-photo crops (CIFAR preprocessing)."""
+def photo_sets(tmp_path_factory, official_checkpoint):
+    """The authors' ResNet-20 exported as benchmarks/quantize_study.py does, and disjoint
+    calibration, held-out and evaluation sets of real-photo crops (CIFAR preprocessing)."""
     from simam_deploy.inputs import load_inputs
     from simam_deploy.quantize import _input_spec
 
+    net, _ = build_model("cifar-resnet20", official_checkpoint)
+    path = tmp_path_factory.mktemp("official") / "r20.onnx"
+    export_onnx(net, path, input_shape=(1, 3, 32, 32))
     total = CALIBRATE + HELD_OUT + EVALUATE
     folder = make_photo_folder(tmp_path_factory.mktemp("crops"), count=total, crop=40)
-    model = load_onnx(official_r20_onnx)
+    model = load_onnx(path)
     batches = load_inputs(folder, _input_spec(model), reference="cifar-resnet20").batches
     calibrate, rest = split_samples(batches, CALIBRATE, batch_fixed=False)
     held_out, evaluate = split_samples(rest, HELD_OUT, batch_fixed=False)
@@ -282,7 +286,7 @@ def test_target_out_of_reach_exits_1_and_names_the_layers(photo_sets, official_r
     out = tmp_path / "never.onnx"
     code, stdout, err = run_cli(
         ["quantize", str(official_r20_onnx), "-o", str(out), "--calibrate", str(folder), "--reference",
-         "cifar-resnet20", "--samples", "256", "--method", "minmax", "--target-agreement", "1.0",
+         "cifar-resnet20", "--samples", "1400", "--method", "minmax", "--target-agreement", "1.0",
          "--min-quantized", "0.99", "--json", "-"],
         capsys,
     )  # fmt: skip
