@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from simam_deploy.backends import PRECISIONS
 from simam_deploy.cli.common import (
     check_outputs,
     dtype_name,
@@ -15,8 +16,9 @@ EPILOG = """\b
 Two modes:
   --kernel   the SimAM op alone: eager decomposed vs torch.compile vs the fused kernel, on the
              SimAM shapes of ResNet-50 at batch 32 (or --shape ...), reporting median time,
-             effective bandwidth (read x once + write y once) and, on a GPU, the fraction of a
-             device-to-device copy of the same bytes timed in the same run.
+             effective bandwidth (read x once + write y once) and the fraction of a copy of
+             the same bytes timed in the same run: a device-to-device copy on a GPU; on the CPU
+             a memcpy, interleaved with the kernel into a preallocated output (row "kernel").
   TARGET     a whole model, several ways side by side: a zoo name (or module:callable) in
              PyTorch eager / with fused SimAM / under torch.compile / exported to ONNX Runtime,
              an .onnx file in ONNX Runtime, or a TensorRT .engine. Reports mean/p50/p90/p99
@@ -51,7 +53,7 @@ Exit codes: 0 ok, 2 usage or input error.
     "--dtype",
     "dtypes",
     multiple=True,
-    type=click.Choice(["fp32", "fp16", "bf16"]),
+    type=click.Choice(PRECISIONS),
     help="Repeatable. [default: fp32 and fp16 for --kernel, fp32 for a TARGET]",
 )
 @click.option(

@@ -16,7 +16,8 @@ weights per output channel, both symmetric int8; biases stay float32 (what Tenso
 SimAM block (decomposed or fused) and its statistics stay float32 (--high-precision fp16: float16 with
 float32 statistics). The first --samples inputs calibrate; the rest are held out and measure the top-1
 agreement with the float32 file. --target-agreement keeps the most sensitive layers float32 until it
-holds (exit 1 and nothing written when it needs more than --min-quantized allows).
+holds; when that needs more than --min-quantized allows, the best file within it is written, the
+layers it would need are named, and the exit code is 1.
 
 \b
 Examples:
@@ -144,15 +145,15 @@ def quantize(source, output, calibrate, method, samples, quantizer, high_precisi
         )
     quantized = len(report.quantized)
     share = f"{report.conv_weight_share:.1%} of convolution weights int8"
-    if report.reached is False:
-        out.print(
-            f"[red]FAIL[/red] --target-agreement {report.target_agreement} not reached while keeping "
-            f">= {min_quantized:.0%} of convolution weights int8; it would need these layers float32: "
-            f"{', '.join(report.would_need)}. Nothing written."
-        )
-        raise SystemExit(1)
     blocks = report.simam_blocks + report.simam_nodes
     out.print(
         f"[green]wrote[/green] {report.output} ({report.file_bytes / 1e6:.2f} MB): {quantized} layers int8 "
-        f"({share}), {blocks} SimAM blocks kept {high_precision}, {report.qdq_pairs} Q/DQ pairs"
+        f"({share}), {blocks} SimAM blocks kept {high_precision}, {report.qdq_pairs} activation Q/DQ pairs"
     )
+    if report.reached is False:
+        out.print(
+            f"[red]FAIL[/red] --target-agreement {report.target_agreement} not reached while keeping "
+            f">= {min_quantized:.0%} of convolution weights int8 (the file written is the best within "
+            f"that); it would need these layers float32: {', '.join(report.would_need)}"
+        )
+        raise SystemExit(1)

@@ -63,10 +63,14 @@ if cmake -S "$repo" -B "$kdir" "${toolchain[@]}" -DSIMAM_WITH_CUDA=ON -DSIMAM_WI
      -DSIMAM_WITH_ONNXRUNTIME=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$archs" \
      -DCMAKE_CXX_FLAGS=-Werror >"$kdir.log" 2>&1 \
    && cmake --build "$kdir" -j "$jobs" >>"$kdir.log" 2>&1; then
-  if ctest --test-dir "$kdir/plugins" --output-on-failure >>"$kdir.log" 2>&1; then
+  if ctest --test-dir "$kdir/plugins" --output-on-failure -V >>"$kdir.log" 2>&1; then
     kernels="$(grep -oE '[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$kdir.log" | tail -1)"
     skipped="$(grep -c '(Skipped)' "$kdir.log" || true)"
     [ "$skipped" = "0" ] || kernels="$kernels, $skipped skipped (no GPU)"
+    # The CPU test runs the SIMD kernel on every Highway target the (emulated) CPU offers.
+    targets="$(grep -oE 'target [A-Z0-9_]+: worst error' "$kdir.log" | awk '{print $2}' | tr -d ':' \
+               | sort -u | tr '\n' ' ')"
+    [ -z "$targets" ] || kernels="$kernels; SIMD targets run: $targets"
   else
     kernels="FAIL (see $kdir.log)"; status=1
   fi

@@ -787,9 +787,10 @@ def quantize_file(
 
     ``calibrate``: the sources of ``validate --inputs`` (image folder with ``reference``'s zoo
     preprocessing or ``mean``/``std``/``size``, .npz, saved folder, module:callable). The first
-    ``samples`` samples calibrate; the rest are held out to measure agreement. Nothing is written when
-    ``target_agreement`` is not reached (``report.reached`` is False, ``report.would_need`` says what
-    it would take)."""
+    ``samples`` samples calibrate; the rest are held out to measure agreement. When
+    ``target_agreement`` is not reached within ``min_quantized``, the best file within it is still
+    written (as ``fuse --expect`` writes before failing): ``report.reached`` is False and
+    ``report.would_need`` says what the target would take."""
     _check_options(method, quantizer, high_precision, samples, target_agreement, min_quantized)
     src = Path(source)
     out = check_output_path(output, protected_files(src))
@@ -827,8 +828,6 @@ def quantize_file(
         source=str(src),
     )
     report.calibration = inputs.to_dict()
-    if report.reached is False:
-        return report
     written = save_onnx(
         quantized,
         out,

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from simam_deploy import ops
-from simam_deploy.bench.kernel import host_copy, run_kernel_benchmark, time_interleaved, with_batch
+from simam_deploy.bench.kernel import (
+    host_copy,
+    host_kernel,
+    run_kernel_benchmark,
+    time_interleaved,
+    with_batch,
+)
 from simam_deploy.bench.report import kernel_table, plot_kernel, save_json, targets_table, to_json_text
 from simam_deploy.bench.targets import benchmark_target
 from simam_deploy.bench.timing import percentile, summarize, time_callable
@@ -46,7 +52,7 @@ def test_bad_iteration_counts_are_refused(warmup, iters):
 def test_kernel_benchmark_rows_are_consistent(tmp_path):
     bench = run_kernel_benchmark([(2, 8, 14, 14), (1, 4, 28, 28)], ["fp32", "fp16"], warmup=1, iters=3,
                                  impls=("eager", "fused"))  # fmt: skip
-    assert len(bench.rows) == 2 * 2 * 2
+    assert len(bench.rows) == 2 * 2 * 3  # eager, fused, and the kernel timed beside the memcpy
     for row in bench.rows:
         elements = row.shape[0] * row.shape[1] * row.shape[2] * row.shape[3]
         assert row.bytes_moved == 2 * elements * (4 if row.dtype == "fp32" else 2)
@@ -58,7 +64,7 @@ def test_kernel_benchmark_rows_are_consistent(tmp_path):
             assert row.max_abs_diff_vs_fused < (1e-5 if row.dtype == "fp32" else 1e-2)
     out = save_json(tmp_path / "k.json", bench.to_dict())
     data = json.loads(out.read_text())
-    assert data["schema"] == "simam-deploy/bench-kernel/1" and len(data["rows"]) == 8
+    assert data["schema"] == "simam-deploy/bench-kernel/1" and len(data["rows"]) == 12
     assert list(data) == sorted(data)  # stable key order
     assert to_json_text(bench.to_dict()) == out.read_text()
     assert "fused" in str(kernel_table(bench).columns[2]._cells)
@@ -68,15 +74,28 @@ def test_kernel_benchmark_rows_are_consistent(tmp_path):
 
 @needs_native
 def test_kernel_benchmark_cpu_copy_of_the_same_run():
-    """CPU: a memcpy of the same bytes, timed interleaved with the fused kernel, per case."""
+    """CPU: per case, the kernel into a preallocated output and a memcpy of the same bytes, timed
+    interleaved; the kernel's result is the op's."""
     bench = run_kernel_benchmark([(2, 3, 9, 11)], ["fp32", "bf16"], warmup=0, iters=3, impls=("fused",))
     assert [(c.dtype, c.method) for c in bench.copies] == [("fp32", "memcpy"), ("bf16", "memcpy")]
-    for copy, row in zip(bench.copies, bench.rows, strict=True):
+    assert [(r.dtype, r.impl) for r in bench.rows] == [
+        ("fp32", "fused"), ("fp32", "kernel"), ("bf16", "fused"), ("bf16", "kernel")
+    ]  # fmt: skip
+    for row in bench.rows:
+        copy = next(c for c in bench.copies if c.dtype == row.dtype)
         assert copy.shape == row.shape == (2, 3, 9, 11) and row.iters == 3
         assert copy.gb_per_s == pytest.approx(row.bytes_moved / copy.median_ms / 1e6)
         assert row.fraction_of_copy == pytest.approx(copy.median_ms / row.median_ms)
+        if row.impl == "kernel":
+            assert row.max_abs_diff_vs_fused == 0.0  # the same kernel, bit for bit
     assert bench.cpu_simd_target  # which instruction set ran, e.g. AVX2 or NEON
     assert "memcpy" in str(kernel_table(bench).columns[2]._cells)
+
+
+@needs_native
+def test_host_kernel_is_the_op():
+    x = torch.randn(2, 3, 5, 7).to(torch.float16)
+    assert torch.equal(host_kernel(x, 1e-4, True)(), ops.simam(x, 1e-4, True))
 
 
 @needs_native
@@ -100,7 +119,7 @@ def test_time_interleaved_alternates_and_counts():
 def test_kernel_benchmark_with_torch_compile():
     bench = run_kernel_benchmark([(1, 2, 8, 8)], ["fp32"], warmup=1, iters=2)
     assert not bench.notes, bench.notes  # compile did not fail
-    assert [r.impl for r in bench.rows] == ["eager", "compile", "fused"]
+    assert [r.impl for r in bench.rows] == ["eager", "compile", "fused", "kernel"]
     assert bench.rows[1].max_abs_diff_vs_fused < 1e-5
 
 
@@ -191,7 +210,7 @@ def test_cli_kernel_writes_json_and_plot(tmp_path, capsys):
     code, out, _ = run_cli(args, capsys)
     assert code == 0, out
     assert "fused" in out and "2x4x8x8" in out
-    assert [r["impl"] for r in json.loads(j.read_text())["rows"]] == ["eager", "fused"]
+    assert [r["impl"] for r in json.loads(j.read_text())["rows"]] == ["eager", "fused", "kernel"]
     assert p.read_bytes().startswith(PNG_MAGIC)
 
 

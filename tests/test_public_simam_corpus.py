@@ -20,7 +20,7 @@ from simam_deploy.errors import InputError
 from simam_deploy.export import MAX_OPSET, MIN_OPSET, export_onnx
 from simam_deploy.graph import contract
 from simam_deploy.graph.pipeline import fuse_file
-from simam_deploy.onnx_utils import default_opset, load_onnx
+from simam_deploy.onnx_utils import load_onnx, opset_version
 from simam_deploy.precision import convert_file
 from simam_deploy.validate import validate
 from tests import public_simam_forms as forms
@@ -55,7 +55,7 @@ def session(path: Path) -> ort.InferenceSession:
     else:
         from simam_deploy.backends.onnxruntime import library as simam_ort
 
-        assert default_opset(model) < 12
+        assert opset_version(model) < 12
         options = simam_ort.session_options()
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -22,6 +22,7 @@
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simam_cpu_simd.cpp"
+#include <hwy/cache_control.h>  // Prefetch
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -33,6 +34,11 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 constexpr int64_t kBlock = 1024;  // elements per fp32 partial sum
+// Software prefetch distance: the statistics sweep is the first touch of each plane, and with
+// planes of a few KiB the hardware prefetcher barely starts before a plane ends (measured on a
+// Xeon VM: 56x56 fp16 planes coming from L3 ran ~4x slower than from L2). Prefetching this far
+// ahead (crossing into the next plane; prefetches never fault) keeps enough lines in flight.
+constexpr int64_t kPrefetchBytes = 4096;
 
 // ---- loads and stores: every storage type as fp32 lanes ----------------------------------------
 // fp16 travels as hwy::float16_t (Highway converts with F16C / NEON / SVE instructions, or exactly
@@ -113,6 +119,7 @@ HWY_INLINE void ShiftedMoments(DF df, const T* HWY_RESTRICT x, int64_t n, float 
                                double& s2) {
     const int64_t N = static_cast<int64_t>(hn::Lanes(df));
     const VF vshift = hn::Set(df, shift);
+    constexpr int64_t kAhead = kPrefetchBytes / static_cast<int64_t>(sizeof(T));
     s1 = 0.0;
     s2 = 0.0;
     for (int64_t start = 0; start < n; start += kBlock) {
@@ -121,6 +128,9 @@ HWY_INLINE void ShiftedMoments(DF df, const T* HWY_RESTRICT x, int64_t n, float 
         VF a0 = hn::Zero(df), a1 = hn::Zero(df), q0 = hn::Zero(df), q1 = hn::Zero(df);
         int64_t i = 0;
         for (; i + 2 * N <= len; i += 2 * N) {
+            // One prefetch per cache line: 2 vectors of fp32 on AVX-512 span two lines.
+            hwy::Prefetch(p + i + kAhead);
+            if (2 * N * static_cast<int64_t>(sizeof(T)) > 64) hwy::Prefetch(p + i + N + kAhead);
             const VF d0 = hn::Sub(Load(df, p + i), vshift);
             const VF d1 = hn::Sub(Load(df, p + i + N), vshift);
             a0 = hn::Add(a0, d0);
