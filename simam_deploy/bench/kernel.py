@@ -207,7 +207,7 @@ def _cpu_simd_target() -> str | None:
     return _C.cpu_simd_target()
 
 
-def host_kernel(x: torch.Tensor, e_lambda: float, unbiased: bool) -> Callable[[], object]:
+def host_kernel(x: torch.Tensor, e_lambda: float, unbiased: bool) -> Callable[[], torch.Tensor]:
     """The CPU kernel on contiguous CPU tensor ``x`` into an output allocated once (returned by
     each call): the kernel alone, without the op's allocation of its result."""
     from simam_deploy import _C
