@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from simam_deploy.backends import PRECISIONS
 from simam_deploy.cli.common import (
     check_outputs,
     dtype_name,
@@ -52,7 +53,7 @@ Exit codes: 0 ok, 2 usage or input error.
     "--dtype",
     "dtypes",
     multiple=True,
-    type=click.Choice(["fp32", "fp16", "bf16"]),
+    type=click.Choice(PRECISIONS),
     help="Repeatable. [default: fp32 and fp16 for --kernel, fp32 for a TARGET]",
 )
 @click.option(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from simam_deploy.backends import PRECISIONS
 from simam_deploy.cli.common import check_outputs, envelope, human_console, write_json
 from simam_deploy.errors import InputError
 from simam_deploy.export import DEFAULT_OPSET, DYNAMIC_CHOICES, MAX_OPSET, MIN_OPSET, MODES, export_onnx
@@ -61,7 +62,7 @@ Examples:
 )
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "fp16", "bf16"]),
+    type=click.Choice(PRECISIONS),
     default="fp32",
     show_default=True,
     help="Types in the file (strongly typed TensorRT): fp16/bf16 keep SimAM statistics in fp32, I/O float32.",

@@ -4,7 +4,7 @@ import click
 from click.core import ParameterSource
 from rich.table import Table
 
-from simam_deploy.backends import backend_names
+from simam_deploy.backends import PRECISIONS, backend_names
 from simam_deploy.cli.common import check_outputs, envelope, human_console, progress, write_json
 from simam_deploy.errors import InputError
 from simam_deploy.parity import ParityReport, RunResult
@@ -59,7 +59,7 @@ be installed): a folder written by --save-outputs (its inputs are read from the 
 @click.option("--rtol", type=float, help="Relative tolerance [default: per precision].")
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]),
+    type=click.Choice(["auto", *PRECISIONS, "int8"]),
     default="auto",
     show_default=True,
     help="Precision the target computes in, for default tolerances (auto: from an ONNX file's types).",
@@ -89,7 +89,7 @@ be installed): a folder written by --save-outputs (its inputs are read from the 
 )
 @click.option(
     "--probe-precision",
-    type=click.Choice(["fp32", "fp16", "bf16"]),
+    type=click.Choice(PRECISIONS),
     default="fp32",
     show_default=True,
     help="--per-layer on an engine: precision of the debug engine.",

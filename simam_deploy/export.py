@@ -27,6 +27,7 @@ from torch import nn
 
 from simam_deploy.errors import InputError
 from simam_deploy.fileio import check_output_path
+from simam_deploy.graph import contract
 from simam_deploy.nn import SimAM, find_simam_modules
 from simam_deploy.onnx_utils import EXTERNAL_DATA_THRESHOLD, cap_ir_version, save_onnx
 from simam_deploy.resources import check_input_memory
@@ -180,17 +181,20 @@ def export_onnx(
     report.simam_modules = probe_simam_inputs(model, example)
 
     if mode == "plugin":
-        from simam_deploy.export_plugin import export_plugin_model_proto
+        from simam_deploy.export_plugin import check_plugin_nodes, plugin_translation
 
-        proto = export_plugin_model_proto(
-            model,
-            example,
-            opset=opset,
-            dynamic=dynamic,
-            exporter=exporter,
-            input_name=input_name,
-            output_name=output_name,
-        )
+        with plugin_translation(model, opset=opset, exporter=exporter) as table:
+            proto = export_model_proto(
+                model,
+                example,
+                opset,
+                dynamic,
+                exporter,
+                input_name,
+                output_name,
+                custom_translation_table=table,
+            )
+        check_plugin_nodes(proto, model, exporter)
     else:
         proto = export_model_proto(model, example, opset, dynamic, exporter, input_name, output_name)
     name_nodes_by_module(proto, model)
@@ -204,7 +208,7 @@ def export_onnx(
         report.precision, report.notices, report.opset = precision, conversion.notices, conversion.opset_after
     written = finalize_and_save(proto, out, external_data=external_data, protect=inputs_to_protect)
     report.onnx_nodes = len(proto.graph.node)
-    report.simam_nodes = sum(n.op_type == "SimAM" for n in proto.graph.node)
+    report.simam_nodes = contract.count_simam_nodes(proto)
     report.seconds = time.perf_counter() - start
     report.files = [str(f) for f in written]
     report.file_bytes = sum(Path(f).stat().st_size for f in written)
@@ -431,7 +435,7 @@ def name_tensors_by_node(graph: onnx.GraphProto) -> None:
             if not old or old in fixed:
                 continue
             folder = node.name.rsplit("/", 1)[0]
-            new = f"{folder}/output" if node.op_type == "SimAM" else f"{node.name}_output_{i}"
+            new = f"{folder}/output" if contract.is_simam_node(node) else f"{node.name}_output_{i}"
             if new == old or new in taken:
                 continue
             rename[old] = new

@@ -12,7 +12,6 @@ See :mod:`simam_deploy.graph.contract` for the node's attributes and how TensorR
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -125,19 +124,11 @@ def _check_nodes(proto: onnx.ModelProto, model: nn.Module, exporter: str) -> Non
         contract.set_output_value_info(proto, node.input[0], node.output[0])
 
 
-def export_plugin_model_proto(
-    model: nn.Module,
-    example: torch.Tensor,
-    *,
-    opset: int,
-    dynamic: str,
-    exporter: str,
-    input_name: str = "input",
-    output_name: str = "output",
-) -> onnx.ModelProto:
-    """Export ``model`` with one SimAM node per SimAM module; returns the ModelProto (not saved)."""
-    from simam_deploy.export import export_model_proto
-
+@contextmanager
+def plugin_translation(model: nn.Module, *, opset: int, exporter: str) -> Iterator[dict | None]:
+    """While active, torch's ``exporter`` writes every SimAM module of ``model`` as one SimAM node:
+    yields the dynamo custom translation table (None for TorchScript, whose symbolic is registered).
+    The exporter itself is called by :mod:`simam_deploy.export`, which sits above this module."""
     op = _simam_op()
     table = None
     if exporter == "dynamo":
@@ -145,27 +136,9 @@ def export_plugin_model_proto(
     else:
         _register_torchscript_symbolic(opset)
     with fused_simam(model):
-        proto = export_model_proto(
-            model, example, opset, dynamic, exporter, input_name, output_name, custom_translation_table=table
-        )
+        yield table
+
+
+def check_plugin_nodes(proto: onnx.ModelProto, model: nn.Module, exporter: str) -> None:
+    """One contract-conforming SimAM node per SimAM module, with the modules' attributes."""
     _check_nodes(proto, model, exporter)
-    return proto
-
-
-def export_plugin_onnx(
-    model: nn.Module,
-    output: str | os.PathLike,
-    *,
-    opset: int = 18,
-    input_shape: tuple[int, int, int, int] | str = (1, 3, 224, 224),
-    dynamic: str = "batch",
-    exporter: str = "auto",
-    **kwargs,
-):
-    """Write a plugin-mode ONNX file (same options and report as ``export_onnx(mode="plugin")``)."""
-    from simam_deploy.export import export_onnx
-
-    return export_onnx(
-        model, output, mode="plugin", opset=opset, input_shape=input_shape, dynamic=dynamic,
-        exporter=exporter, **kwargs,
-    )  # fmt: skip

@@ -21,8 +21,6 @@ import onnx
 from simam_deploy.errors import InputError
 from simam_deploy.fileio import check_input_file, write_errors_name
 
-SIMAM_OP_TYPE = "SimAM"
-
 # The IR version every file we write or hand to ONNX Runtime carries: IR 10 covers every opset up
 # to 22 and every ONNX Runtime >= 1.16 reads it, while onnx 1.23's helpers stamp IR 14 (which
 # onnxruntime 1.31 refuses) even when nothing newer is used.
@@ -39,14 +37,15 @@ EXTERNAL_DATA_CHOICES = ("auto", "always", "never")
 EXTERNAL_SIZE_THRESHOLD = 1024
 
 
-def default_opset(model: onnx.ModelProto) -> int:
-    """The version of the default ('' / ai.onnx) domain; 0 when the model does not import it."""
+def opset_version(model: onnx.ModelProto) -> int:
+    """The version of the default ('' / ai.onnx) domain as the file states it; 0 when the model does
+    not import it. (graph.contract.default_opset is the checked version, for graph surgery.)"""
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def cap_ir_version(model: onnx.ModelProto) -> onnx.ModelProto:
     """Lower ``model.ir_version`` (in place) to READABLE_IR_VERSION when its opset allows; returns it."""
-    if default_opset(model) <= READABLE_IR_MAX_OPSET:
+    if opset_version(model) <= READABLE_IR_MAX_OPSET:
         model.ir_version = min(model.ir_version, READABLE_IR_VERSION)
     return model
 
@@ -352,7 +351,3 @@ def _remove_stale_data(path: Path, data_path: Path, protect: Iterable[str | os.P
         return
     with contextlib.suppress(OSError):
         data_path.unlink()
-
-
-def count_simam_nodes(model: onnx.ModelProto) -> int:
-    return sum(node.op_type == SIMAM_OP_TYPE for node in model.graph.node)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from simam_deploy.errors import InputError, MissingDependencyError
-from simam_deploy.nn import CIFAR_LAMBDA, _check_lambda, simam_decomposed
+from simam_deploy.formula import CIFAR_LAMBDA, _check_lambda, simam_decomposed
 
 REBUILD_HINT = (
     "put the CUDA compiler nvcc on PATH (or set CUDACXX), then rebuild from the repository root with "
@@ -79,7 +79,7 @@ def _check_tensor(x: torch.Tensor, unbiased: bool) -> None:
     if x.dtype not in DTYPE_CODES:
         raise InputError(
             f"the fused SimAM kernel supports float32, float16 and bfloat16, got {x.dtype}",
-            "convert first, e.g. x.float(), or use simam_deploy.nn.simam_decomposed for other dtypes",
+            "convert first, e.g. x.float(), or use simam_deploy.formula.simam_decomposed for other dtypes",
         )
 
 

@@ -34,14 +34,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from simam_deploy.backends import PRECISIONS  # the one list of precisions
 from simam_deploy.errors import InputError
-from simam_deploy.fileio import atomic_output, check_output_path
+from simam_deploy.fileio import check_output_path
 from simam_deploy.graph import contract
 from simam_deploy.graph.function import attach_simam_function, has_simam_function
 from simam_deploy.graph.patterns import GraphIndex, Match, find_reduction, find_simam
-from simam_deploy.onnx_utils import cap_ir_version, default_opset
+from simam_deploy.onnx_utils import cap_ir_version, opset_version
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 REDUCED_PRECISIONS = ("fp16", "bf16")
 IO_TYPES = ("float32", "model")
 ELEM_TYPE = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
@@ -434,7 +434,7 @@ class _Converter:
 
 
 def _upgrade_for_bf16(model: onnx.ModelProto, notices: list[str]) -> onnx.ModelProto:
-    opset = default_opset(model)
+    opset = opset_version(model)
     if opset >= BF16_MIN_OPSET:
         return model
     from onnx import version_converter
@@ -467,7 +467,7 @@ def convert_precision(
     if io_types not in IO_TYPES:
         raise InputError(f"unknown --io-types '{io_types}'", f"use one of: {', '.join(IO_TYPES)}")
     model = copy.deepcopy(model)
-    report = ConversionReport(precision, io_types, default_opset(model), default_opset(model))
+    report = ConversionReport(precision, io_types, opset_version(model), opset_version(model))
     current = model_precision(_infer(model))
     if current != "fp32":
         raise InputError(
@@ -477,7 +477,7 @@ def convert_precision(
     had_function = has_simam_function(model)  # onnx's version converter drops local functions
     if precision == "bf16":
         model = _upgrade_for_bf16(model, report.notices)
-    report.opset_after = default_opset(model)
+    report.opset_after = opset_version(model)
     _name_nodes(model)
     inferred = _infer(model)
     stats, found = find_statistics(inferred)
@@ -515,48 +515,6 @@ def convert_precision(
 # -- files --------------------------------------------------------------------------------------
 
 
-def load_for_conversion(path: str | os.PathLike) -> onnx.ModelProto:
-    """Load an ONNX file, with its external data when it has some (locations checked to stay in
-    the model's folder), and refuse anything unreadable with a clear error."""
-    from simam_deploy.onnx_utils import load_onnx, uses_external_data
-
-    path = Path(path)
-    try:
-        return load_onnx(path)
-    except InputError:
-        if not path.is_file():
-            raise
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception:  # truncated or random bytes: load_onnx's error already says so
-            model = None
-        if model is None or not uses_external_data(model):
-            raise
-    base = path.resolve().parent
-    for init in model.graph.initializer:
-        if init.data_location != TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in init.external_data if e.key == "location"), "")
-        target = (base / location).resolve()
-        if not location or Path(location).is_absolute() or base not in target.parents:
-            raise InputError(
-                f"{path}: weight {init.name!r} points at external data {location!r} outside the model's "
-                "folder",
-                "keep the external data files next to the .onnx file (relative locations only)",
-            )
-        if not target.is_file():
-            raise InputError(
-                f"{path}: external data file {location!r} for weight {init.name!r} is missing",
-                "copy the data file next to the .onnx file",
-            )
-    try:
-        onnx.load_external_data_for_model(model, str(base))
-        onnx.checker.check_model(model)
-    except Exception as exc:  # truncated data raises several error types
-        raise InputError(f"{path}: cannot read its external data ({exc})", "re-save the model") from exc
-    return model
-
-
 def convert_file(
     src: str | os.PathLike,
     output: str | os.PathLike,
@@ -565,16 +523,21 @@ def convert_file(
     io_types: str = "float32",
     inputs_to_protect: tuple[str | os.PathLike, ...] = (),
 ) -> ConversionReport:
-    """Convert the ONNX file ``src`` and write ``output`` atomically (weights inside the file)."""
+    """Convert the ONNX file ``src`` and write ``output`` atomically with :func:`onnx_utils.save_onnx`:
+    weights in ``<output>.data`` when ``src`` kept them outside or the result is over ~2 GB, else inside."""
+    from simam_deploy.onnx_utils import external_data_files, load_onnx, save_onnx
+
     out_path = check_output_path(output, (src, *inputs_to_protect))
-    model = load_for_conversion(src)
+    model = load_onnx(src)  # the one loader: external data read after its locations are checked
     converted, report = convert_precision(model, precision, io_types=io_types)
-    if converted.ByteSize() > 2**31 - 1:
-        raise InputError("the converted model is over 2 GB", "models over 2 GB are not supported")
-    with atomic_output(out_path, suffix=".onnx") as tmp:
-        onnx.save(converted, str(tmp))
+    written = save_onnx(
+        converted,
+        out_path,
+        source_external=bool(external_data_files(src)),
+        protect=(src, *inputs_to_protect),
+    )
     report.output = str(out_path)
-    report.file_bytes = out_path.stat().st_size
+    report.file_bytes = sum(f.stat().st_size for f in written)
     return report
 
 

@@ -86,8 +86,8 @@ class ShapeSliceSimAM(nn.Module):
 
 
 class NamedStepsSimAM(nn.Module):
-    """Speaker-verification / tutorial style (X.shape products, named v and E_inv, ``.sigmoid()``
-    method): ``v = d.sum / n``, ``E_inv = d / (4 * (v + lambda)) + 0.5``."""
+    """Named steps, as YOLO add-on snippets and the speaker-verification blocks write it (X.shape
+    products, ``v = d.sum / n``, ``E_inv = d / (4 * (v + lambda)) + 0.5``, the ``.sigmoid()`` method)."""
 
     def __init__(self, lambda_p: float = 1e-4) -> None:
         super().__init__()
@@ -314,8 +314,8 @@ FORMS = [
     Form("yolov5-functional", "YOLOv5/v7 forks' common.py SimAM (torch.sigmoid); yolov5 export.py: "
          "TorchScript opset 17, 'images' -> 'output0', dynamic batch/height/width",
          image_net(FunctionalSimAM), yolo(17), PAPER),
-    Form("ultralytics-onnxslim", "ultralytics YOLOv8/11 forks' SimAM module; the ultralytics exporter: "
-         "TorchScript opset 19, 'images', dynamic batch/height/width, then onnxslim",
+    Form("ultralytics-onnxslim", "YOLO add-on SimAM with named steps (v, E_inv, .sigmoid()); the "
+         "ultralytics exporter: TorchScript opset 19, 'images', dynamic batch/height/width, then onnxslim",
          image_net(NamedStepsSimAM), yolo(19, onnxslim=True), PAPER),
     Form("megbox-shape-slice", "MegBox SimAM (h, w = x.shape[-2:]); dynamo, dynamic batch/H/W",
          image_net(ShapeSliceSimAM), DYNAMO, PAPER),

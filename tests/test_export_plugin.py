@@ -9,7 +9,6 @@ import torch
 
 from simam_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 from simam_deploy.export import export_onnx
-from simam_deploy.export_plugin import export_plugin_onnx
 from simam_deploy.graph import contract
 from simam_deploy.graph.fuse import fuse_simam
 from simam_deploy.graph.unfuse import unfuse_simam
@@ -39,8 +38,8 @@ def run(path_or_model, x: np.ndarray) -> np.ndarray:
 def test_small_net_plugin_export(tmp_path, exporter, opset, dynamic):
     model = TwoSimamNet().eval()
     out = tmp_path / "plugin.onnx"
-    report = export_plugin_onnx(model, out, opset=opset, input_shape=(1, 3, 8, 8), dynamic=dynamic,
-                                exporter=exporter)  # fmt: skip
+    report = export_onnx(model, out, mode="plugin", opset=opset, input_shape=(1, 3, 8, 8), dynamic=dynamic,
+                         exporter=exporter)  # fmt: skip
     assert report.simam_nodes == 2
     assert not any(m.fused for m in (model.a1, model.a2))  # the modules are switched back
     proto = onnx.load(out)

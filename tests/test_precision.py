@@ -233,7 +233,10 @@ def test_external_data_is_read_and_checked(r20_dynamo, tmp_path):
     onnx.save(model, str(folder / "m.onnx"), save_as_external_data=True, location="m.bin", size_threshold=0)
     report = convert_file(folder / "m.onnx", tmp_path / "m-fp16.onnx", "fp16")
     assert report.weights_converted > 0
-    onnx.checker.check_model(onnx.load(str(tmp_path / "m-fp16.onnx")), full_check=True)
+    # external in, external out (save_onnx's auto rule), and the file size counts both files
+    written = [tmp_path / "m-fp16.onnx", tmp_path / "m-fp16.onnx.data"]
+    assert report.file_bytes == sum(p.stat().st_size for p in written)
+    onnx.checker.check_model(str(tmp_path / "m-fp16.onnx"), full_check=True)
     # a location outside the model's folder is refused, and nothing is written
     bad = onnx.load(str(folder / "m.onnx"), load_external_data=False)
     for init in bad.graph.initializer:
@@ -241,7 +244,7 @@ def test_external_data_is_read_and_checked(r20_dynamo, tmp_path):
             if entry.key == "location":
                 entry.value = "../m.bin"
     onnx.save(bad, str(folder / "bad.onnx"))
-    with pytest.raises(InputError, match="outside the model's folder"):
+    with pytest.raises(InputError, match="climbs out of the model's folder"):
         convert_file(folder / "bad.onnx", tmp_path / "bad-fp16.onnx", "fp16")
     assert not (tmp_path / "bad-fp16.onnx").exists()
 

@@ -27,7 +27,7 @@ from simam_deploy.errors import InputError
 
 # The registry: one line per backend package. The order is the order of preference when several
 # backends open the same file type (an .onnx file runs on ONNX Runtime unless --backend says otherwise).
-PACKAGES: tuple[str, ...] = ("onnxruntime", "tensorrt", "openvino", "torch")
+PACKAGES: tuple[str, ...] = ("tensorrt", "onnxruntime", "openvino", "torch")
 
 # The precisions anything in simam-deploy speaks of (export, convert, build, validate, bench).
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")

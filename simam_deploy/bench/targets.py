@@ -310,9 +310,9 @@ def _onnx_pair(
 ) -> list[tuple[str, Runner]]:
     """[(row name, runner)] for ``proto`` and, where there is one, its counterpart, on every backend
     of ``backends``: decomposed first, fused second."""
+    from simam_deploy.graph.contract import count_simam_nodes
     from simam_deploy.graph.fuse import fuse_simam
     from simam_deploy.graph.unfuse import unfuse_simam
-    from simam_deploy.onnx_utils import count_simam_nodes
 
     if count_simam_nodes(proto):
         decomposed, fused = unfuse_simam(proto), proto

@@ -27,6 +27,7 @@ import onnx
 from onnx import helper
 
 from simam_deploy.errors import InputError
+from simam_deploy.onnx_utils import opset_version
 
 DOMAIN = "com.simam_deploy"
 DOMAIN_VERSION = 1
@@ -56,15 +57,23 @@ def is_simam_node(node: onnx.NodeProto) -> bool:
     return node.op_type == OP_TYPE and node.domain == DOMAIN
 
 
+def node_attributes(
+    attrs: SimamAttributes, *, with_plugin_fields: bool = True
+) -> dict[str, float | int | str]:
+    """A SimAM node's attributes: ``e_lambda``/``unbiased`` and (for TensorRT's parser, which looks the
+    plugin up by them) ``plugin_version``/``plugin_namespace``. Every node we write gets these."""
+    extra = (
+        {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE} if with_plugin_fields else {}
+    )
+    return {**attrs.as_dict(), **extra}
+
+
 def make_simam_node(
     x: str, y: str, attrs: SimamAttributes, name: str, *, with_plugin_fields: bool = True
 ) -> onnx.NodeProto:
     """One contract-conforming node (validated like one read from a file)."""
-    extra = (
-        {"plugin_version": PLUGIN_VERSION, "plugin_namespace": PLUGIN_NAMESPACE} if with_plugin_fields else {}
-    )
-    node = helper.make_node(OP_TYPE, [x], [y], name=name, domain=DOMAIN, **attrs.as_dict(), **extra)
-    return node
+    fields = node_attributes(attrs, with_plugin_fields=with_plugin_fields)
+    return helper.make_node(OP_TYPE, [x], [y], name=name, domain=DOMAIN, **fields)
 
 
 def _node_label(node: onnx.NodeProto) -> str:
@@ -142,12 +151,16 @@ def ensure_domain_import(model: onnx.ModelProto) -> None:
         model.opset_import.append(simam_opset_import())
 
 
+def count_simam_nodes(model: onnx.ModelProto) -> int:
+    """SimAM nodes (op type and domain) in the main graph."""
+    return sum(is_simam_node(node) for node in model.graph.node)
+
+
 def default_opset(model: onnx.ModelProto) -> int:
     """The model's ai.onnx opset; InputError if missing or outside what this tool knows."""
-    versions = [op.version for op in model.opset_import if op.domain in ("", "ai.onnx")]
-    if not versions:
+    opset = opset_version(model)
+    if not opset:
         raise InputError("the model imports no standard ONNX opset", "re-export it with an ONNX opset 11-23")
-    opset = versions[0]
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(
             f"unsupported ONNX opset {opset}; this tool handles opsets {MIN_OPSET}-{MAX_OPSET}",

@@ -252,16 +252,11 @@ def _replace(model: onnx.ModelProto, matches: list[tuple[Match, str]]) -> onnx.M
             taken.add(new_name)
             y.name = new_name
         anchor.outputs.clear()  # the old subgraph is now dead; cleanup() drops it
-        attrs = {
-            **match.attrs.as_dict(),
-            "plugin_version": contract.PLUGIN_VERSION,
-            "plugin_namespace": contract.PLUGIN_NAMESPACE,
-        }
         graph.nodes.append(
             gs.Node(
                 contract.OP_TYPE,
                 name=name,
-                attrs=attrs,
+                attrs=contract.node_attributes(match.attrs),
                 inputs=[tensors[match.x]],
                 outputs=[y],
                 domain=contract.DOMAIN,

@@ -30,6 +30,7 @@ import onnx
 
 from simam_deploy.backends import backend_for, get_backend
 from simam_deploy.errors import InputError
+from simam_deploy.graph import contract
 
 SCHEMA = "simam-deploy/triton/v1"
 # Triton backends we write models for: two of the registry's (the same runtime inside the server, our
@@ -127,7 +128,7 @@ def write_repository(
         raise InputError(f"{model_dir} already exists", "pass --force to replace it, or choose --name")
     graph_file = _graph_file(artefact, backend, onnx_source)
     graph = _load_graph(graph_file)
-    simam_nodes = sum(n.op_type == "SimAM" for n in graph.graph.node) if graph is not None else None
+    simam_nodes = contract.count_simam_nodes(graph) if graph is not None else None
 
     inputs, outputs, max_batch_size, notes = _io_specs(graph, max_batch)
     if dynamic_batching and max_batch_size == 0:

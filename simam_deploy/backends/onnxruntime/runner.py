@@ -11,10 +11,10 @@ import numpy as np
 import onnx
 
 from simam_deploy.errors import InputError
+from simam_deploy.graph.contract import count_simam_nodes
 from simam_deploy.onnx_utils import (
     READABLE_IR_VERSION,
     cap_ir_version,
-    count_simam_nodes,
     load_onnx,
     uses_external_data,
 )

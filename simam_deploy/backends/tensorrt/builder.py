@@ -22,14 +22,14 @@ from typing import Any
 
 import onnx
 
+from simam_deploy.backends import PRECISIONS
 from simam_deploy.backends.tensorrt.plan import DUMP_HEADER, parse_layer_dump, simam_blocks, simam_plan
 from simam_deploy.backends.tensorrt.plugin import PLUGIN_NAME, register_plugin
 from simam_deploy.backends.tensorrt.runtime import Runtime, import_runtime
 from simam_deploy.errors import InputError, SimamDeployError
 from simam_deploy.fileio import atomic_output, check_input_file, check_output_path
+from simam_deploy.graph import contract
 from simam_deploy.precision import network_precision, typed_onnx_for_build
-
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 @dataclass
@@ -242,12 +242,6 @@ def _read_graph(onnx_path: Path) -> onnx.ModelProto:
     from simam_deploy.onnx_utils import load_onnx
 
     return load_onnx(onnx_path, check=False, load_external=False)
-
-
-def _count_simam_nodes(graph: onnx.ModelProto) -> int:
-    from simam_deploy.onnx_utils import SIMAM_OP_TYPE
-
-    return sum(node.op_type == SIMAM_OP_TYPE for node in graph.graph.node)
 
 
 def _plugin_layer_name(trt: ModuleType, layer: Any) -> str | None:
@@ -583,7 +577,7 @@ def _build(
     rt: Runtime, onnx_path: Path, out: Path, graph: onnx.ModelProto, shape_specs: dict, options: BuildOptions
 ) -> BuildReport:
     trt = rt.module
-    simam_nodes = _count_simam_nodes(graph)
+    simam_nodes = contract.count_simam_nodes(graph)
     logger = collecting_logger(trt, options.verbose)
     plugin_path = register_plugin(rt, options.plugin_lib) if simam_nodes or options.embed_plugin else None
     builder = trt.Builder(logger)

@@ -1,0 +1,55 @@
+"""SimAM's math in PyTorch, below both the module (:mod:`simam_deploy.nn`) and the fused op
+(:mod:`simam_deploy.ops`), which both build on it without importing each other.
+
+SimAM (Yang et al., ICML 2021), for every channel plane of X[N, C, H, W]:
+    d = (x - mean)^2
+    v = sum(d) / (H*W - 1)          (unbiased=True, the paper; unbiased=False divides by H*W)
+    y = x * sigmoid(d / (4 * (v + e_lambda)) + 0.5)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from simam_deploy.errors import InputError
+
+CIFAR_LAMBDA = 1e-4
+IMAGENET_LAMBDA = 0.1
+
+
+def _check_lambda(e_lambda: float) -> float:
+    e_lambda = float(e_lambda)
+    if not math.isfinite(e_lambda) or e_lambda <= 0:
+        raise InputError(
+            f"SimAM e_lambda must be a finite number > 0, got {e_lambda!r}",
+            "use 1e-4 (CIFAR models) or 0.1 (the authors' ImageNet models)",
+        )
+    return e_lambda
+
+
+def simam_reference(x: torch.Tensor, e_lambda: float = CIFAR_LAMBDA, unbiased: bool = True) -> torch.Tensor:
+    """The ground truth every parity test compares with: float64 on the CPU, returned as float64."""
+    if x.dim() != 4:
+        raise InputError(f"SimAM expects a 4-D NCHW tensor, got shape {tuple(x.shape)}")
+    x64 = x.detach().to(device="cpu", dtype=torch.float64)
+    n_minus = x64.shape[2] * x64.shape[3] - (1 if unbiased else 0)
+    d = (x64 - x64.mean(dim=(2, 3), keepdim=True)).pow(2)
+    v = d.sum(dim=(2, 3), keepdim=True) / n_minus
+    return x64 * torch.sigmoid(d / (4 * (v + e_lambda)) + 0.5)
+
+
+def simam_reference_numpy(x: np.ndarray, e_lambda: float, unbiased: bool = True) -> np.ndarray:
+    """:func:`simam_reference` for numpy arrays (ONNX-side checks): float64 in, float64 out."""
+    return simam_reference(torch.from_numpy(np.asarray(x, dtype=np.float64)), e_lambda, unbiased).numpy()
+
+
+def simam_decomposed(x: torch.Tensor, e_lambda: float, unbiased: bool = True) -> torch.Tensor:
+    """The paper's formula in plain tensor ops (traceable; this is what the decomposed export emits)."""
+    h, w = x.shape[2], x.shape[3]
+    n = h * w - 1 if unbiased else h * w
+    d = (x - x.mean(dim=[2, 3], keepdim=True)).pow(2)
+    y = d / (4 * (d.sum(dim=[2, 3], keepdim=True) / n + e_lambda)) + 0.5
+    return x * torch.sigmoid(y)
