@@ -43,6 +43,17 @@ def opset_version(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Give every node a unique name, in place: the matcher, fuse/quantize reports and the
+    quantizer's exclusion lists refer to nodes by name."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            base = f"{node.op_type}_{i}"
+            node.name = base if base not in seen else f"{base}_n"
+        seen.add(node.name)
+
+
 def cap_ir_version(model: onnx.ModelProto) -> onnx.ModelProto:
     """Lower ``model.ir_version`` (in place) to READABLE_IR_VERSION when its opset allows; returns it."""
     if opset_version(model) <= READABLE_IR_MAX_OPSET:

@@ -69,8 +69,9 @@ def _folder(names: Sequence[str]) -> str | None:
 
 def find_blocks(model: onnx.ModelProto) -> list[OnnxBlock]:
     """Every SimAM block of ``model`` in graph order (the model is not modified)."""
-    from simam_deploy.graph.fuse import _infer, _name_nodes
+    from simam_deploy.graph.fuse import _infer
     from simam_deploy.graph.patterns import find_simam
+    from simam_deploy.onnx_utils import name_nodes
 
     blocks: list[tuple[int, OnnxBlock]] = []
     position = {n.output[0]: i for i, n in enumerate(model.graph.node) if n.output}
@@ -83,7 +84,7 @@ def find_blocks(model: onnx.ModelProto) -> list[OnnxBlock]:
             blocks.append((position[node.output[0]], block))
     if any(n.op_type == "Sigmoid" for n in model.graph.node):
         work = copy.deepcopy(model)
-        _name_nodes(work)
+        name_nodes(work)
         work = _infer(work)
         by_name = {n.name: n for n in work.graph.node}
         for match in find_simam(work).matches:

@@ -40,7 +40,7 @@ from simam_deploy.fileio import check_output_path
 from simam_deploy.graph import contract
 from simam_deploy.graph.function import attach_simam_function, has_simam_function
 from simam_deploy.graph.patterns import GraphIndex, Match, find_reduction, find_simam
-from simam_deploy.onnx_utils import cap_ir_version, opset_version
+from simam_deploy.onnx_utils import cap_ir_version, name_nodes, opset_version
 
 REDUCED_PRECISIONS = ("fp16", "bf16")
 IO_TYPES = ("float32", "model")
@@ -185,15 +185,6 @@ def find_statistics(model: onnx.ModelProto) -> tuple[set[str], int]:
 
 
 # -- the conversion -----------------------------------------------------------------------------
-
-
-def _name_nodes(model: onnx.ModelProto) -> None:
-    seen: set[str] = set()
-    for i, node in enumerate(model.graph.node):
-        if not node.name or node.name in seen:
-            base = f"{node.op_type}_{i}"
-            node.name = base if base not in seen else f"{base}_n"
-        seen.add(node.name)
 
 
 def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -478,7 +469,7 @@ def convert_precision(
     if precision == "bf16":
         model = _upgrade_for_bf16(model, report.notices)
     report.opset_after = opset_version(model)
-    _name_nodes(model)
+    name_nodes(model)
     inferred = _infer(model)
     stats, found = find_statistics(inferred)
     report.simam_subgraphs = found

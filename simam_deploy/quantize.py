@@ -53,6 +53,7 @@ from simam_deploy.inputs import DEFAULT_BATCH, InputSet, load_inputs
 from simam_deploy.onnx_utils import (
     infer_shapes,
     load_onnx,
+    name_nodes,
     protected_files,
     save_onnx,
     uses_external_data,
@@ -142,16 +143,6 @@ class QuantizeReport:
 
 
 # -- the graph: blocks, layers, the Q/DQ layout ----------------------------------------------------
-
-
-def _name_nodes(model: onnx.ModelProto) -> None:
-    """Unique node names: the quantizer's exclusion lists and our reports name nodes."""
-    seen: set[str] = set()
-    for i, node in enumerate(model.graph.node):
-        if not node.name or node.name in seen:
-            base = f"{node.op_type}_{i}"
-            node.name = base if base not in seen else f"{base}_n"
-        seen.add(node.name)
 
 
 @dataclass
@@ -612,7 +603,7 @@ def quantize_model(
         )
     _refuse_quantized(model, source)
     model = copy.deepcopy(model)
-    _name_nodes(model)
+    name_nodes(model)
     inferred = infer_shapes(model)
     blocks = find_blocks(inferred)
     layers = _weight_layers(model)

@@ -21,7 +21,7 @@ from simam_deploy.graph import contract
 from simam_deploy.graph.function import attach_simam_function
 from simam_deploy.graph.patterns import TRIALS, GraphIndex, Match, Reject, find_simam
 from simam_deploy.nn import simam_reference_numpy
-from simam_deploy.onnx_utils import cap_ir_version, infer_shapes
+from simam_deploy.onnx_utils import cap_ir_version, infer_shapes, name_nodes
 
 DEFAULT_ATOL = 1e-4
 # float16 subgraphs round every intermediate; compare them loosely.
@@ -57,17 +57,6 @@ class FuseReport:
             "notes": list(self.notes),
             "seconds": round(self.seconds, 4),
         }
-
-
-def _name_nodes(model: onnx.ModelProto) -> None:
-    """Give every node a unique name; the matcher and the report refer to nodes by name."""
-    seen: set[str] = set()
-    for i, node in enumerate(model.graph.node):
-        if not node.name or node.name in seen:
-            node.name = (
-                f"{node.op_type}_{i}" if f"{node.op_type}_{i}" not in seen else f"{node.op_type}_{i}_n"
-            )
-        seen.add(node.name)
 
 
 def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -310,7 +299,7 @@ def fuse_simam(
     contract.default_opset(model)
     report = FuseReport(existing_simam_nodes=len(contract.validate_simam_nodes(model)))
     work = copy.deepcopy(model)
-    _name_nodes(work)
+    name_nodes(work)
     work = _infer(work)
     index = GraphIndex(work)
     scan = find_simam(work)
