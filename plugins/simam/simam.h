@@ -70,6 +70,67 @@ simam_status simam_forward_cuda_ws(const void* x, void* y, int64_t N, int64_t C,
                                    simam_dtype dtype, float e_lambda, int unbiased, void* workspace,
                                    size_t workspace_bytes, void* stream);
 
+/* ---- The full problem: layouts and a fused epilogue ---------------------------------------
+ * The entry points above are NCHW without an epilogue; they are wrappers of the ones below.
+ *
+ * Layouts: NCHW (planes contiguous) or NHWC (channels innermost: TensorRT's kHWC, and kHWC8 /
+ * kHWC16, whose pixel stride is C rounded up to 8 / 16; the padding channels are neither read nor
+ * written). The statistics are still per (n, c) plane.
+ *
+ * Epilogue, applied to SimAM's output inside the same pass (what TensorRT fuses after SimAM in a
+ * ResNet block: BatchNorm's per-channel affine, the residual add, the activation):
+ *   z = act(y * scale[c] + bias[c] + residual)
+ * scale and bias: C elements of `dtype`, both or neither (NULL); residual: a tensor of x's shape,
+ * layout, channel stride and dtype, or NULL; it must not overlap y. act: none, relu, silu
+ * (z * sigmoid(z)). The epilogue math runs in fp32 and rounds once to `dtype`.
+ */
+typedef enum simam_layout {
+    SIMAM_LAYOUT_NCHW = 0,
+    SIMAM_LAYOUT_NHWC = 1
+} simam_layout;
+
+typedef enum simam_activation {
+    SIMAM_ACTIVATION_NONE = 0,
+    SIMAM_ACTIVATION_RELU = 1,
+    SIMAM_ACTIVATION_SILU = 2
+} simam_activation;
+
+typedef struct simam_problem {
+    int64_t N, C, H, W;
+    simam_dtype dtype;
+    simam_layout layout;
+    int64_t channel_stride; /* NHWC: elements from one pixel to the next (>= C); 0 means C */
+    float e_lambda;
+    int32_t unbiased;
+    const void* scale;      /* epilogue, see above; NULL = none */
+    const void* bias;
+    const void* residual;
+    int32_t activation;     /* simam_activation */
+} simam_problem;
+
+/* A problem with NCHW layout and no epilogue (every other field zeroed/NULL). */
+simam_problem simam_problem_make(int64_t N, int64_t C, int64_t H, int64_t W, simam_dtype dtype,
+                                 float e_lambda, int unbiased);
+
+/* Every field checked (shape, dtype, layout, channel stride, e_lambda, scale/bias both or neither,
+ * activation code, residual not overlapping y); SIMAM_OK or the failure with its message. */
+simam_status simam_problem_validate(const simam_problem* problem, const void* x, const void* y);
+
+/* CPU, every plane, on the library's worker pool. y may equal x (not the residual). */
+simam_status simam_run_cpu(const simam_problem* problem, const void* x, void* y);
+
+/* CPU, planes [first_plane, end_plane) of the N*C planes (plane index n*C + c, whatever the
+ * layout) on the calling thread, for adapters with their own thread pool. */
+simam_status simam_run_cpu_planes(const simam_problem* problem, const void* x, void* y, int64_t first_plane,
+                                  int64_t end_plane);
+
+/* CUDA scratch that simam_run_cuda can use for this problem (0 when it needs none). */
+size_t simam_run_cuda_workspace_size(const simam_problem* problem);
+
+/* CUDA launch on `stream`, with optional caller-owned scratch (see simam_forward_cuda_ws). */
+simam_status simam_run_cuda(const simam_problem* problem, const void* x, void* y, void* workspace,
+                            size_t workspace_bytes, void* stream);
+
 /* 1 when this build has the CUDA kernels compiled in, else 0. */
 int simam_has_cuda(void);
 

@@ -28,6 +28,12 @@ simam_status set_error(simam_status status, const char* message);
 simam_status validate(const void* x, const void* y, int64_t N, int64_t C, int64_t H, int64_t W,
                       simam_dtype dtype, float e_lambda, int unbiased);
 
+/* The NHWC CUDA kernels (simam_cuda_nhwc.cu), called by simam_run_cuda for a problem that
+ * simam_problem_validate accepted and whose layout is SIMAM_LAYOUT_NHWC. stream is a cudaStream_t. */
+simam_status launch_cuda_nhwc(const simam_problem& problem, const void* x, void* y, void* workspace,
+                              size_t workspace_bytes, void* stream);
+size_t cuda_nhwc_workspace_size(const simam_problem& problem);
+
 /* The variance divisor: H*W - 1 (unbiased) or H*W. */
 inline double variance_divisor(int64_t plane_size, int unbiased) {
     return static_cast<double>(unbiased ? plane_size - 1 : plane_size);
