@@ -64,6 +64,9 @@ class BuildReport:
 
 _LOGGERS: dict[str, Any] = {}
 _WEIGHTS_MEMORY = re.compile(r"Total Weights Memory: (\d+) bytes")
+# The ONNX parser warns once per plugin field the creator advertises and the node lacks. SimAM's epilogue
+# fields are optional by contract (absent = no epilogue, the plugin's default), so for them it is noise.
+_OPTIONAL_FIELD_WARNING = re.compile(r"Attribute (affine|residual|activation) not found in plugin node")
 
 
 def collecting_logger(trt: ModuleType, verbose: bool) -> Any:
@@ -89,6 +92,8 @@ def collecting_logger(trt: ModuleType, verbose: bool) -> Any:
                     self.weights_bytes = int(weights.group(1))
                 if msg.startswith(DUMP_HEADER):
                     self.plan_dump = str(msg)  # the finished plan, one kernel a line (plan.py)
+                if _OPTIONAL_FIELD_WARNING.search(str(msg)) and not self.verbose:
+                    return
                 if severity in errors_at:
                     self.errors.append(str(msg))
                     if not self.verbose:
