@@ -1,13 +1,12 @@
-// SimAM forward on the CPU: the C API's entry points, their validation and errors, and the split
-// of planes over the worker pool (simam_cpu_pool.cpp). The per-plane math is vectorised with
-// Highway and dispatched to the CPU's best SIMD target in simam_cpu_simd.cpp.
-#include <algorithm>
+// SimAM forward on the CPU: the shared validation and errors, and the NCHW entry points of the C
+// API as wrappers of the full problem (simam_problem.cpp, which splits the planes over the worker
+// pool of simam_cpu_pool.cpp). The per-plane math is vectorised with Highway and dispatched to the
+// CPU's best SIMD target in simam_cpu_simd.cpp.
 #include <cmath>
 #include <cstdio>
 #include <string>
 
 #include "simam.h"
-#include "simam_cpu_pool.h"
 #include "simam_cpu_simd.h"
 #include "simam_internal.h"
 
@@ -65,80 +64,18 @@ simam_status validate(const void* x, const void* y, int64_t N, int64_t C, int64_
 
 }  // namespace simam_detail
 
-namespace {
-
-using simam_detail::set_error;
-
-constexpr int64_t kMinElementsPerTask = 1 << 15;  // below this a hand-off costs more than it saves
-
-using simam_detail::PlaneConstants;
-
-struct Job {
-    const void* x;
-    void* y;
-    simam_dtype dtype;
-    PlaneConstants constants;
-};
-
-// The planes cut into `tasks` contiguous ranges, handed out dynamically by the pool.
-struct Split {
-    const Job* job;
-    int64_t planes;
-    int64_t tasks;
-};
-
-void run_split(void* context, int64_t index) {
-    Split& split = *static_cast<Split*>(context);
-    const int64_t begin = index * split.planes / split.tasks;
-    const int64_t end = (index + 1) * split.planes / split.tasks;
-    const Job& job = *split.job;
-    simam_detail::simam_planes_simd(job.x, job.y, job.dtype, job.constants, begin, end);
-}
-
-// Enough tasks to balance uneven progress across threads, few enough that each is worth a hand-off.
-int64_t task_count(int64_t planes, int64_t plane_size) {
-    const int64_t by_work = std::max<int64_t>(1, planes * plane_size / kMinElementsPerTask);
-    const int64_t by_threads = 4 * static_cast<int64_t>(simam_detail::pool_threads());
-    return std::min({planes, by_work, by_threads});
-}
-
-PlaneConstants plane_constants(int64_t H, int64_t W, float e_lambda, int unbiased) {
-    const int64_t n = H * W;
-    return PlaneConstants{n, e_lambda, 1.0 / static_cast<double>(n),
-                          1.0 / simam_detail::variance_divisor(n, unbiased)};
-}
-
-}  // namespace
-
+// The NCHW entry points without an epilogue: wrappers of the full problem (simam_problem.cpp).
 extern "C" simam_status simam_forward_cpu(const void* x, void* y, int64_t N, int64_t C, int64_t H, int64_t W,
                                           simam_dtype dtype, float e_lambda, int unbiased) {
-    const simam_status status = simam_detail::validate(x, y, N, C, H, W, dtype, e_lambda, unbiased);
-    if (status != SIMAM_OK) return status;
-    const int64_t n = H * W;
-    const Job job{x, y, dtype, plane_constants(H, W, e_lambda, unbiased)};
-    Split split;
-    split.job = &job;
-    split.planes = N * C;
-    split.tasks = task_count(split.planes, n);
-    simam_detail::parallel_for(split.tasks, run_split, &split);
-    return SIMAM_OK;
+    const simam_problem problem = simam_problem_make(N, C, H, W, dtype, e_lambda, unbiased);
+    return simam_run_cpu(&problem, x, y);
 }
 
 extern "C" simam_status simam_forward_cpu_planes(const void* x, void* y, int64_t N, int64_t C, int64_t H,
                                                  int64_t W, simam_dtype dtype, float e_lambda, int unbiased,
                                                  int64_t first_plane, int64_t end_plane) {
-    const simam_status status = simam_detail::validate(x, y, N, C, H, W, dtype, e_lambda, unbiased);
-    if (status != SIMAM_OK) return status;
-    if (first_plane < 0 || end_plane < first_plane || end_plane > N * C) {
-        char msg[200];
-        std::snprintf(msg, sizeof msg, "simam: plane range [%lld, %lld) is not inside [0, N*C=%lld)",
-                      static_cast<long long>(first_plane), static_cast<long long>(end_plane),
-                      static_cast<long long>(N * C));
-        return set_error(SIMAM_ERR_INVALID_ARGUMENT, msg);
-    }
-    simam_detail::simam_planes_simd(x, y, dtype, plane_constants(H, W, e_lambda, unbiased), first_plane,
-                                    end_plane);
-    return SIMAM_OK;
+    const simam_problem problem = simam_problem_make(N, C, H, W, dtype, e_lambda, unbiased);
+    return simam_run_cpu_planes(&problem, x, y, first_plane, end_plane);
 }
 
 extern "C" size_t simam_cuda_workspace_size(int64_t N, int64_t C, int64_t H, int64_t W, simam_dtype dtype) {

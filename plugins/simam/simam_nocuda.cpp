@@ -21,4 +21,15 @@ extern "C" simam_status simam_forward_cuda_ws(const void*, void*, int64_t, int64
     return no_cuda();
 }
 
+extern "C" simam_status simam_run_cuda(const simam_problem*, const void*, void*, void*, size_t, void*) {
+    return no_cuda();
+}
+
+// Pure arithmetic like simam_cuda_workspace_size: the NCHW answer is the CUDA build's; NHWC has no
+// kernels here to size scratch for.
+extern "C" size_t simam_run_cuda_workspace_size(const simam_problem* problem) {
+    if (problem == nullptr || problem->layout != SIMAM_LAYOUT_NCHW) return 0;
+    return simam_cuda_workspace_size(problem->N, problem->C, problem->H, problem->W, problem->dtype);
+}
+
 extern "C" int simam_has_cuda(void) { return 0; }

@@ -1,5 +1,6 @@
 // C++ tests of the kernel library's C API (CPU path) and its fp16/bf16 conversions. No framework:
 // each check prints what failed; the exit status is the number of failures (CTest: simam_kernel_cpu).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -264,6 +265,346 @@ void test_every_simd_target() {
     hwy::SetSupportedTargetsForTest(0);  // back to the best target
 }
 
+// ---- the full problem: every layout x dtype x epilogue against a float64 reference ------------
+// Bounds: fp32 |error| <= 1e-5 of the terms' magnitude (|y*scale| + |bias| + |residual|; without
+// an epilogue that is the relative 1e-5 above); fp16/bf16 within 2 ULP of the reference rounded
+// to the type, or (where the epilogue cancels its terms, so the result's ULP is tiny next to
+// them) within 1e-6 of the terms' magnitude.
+
+size_t bytes_of(simam_dtype dtype) { return dtype == SIMAM_FLOAT32 ? 4 : 2; }
+
+// A tensor as raw bytes of its dtype.
+struct Buffer {
+    simam_dtype dtype;
+    std::vector<unsigned char> bytes;
+    Buffer(simam_dtype t, size_t n) : dtype(t), bytes(n * bytes_of(t)) {}
+    void* data() { return bytes.data(); }
+    const void* data() const { return bytes.data(); }
+    void set(size_t i, float v) {
+        using namespace simam_detail;
+        if (dtype == SIMAM_FLOAT32) {
+            std::memcpy(&bytes[i * 4], &v, 4);
+        } else {
+            const uint16_t h = dtype == SIMAM_FLOAT16 ? float_to_half(v) : float_to_bf16(v);
+            std::memcpy(&bytes[i * 2], &h, 2);
+        }
+    }
+    double get(size_t i) const {
+        using namespace simam_detail;
+        if (dtype == SIMAM_FLOAT32) {
+            float f;
+            std::memcpy(&f, &bytes[i * 4], 4);
+            return f;
+        }
+        uint16_t h;
+        std::memcpy(&h, &bytes[i * 2], 2);
+        return dtype == SIMAM_FLOAT16 ? half_to_float(h) : bf16_to_float(h);
+    }
+    uint16_t bits16(size_t i) const {
+        uint16_t h;
+        std::memcpy(&h, &bytes[i * 2], 2);
+        return h;
+    }
+};
+
+double activate_ref(double z, int act) {
+    if (act == SIMAM_ACTIVATION_RELU) return z < 0.0 ? 0.0 : z;
+    if (act == SIMAM_ACTIVATION_SILU) return z / (1.0 + std::exp(-z));
+    return z;
+}
+
+struct ProblemCase {
+    int64_t N, C, H, W;
+    simam_dtype dtype;
+    simam_layout layout;
+    int64_t stride;  // NHWC pixel stride (0 = C)
+    bool affine, residual;
+    int activation;
+    int unbiased;
+    bool in_place, split;  // y = x; simam_run_cpu_planes over three ranges instead of simam_run_cpu
+};
+
+// Worst error of one case in units of its bound (<= 1 passes); 1e30 when the call failed or the
+// padding channels were touched.
+double problem_case_error(const ProblemCase& k, unsigned seed) {
+    const int64_t P = k.H * k.W, S = k.layout == SIMAM_LAYOUT_NHWC && k.stride != 0 ? k.stride : k.C;
+    const size_t total = static_cast<size_t>(k.layout == SIMAM_LAYOUT_NHWC ? k.N * P * S : k.N * k.C * P);
+    const auto index = [&](int64_t n, int64_t c, int64_t q) -> size_t {
+        return static_cast<size_t>(k.layout == SIMAM_LAYOUT_NHWC ? (n * P + q) * S + c : (n * k.C + c) * P + q);
+    };
+    std::mt19937 gen(seed);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    std::uniform_real_distribution<double> uniform(-1.5, 1.5);
+    Buffer x(k.dtype, total), y(k.dtype, total), residual(k.dtype, total), scale(k.dtype, k.C), bias(k.dtype, k.C);
+    // Padding channels: NaN in the inputs (a read of them would poison a plane), a marker in y.
+    for (size_t i = 0; i < total; ++i) {
+        x.set(i, NAN);
+        residual.set(i, NAN);
+        y.set(i, 12345.0f);
+    }
+    for (int64_t c = 0; c < k.C; ++c) {
+        scale.set(static_cast<size_t>(c), static_cast<float>(uniform(gen)));
+        bias.set(static_cast<size_t>(c), static_cast<float>(uniform(gen)));
+    }
+    for (int64_t n = 0; n < k.N; ++n)
+        for (int64_t c = 0; c < k.C; ++c)
+            for (int64_t q = 0; q < P; ++q) {
+                x.set(index(n, c, q), static_cast<float>(0.5 * static_cast<double>(c % 7) - 1.0 +
+                                                         (1.0 + 0.1 * static_cast<double>(c % 5)) * normal(gen)));
+                residual.set(index(n, c, q), static_cast<float>(normal(gen)));
+            }
+    const Buffer x_before = x;
+    Buffer& out = k.in_place ? x : y;
+    const Buffer out_before = out;
+
+    simam_problem problem = simam_problem_make(k.N, k.C, k.H, k.W, k.dtype, 1e-4f, k.unbiased);
+    problem.layout = k.layout;
+    problem.channel_stride = k.stride;
+    problem.scale = k.affine ? scale.data() : nullptr;
+    problem.bias = k.affine ? bias.data() : nullptr;
+    problem.residual = k.residual ? residual.data() : nullptr;
+    problem.activation = k.activation;
+    simam_status status;
+    if (k.split) {
+        // Three ranges that cut through samples and, for NHWC, through a block of channels.
+        const int64_t planes = k.N * k.C, a = std::min<int64_t>(1, planes), b = std::max(a, planes / 2 + 1);
+        status = simam_run_cpu_planes(&problem, x.data(), out.data(), 0, a);
+        if (status == SIMAM_OK) status = simam_run_cpu_planes(&problem, x.data(), out.data(), a, b);
+        if (status == SIMAM_OK) status = simam_run_cpu_planes(&problem, x.data(), out.data(), b, planes);
+    } else {
+        status = simam_run_cpu(&problem, x.data(), out.data());
+    }
+    if (status != SIMAM_OK) {
+        std::printf("  run failed: %s\n", simam_last_error());
+        return 1e30;
+    }
+    double worst = 0.0;
+    std::vector<double> plane(static_cast<size_t>(P)), ref(static_cast<size_t>(P));
+    for (int64_t n = 0; n < k.N; ++n) {
+        for (int64_t c = 0; c < k.C; ++c) {
+            for (int64_t q = 0; q < P; ++q) plane[static_cast<size_t>(q)] = x_before.get(index(n, c, q));
+            reference_plane(plane, 0, static_cast<size_t>(P), 1e-4, k.unbiased != 0, ref);
+            const double s = k.affine ? scale.get(static_cast<size_t>(c)) : 1.0;
+            const double b = k.affine ? bias.get(static_cast<size_t>(c)) : 0.0;
+            for (int64_t q = 0; q < P; ++q) {
+                const size_t i = index(n, c, q);
+                const double r = k.residual ? residual.get(i) : 0.0;
+                const double yq = ref[static_cast<size_t>(q)];
+                const double want = activate_ref(yq * s + b + r, k.activation);
+                const double magnitude = std::fabs(yq * s) + std::fabs(b) + std::fabs(r);
+                const double got = out.get(i);
+                double e;
+                if (k.dtype == SIMAM_FLOAT32) {
+                    e = std::fabs(got - want) / (1e-5 * magnitude);
+                } else {
+                    const float w = static_cast<float>(want);
+                    const uint16_t want16 =
+                        k.dtype == SIMAM_FLOAT16 ? simam_detail::float_to_half(w) : simam_detail::float_to_bf16(w);
+                    const double ulps = std::abs(ordered16(out.bits16(i)) - ordered16(want16)) / 2.0;
+                    e = std::fmin(ulps, std::fabs(got - want) / (1e-6 * magnitude));
+                }
+                if (!(e <= worst)) worst = e;  // a NaN fails
+            }
+        }
+    }
+    // Padding channels (NHWC with a stride > C): neither read (x's NaN would have spread) nor written.
+    if (S > k.C) {
+        for (int64_t p = 0; p < k.N * P; ++p)
+            for (int64_t c = k.C; c < S; ++c) {
+                const size_t i = static_cast<size_t>(p * S + c), w = bytes_of(k.dtype);
+                if (std::memcmp(&out.bytes[i * w], &out_before.bytes[i * w], w) != 0) return 1e30;
+            }
+    }
+    return worst;
+}
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+void test_problem_every_combination() {
+    struct Shape {
+        int64_t N, C, H, W;
+    };
+    // Odd planes; more channels than one NHWC block (64) and more pixels than one partial sum (256);
+    // 1x2 planes with few channels in a wide pixel stride.
+    const Shape shapes[] = {{2, 5, 7, 9}, {1, 70, 17, 19}, {3, 3, 1, 2}};
+    const simam_dtype dtypes[] = {SIMAM_FLOAT32, SIMAM_FLOAT16, SIMAM_BFLOAT16};
+    const char* dtype_names[] = {"fp32", "fp16", "bf16"};
+    const char* act_names[] = {"none", "relu", "silu"};
+    unsigned seed = 100;
+    int cases = 0;
+    for (const Shape& sh : shapes) {
+        const int64_t strides[] = {-1, 0, round_up(sh.C, 8), round_up(sh.C, 16)};  // -1: NCHW
+        for (const int64_t stride : strides) {
+            for (int d = 0; d < 3; ++d) {
+                double worst = 0.0;
+                for (int e = 0; e < 12; ++e) {
+                    ProblemCase k{sh.N,
+                                  sh.C,
+                                  sh.H,
+                                  sh.W,
+                                  dtypes[d],
+                                  stride < 0 ? SIMAM_LAYOUT_NCHW : SIMAM_LAYOUT_NHWC,
+                                  stride < 0 ? 0 : stride,
+                                  (e & 1) != 0,
+                                  (e & 2) != 0,
+                                  e / 4,
+                                  (e % 3 == 2) ? 0 : 1,
+                                  e % 3 == 1,
+                                  e % 2 == 0};
+                    const double err = problem_case_error(k, seed++);
+                    ++cases;
+                    if (!(err <= 1.0)) {
+                        char what[240];
+                        std::snprintf(what, sizeof what,
+                                      "%lldx%lldx%lldx%lld %s %s stride %lld affine %d residual %d act %s in_place %d "
+                                      "split %d: error %.3g of the bound",
+                                      static_cast<long long>(sh.N), static_cast<long long>(sh.C),
+                                      static_cast<long long>(sh.H), static_cast<long long>(sh.W),
+                                      stride < 0 ? "NCHW" : "NHWC", dtype_names[d], static_cast<long long>(k.stride),
+                                      k.affine, k.residual, act_names[k.activation], k.in_place, k.split, err);
+                        check(false, what);
+                    }
+                    worst = std::fmax(worst, err);
+                }
+                std::printf("  problem %lldx%lldx%lldx%lld %s stride %lld %s: worst error %.3g of the bound\n",
+                            static_cast<long long>(sh.N), static_cast<long long>(sh.C), static_cast<long long>(sh.H),
+                            static_cast<long long>(sh.W), stride < 0 ? "NCHW" : "NHWC",
+                            static_cast<long long>(stride < 0 ? 0 : stride), dtype_names[d], worst);
+            }
+        }
+    }
+    std::printf("  %d layout x dtype x epilogue cases\n", cases);
+}
+
+// The NHWC path's statistics: outliers exactly at the pixels where it guesses the mean (first,
+// middle, last) push the guess far off; the second shift must keep fp32 at the SIMD kernel's
+// accuracy. Also a NaN poisons exactly its own channel plane.
+void test_problem_nhwc_statistics() {
+    const int64_t C = 3, H = 64, W = 64, P = H * W;
+    std::mt19937 gen(9);
+    std::uniform_real_distribution<double> uniform(-1e4 / 256, 1e4 / 256);
+    std::vector<float> x(static_cast<size_t>(P * C)), y(x.size());
+    std::vector<double> plane(static_cast<size_t>(P)), ref(static_cast<size_t>(P));
+    for (int64_t q = 0; q < P; ++q)
+        for (int64_t c = 0; c < C; ++c) {
+            const bool guessed = q == 0 || q == P / 2 || q == P - 1;
+            x[static_cast<size_t>(q * C + c)] = static_cast<float>(guessed ? 1e4 : uniform(gen));
+        }
+    simam_problem problem = simam_problem_make(1, C, H, W, SIMAM_FLOAT32, 1e-4f, 1);
+    problem.layout = SIMAM_LAYOUT_NHWC;
+    check(simam_run_cpu(&problem, x.data(), y.data()) == SIMAM_OK, "NHWC outliers: runs");
+    double worst = 0.0;
+    for (int64_t c = 0; c < C; ++c) {
+        for (int64_t q = 0; q < P; ++q) plane[static_cast<size_t>(q)] = x[static_cast<size_t>(q * C + c)];
+        reference_plane(plane, 0, static_cast<size_t>(P), 1e-4, true, ref);
+        for (int64_t q = 0; q < P; ++q) {
+            const double e = std::fabs(y[static_cast<size_t>(q * C + c)] - ref[static_cast<size_t>(q)]) /
+                             std::fabs(ref[static_cast<size_t>(q)]);
+            if (!(e <= worst)) worst = e;
+        }
+    }
+    char what[120];
+    std::snprintf(what, sizeof what, "NHWC outliers where the mean is guessed: relative error %.3g <= 2e-6", worst);
+    std::printf("  %s\n", what);
+    check(worst <= 2e-6, what);
+
+    x[static_cast<size_t>(5 * C + 1)] = NAN;  // channel 1 of pixel 5
+    check(simam_run_cpu(&problem, x.data(), y.data()) == SIMAM_OK, "NHWC NaN: runs");
+    bool nan_ok = true;
+    for (int64_t i = 0; i < P * C; ++i) nan_ok = nan_ok && (std::isnan(y[static_cast<size_t>(i)]) == (i % C == 1));
+    check(nan_ok, "NHWC: a NaN makes exactly its channel plane NaN");
+}
+
+void test_problem_refusals() {
+    std::vector<float> x(2 * 8 * 4 * 4), y(x.size()), r(x.size()), s(8);
+    const simam_problem base = simam_problem_make(2, 5, 4, 4, SIMAM_FLOAT32, 1e-4f, 1);
+    check(base.layout == SIMAM_LAYOUT_NCHW && base.channel_stride == 0 && base.scale == nullptr &&
+              base.bias == nullptr && base.residual == nullptr && base.activation == SIMAM_ACTIVATION_NONE,
+          "simam_problem_make: NCHW, no epilogue");
+    check(simam_problem_validate(&base, x.data(), y.data()) == SIMAM_OK, "the base problem is valid");
+    struct Refusal {
+        const char* what;
+        const char* words;  // the message must name the problem
+        simam_problem problem;
+        const void* y;
+    };
+    std::vector<Refusal> refusals;
+    simam_problem p = base;
+    p.scale = s.data();
+    refusals.push_back({"scale without bias", "bias is NULL", p, y.data()});
+    p = base;
+    p.bias = s.data();
+    refusals.push_back({"bias without scale", "scale is NULL", p, y.data()});
+    p = base;
+    p.activation = 3;
+    refusals.push_back({"activation code 3", "activation code 3", p, y.data()});
+    p = base;
+    p.activation = -1;
+    refusals.push_back({"activation code -1", "activation code -1", p, y.data()});
+    p = base;
+    p.layout = static_cast<simam_layout>(2);
+    refusals.push_back({"layout code 2", "layout code 2", p, y.data()});
+    p = base;
+    p.layout = SIMAM_LAYOUT_NHWC;
+    p.channel_stride = 4;
+    refusals.push_back({"NHWC channel stride < C", "channel_stride=4 is less than C=5", p, y.data()});
+    p = base;
+    p.channel_stride = 8;
+    refusals.push_back({"NCHW with a channel stride", "NHWC layout only", p, y.data()});
+    p = base;
+    p.layout = SIMAM_LAYOUT_NHWC;
+    p.channel_stride = INT64_MAX / 8;
+    refusals.push_back({"NHWC channel stride past 64-bit indexing", "overflows", p, y.data()});
+    p = base;
+    p.residual = y.data();
+    refusals.push_back({"residual = y", "residual overlaps y", p, y.data()});
+    p = base;
+    p.residual = y.data() + 159;  // the residual's start on y's last element (N*C*H*W = 160)
+    refusals.push_back({"residual overlapping y's end", "residual overlaps y", p, y.data()});
+    p = base;
+    p.residual = x.data();
+    refusals.push_back({"residual = x = y (in place)", "residual overlaps y", p, x.data()});
+    p = base;
+    p.layout = SIMAM_LAYOUT_NHWC;
+    p.channel_stride = 8;
+    p.residual = y.data() + 2 * 16 * 8 - 8;  // the stride makes y span (N*H*W - 1) * 8 + C elements
+    refusals.push_back({"NHWC residual overlapping y's last pixel", "residual overlaps y", p, y.data()});
+    p = base;
+    p.e_lambda = 0.0f;
+    refusals.push_back({"e_lambda 0", "e_lambda", p, y.data()});
+    p = base;
+    p.H = 0;
+    refusals.push_back({"H = 0", "H=0", p, y.data()});
+    for (const Refusal& f : refusals) {
+        char what[200];
+        const simam_status v = simam_problem_validate(&f.problem, x.data(), f.y);
+        std::snprintf(what, sizeof what, "%s is refused naming it (got '%s')", f.what, simam_last_error());
+        check(v == SIMAM_ERR_INVALID_ARGUMENT && last_error_mentions(f.words), what);
+        std::vector<float> before(f.y == x.data() ? x : y);
+        const simam_status run = simam_run_cpu(&f.problem, x.data(), const_cast<void*>(f.y));
+        const simam_status planes = simam_run_cpu_planes(&f.problem, x.data(), const_cast<void*>(f.y), 0, 1);
+        std::snprintf(what, sizeof what, "%s: simam_run_cpu and _planes refuse it and write nothing", f.what);
+        check(run == v && planes == v && before == (f.y == x.data() ? x : y), what);
+    }
+    check(simam_problem_validate(nullptr, x.data(), y.data()) == SIMAM_ERR_INVALID_ARGUMENT &&
+              last_error_mentions("problem"),
+          "a null problem is refused");
+    p = base;
+    p.residual = x.data();
+    check(simam_problem_validate(&p, x.data(), y.data()) == SIMAM_OK, "residual = x with y elsewhere is valid");
+    p = base;
+    p.residual = y.data() + 160;  // just past y's 2*5*16 elements
+    check(simam_problem_validate(&p, x.data(), y.data()) == SIMAM_OK, "a residual right after y is valid");
+    p = base;
+    p.layout = SIMAM_LAYOUT_NHWC;
+    p.channel_stride = 8;
+    p.residual = y.data() + 2 * 16 * 8 - 3;  // after the last pixel's 5 channels: only padding overlaps
+    check(simam_problem_validate(&p, x.data(), y.data()) == SIMAM_OK,
+          "an NHWC residual starting in y's trailing padding is valid");
+    check(simam_run_cpu_planes(&base, x.data(), y.data(), 3, 11) == SIMAM_ERR_INVALID_ARGUMENT &&
+              last_error_mentions("[3, 11)"),
+          "a plane range past N*C is refused");
+}
 }  // namespace
 
 int main() {
@@ -274,6 +615,9 @@ int main() {
     test_bf16_conversions();
     test_outliers_where_the_mean_is_guessed();
     test_every_simd_target();
+    test_problem_every_combination();
+    test_problem_nhwc_statistics();
+    test_problem_refusals();
     std::printf("%s (%d failures)\n", g_failures == 0 ? "ok" : "FAILED", g_failures);
     return g_failures;
 }
