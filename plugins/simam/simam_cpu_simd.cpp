@@ -51,6 +51,8 @@ constexpr int64_t kPrefetchBytes = 4096;
 //   Valid(df, count, ma, mb)     which lanes of a and b LoadN filled
 //   Store(df, a, b, p) / StoreN(df, a, b, p, count)
 //   First(p)                     element 0 as a float
+//   kHalves                      a holds elements [0, N), b [N, 2N): a tail of count <= N
+//                                needs a only
 // Lanes may hold the elements in any order (bf16 splits even and odd ones): SimAM is elementwise
 // after the statistics, and Store puts every lane back where Load found it.
 template <class T>
@@ -58,6 +60,7 @@ struct Io;
 
 template <>
 struct Io<float> {
+    static constexpr bool kHalves = true;
     static HWY_INLINE void Load(DF df, const float* HWY_RESTRICT p, VF& a, VF& b) {
         a = hn::LoadU(df, p);
         b = hn::LoadU(df, p + hn::Lanes(df));
@@ -88,6 +91,7 @@ struct Io<float> {
 // (exactly in software on targets without them).
 template <>
 struct Io<hwy::float16_t> {
+    static constexpr bool kHalves = true;
     using DH = hn::Rebind<hwy::float16_t, DF>;
     static HWY_INLINE void Load(DF df, const hwy::float16_t* HWY_RESTRICT p, VF& a, VF& b) {
         const DH dh;
@@ -125,6 +129,7 @@ struct Io<hwy::float16_t> {
 #endif
 template <>
 struct Io<uint16_t> {
+    static constexpr bool kHalves = false;
     using D16 = hn::Repartition<uint16_t, DF>;  // 2N lanes
     static HWY_INLINE void Split(DF df, hn::Vec<D16> bits, VF& a, VF& b) {
         const DU du;
@@ -408,7 +413,9 @@ HWY_INLINE void Sweep(DF df, const T* x, T* y, int64_t n, const Factors& f) {
         const size_t count = static_cast<size_t>(n - i);
         VF v0, v1;
         Io<T>::LoadN(df, x + i, count, v0, v1);
-        Io<T>::StoreN(df, simam_of(v0), simam_of(v1), y + i, count);
+        // A short tail (14x14 planes end in 4 elements on AVX-512) is one vector's work, not two.
+        const VF y1 = Io<T>::kHalves && count <= static_cast<size_t>(N) ? v1 : simam_of(v1);
+        Io<T>::StoreN(df, simam_of(v0), y1, y + i, count);
     }
 }
 
