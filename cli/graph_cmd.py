@@ -127,6 +127,11 @@ def fuse(source: Path, output: Path | None, json_path: str | None, atol: float, 
         console.print(
             f"fused {len(report.fused)} SimAM subgraph(s) in {report.seconds:.2f}s -> {_written(written)}"
         )
+    elif report.epilogue is not None and report.epilogue.folded:
+        console.print(
+            f"folded the epilogue into {len(report.epilogue.folded)} existing SimAM node(s) "
+            f"-> {_written(written)}"
+        )
     else:
         console.print(
             f"no {'new ' if report.existing_simam_nodes else ''}SimAM subgraph found in {source}; "

@@ -221,7 +221,7 @@ def _chain(after: list[onnx.NodeProto], inits: list[onnx.TensorProto], extra_inp
     inputs = [
         helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, list(SHAPE)) for n in ("x", *extra_inputs)
     ]
-    outs = [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outputs]
+    outs = [helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, list(SHAPE)) for o in outputs]
     model = helper.make_model(
         helper.make_graph([node, *after], "chain", inputs, outs, inits),
         opset_imports=[helper.make_opsetid("", 17), contract.simam_opset_import()],
@@ -434,3 +434,15 @@ def test_per_layer_refuses_epilogue_nodes_whose_output_is_not_the_modules(export
     with pytest.raises(InputError, match="carries a fused epilogue") as info:
         find_blocks(onnx.load(folded))
     assert "unfuse" in (info.value.hint or "")
+
+
+def test_fuse_epilogue_on_a_file_that_already_has_simam_nodes(tmp_path, capsys):
+    source, out = tmp_path / "chain.onnx", tmp_path / "out.onnx"
+    onnx.save(_chain([helper.make_node("Relu", ["s"], ["z"])], []), source)
+    code, stdout, err = run_cli(["fuse", str(source), "-o", str(out), "--epilogue", "--expect", "1"], capsys)
+    assert code == 0, err
+    assert "folded the epilogue into 1 existing SimAM node(s)" in stdout + err
+    model = onnx.load(out)
+    assert [n.op_type for n in model.graph.node] == ["SimAM"] and model.graph.node[0].overload == "relu"
+    x = {"x": np.random.default_rng(4).standard_normal(SHAPE).astype(np.float32)}
+    np.testing.assert_allclose(_run(out, x), np.maximum(simam_reference_numpy(x["x"], 1e-4), 0), atol=1e-5)
