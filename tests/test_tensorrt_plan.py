@@ -4,6 +4,9 @@ the real builder of TensorRT for RTX (ProfilingVerbosity.DETAILED logs the plan;
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -103,3 +106,49 @@ def test_an_fp16_build_reads_the_blocks_of_the_file_as_given(r20_files, tmp_path
     plan = _build(r20_files["decomposed"], tmp_path, precision="fp16").plan
     assert plan is not None and plan["simam_blocks"] == 9
     assert all(any(k["role"] == "simam" for k in b["kernels"]) for b in plan["blocks"])
+
+
+@needs_rtx_plugin
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_plugin_reads_the_convolutions_channel_last_tensors_without_a_transpose(
+    r20_files, tmp_path, precision
+):
+    """TensorRT for RTX produces channel-last tensors; offered kHWC only (the default on TensorRT >= 11
+    headers), the plugin takes them as they are: no transpose or reformat next to any SimAM block."""
+    plan = _build(r20_files["plugin"], tmp_path, precision).plan
+    assert plan["simam_blocks"] == 9 and plan["layout_kernels_next_to_simam"] == 0
+    for block in plan["blocks"]:
+        assert [k["role"] for k in block["kernels"]].count("simam") == 1, block
+        assert block["layout_kernels"] == 0, block
+
+
+@needs_rtx_plugin
+def test_simam_trt_formats_linear_brings_back_one_transpose_per_block(r20_files, tmp_path):
+    """SIMAM_TRT_FORMATS=linear (read when the plugin's creator is made, so in a fresh process) offers
+    kLINEAR only, what the plugin did before layouts: the builder then transposes in front of every block."""
+    report = tmp_path / "linear.json"
+    env = {**os.environ, "SIMAM_TRT_FORMATS": "linear"}
+    done = subprocess.run(
+        [sys.executable, "-m", "simam_deploy.cli.main", "build", str(r20_files["plugin"]),
+         "-o", str(tmp_path / "linear.engine"), "--runtime", "tensorrt-rtx", "--shapes", PROFILE[0],
+         "--json", str(report)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # the parser's warning for each optional epilogue field a plain node lacks is not shown
+    assert "not found in plugin node" not in done.stderr
+    plan = json.loads(report.read_text())["plan"]
+    assert plan["simam_blocks"] == 9 and plan["layout_kernels_next_to_simam"] == 9
+
+
+@needs_rtx_plugin
+def test_an_unknown_simam_trt_formats_stops_the_build_naming_the_variable(r20_files, tmp_path):
+    env = {**os.environ, "SIMAM_TRT_FORMATS": "nchw"}
+    done = subprocess.run(
+        [sys.executable, "-m", "simam_deploy.cli.main", "build", str(r20_files["plugin"]), "-o",
+         str(tmp_path / "refused.engine"), "--runtime", "tensorrt-rtx"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "SIMAM_TRT_FORMATS='nchw'" in done.stderr and "channel-last" in done.stderr
+    assert not (tmp_path / "refused.engine").exists()
