@@ -291,6 +291,22 @@ def test_a_value_read_twice_or_a_graph_output_is_not_folded():
 # -- zoo models, both exporters, the authors' checkpoint -------------------------------------------
 
 
+def _random_batch_norms(net) -> None:
+    """Freshly built networks have gamma=1, beta=0, mean=0, var=1: a folded BatchNorm would be nearly
+    the identity. Real-looking statistics make the folded scale/bias matter."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                c = module.num_features
+                module.weight.copy_(torch.rand(c, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(c, generator=generator) * 0.5)
+                module.running_mean.copy_(torch.randn(c, generator=generator) * 0.5)
+                module.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     from simam_deploy.export import export_onnx
@@ -303,6 +319,8 @@ def exported(tmp_path_factory):
         key = (model, opset, checkpoint)
         if key not in cache:
             net, _ = build_model(model, str(checkpoint) if checkpoint else None)
+            if checkpoint is None:
+                _random_batch_norms(net)
             path = folder / f"{model}-{opset}-{len(cache)}.onnx"
             shape = (1, 3, 32, 32) if model.startswith("cifar") else (1, 3, 224, 224)
             export_onnx(net, path, opset=opset, input_shape=shape, dynamic="batch")
