@@ -97,9 +97,9 @@ def _written(files) -> str:
 @click.option(
     "--epilogue", is_flag=True,
     help="Also fold what follows each SimAM node into it (new and existing nodes): a BatchNormalization "
-    "or per-channel Mul/Add, then a residual Add, then Relu or x*Sigmoid(x). OUT then needs the op "
-    "library / TensorRT plugin of this version, or `simam-deploy unfuse`; its local functions are "
-    "IR 10 overloads, one per epilogue configuration.",
+    "or per-channel Mul/Add, then a residual Add, then Relu or x*Sigmoid(x). The fused kernel then needs "
+    "the op library / TensorRT plugin of this version; runtimes without it use the local functions "
+    "(IR 10 overloads, one per epilogue configuration), and `simam-deploy unfuse` writes standard ops.",
 )  # fmt: skip
 @click.option(
     "--always-write", is_flag=True, hidden=True, help="Kept for old scripts: OUT is always written."
