@@ -20,7 +20,7 @@ from pathlib import Path
 
 SHAPES = {"cifar-resnet20": (3, 32, 32), "resnet50": (3, 224, 224), "resnet18": (3, 224, 224)}
 OPT_BATCH = {"cifar-resnet20": 32, "resnet50": 8, "resnet18": 8}
-FORM_NAMES = ["decomposed", "plugin"]
+FORM_NAMES = ["decomposed", "plugin", "plugin+epilogue"]
 
 
 def _export(model: str, folder: Path) -> Path:

@@ -32,7 +32,8 @@ $SIMAM_TRT_PLUGIN, the installed package, then build/); build it with
 `make plugin TENSORRT_ROOT=/path/to/TensorRT` (for RTX: the 11.x headers).
 \b
 --mode: as-is builds the file as given; plugin its fused form (SimAM subgraphs -> SimAM nodes, as
-`fuse` writes it); decomposed its standard-op form (as `unfuse` writes it); auto builds every
+`fuse` writes it); plugin+epilogue that with the BatchNorm/residual Add/ReLU after each SimAM folded
+into its node (`fuse --epilogue`); decomposed its standard-op form (`unfuse`); auto builds every
 distinct form, reads each plan (kernels and transposes per SimAM block, estimated bytes), times each
 engine when a GPU is present (median of --runs), and writes only the best: the fastest, else the
 fewest bytes, then the fewest kernels. A form that fails to build is reported and skipped.

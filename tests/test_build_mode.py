@@ -21,6 +21,15 @@ def _options(**extra):
     return BuildOptions(shapes=[PROFILE], runtime="tensorrt-rtx", **extra)
 
 
+def assert_one_kernel_per_block(plan: dict) -> None:
+    """The folded BatchNorm/add/ReLU run inside the plugin: each block is one kernel. The one transpose
+    left reads the last block's output: the classifier head (global pooling) reads NCHW, and with the
+    epilogue folded nothing stands between the plugin and it any more."""
+    roles = [[k["role"] for k in block["kernels"]] for block in plan["blocks"]]
+    assert len(roles) == 9 and all(r == ["simam"] for r in roles[:-1]), roles
+    assert roles[-1] in (["simam"], ["simam", "layout"]), roles
+
+
 @pytest.fixture(scope="module")
 def r20(zoo_onnx):
     return {mode: zoo_onnx("cifar-resnet20", mode) for mode in ("decomposed", "plugin")}
@@ -36,14 +45,16 @@ def test_auto_builds_each_distinct_form_and_keeps_the_one_moving_fewest_bytes(r2
     out = tmp_path / "r20.engine"
     report = build_with_mode(r20[given], out, "auto", _options(), runs=0)
     forms = _by_form(report)
-    assert list(forms) == ["as-is", "plugin", "decomposed"]
+    assert list(forms) == ["as-is", "plugin", "plugin+epilogue", "decomposed"]
     # the form the file already is adds no new network: skipped, not built twice
     assert forms[given]["status"] == "skipped" and forms[given]["build"] is None
     built = [c for c in report.candidates if c["status"] == "built"]
-    assert len(built) == 2
-    plugin_like = [c for c in built if c["build"]["simam_plugin_layers"] == 9]
-    decomposed = [c for c in built if c["build"]["simam_plugin_layers"] == 0]
-    assert len(plugin_like) == 1 and len(decomposed) == 1
+    assert len(built) == 3
+    layers = sorted(c["build"]["simam_plugin_layers"] for c in built)
+    assert layers == [0, 9, 9]  # the decomposed network, the fused one, the fused one with epilogues
+    epilogue = forms["plugin+epilogue"]
+    assert epilogue["made"].startswith("fuse --epilogue:") and "folded into 9 of 9" in epilogue["made"]
+    assert_one_kernel_per_block(epilogue["build"]["plan"])
     for c in built:
         assert c["simam_blocks"] == 9 and c["simam_bytes"] > 0 and c["kernels"] > 0
     best = min(built, key=lambda c: (c["simam_bytes"], c["kernels"]))
@@ -64,6 +75,13 @@ def test_mode_plugin_builds_the_fused_form_of_a_decomposed_file(r20, tmp_path):
     assert report.candidates[0]["made"].startswith("fuse: 9 SimAM subgraph")
 
 
+@needs_rtx_plugin
+def test_mode_plugin_epilogue_folds_what_follows_each_simam_into_it(r20, tmp_path):
+    report = build_with_mode(r20["plugin"], tmp_path / "e", "plugin+epilogue", _options())
+    assert report.form == "plugin+epilogue" and report.simam_nodes == report.simam_plugin_layers == 9
+    assert_one_kernel_per_block(report.plan)
+
+
 @needs_rtx
 def test_mode_decomposed_builds_the_standard_op_form_of_a_plugin_file(r20, tmp_path):
     report = build_with_mode(r20["plugin"], tmp_path / "e", "decomposed", _options())
@@ -77,7 +95,8 @@ def test_a_form_that_fails_to_build_is_reported_and_skipped(r20, tmp_path):
     missing = tmp_path / "no-such-libsimam_trt_plugin.so"
     report = build_with_mode(r20["decomposed"], tmp_path / "e", "auto", _options(plugin_lib=missing), runs=0)
     forms = _by_form(report)
-    assert forms["plugin"]["status"] == "failed" and "no-such-libsimam_trt_plugin" in forms["plugin"]["error"]
+    for form in ("plugin", "plugin+epilogue"):
+        assert forms[form]["status"] == "failed" and "no-such-libsimam_trt_plugin" in forms[form]["error"]
     assert report.form == "as-is" and (tmp_path / "e").is_file()
     assert report.reason.startswith("as-is: the only form that built")
 
@@ -113,8 +132,10 @@ def test_build_cli_auto_prints_the_candidates_and_carries_them_in_json(r20, tmp_
     assert "building the as-is form" in err and "building the plugin form" in err  # progress: stderr
     assert "forms built" in out and "kept " in out and "skipped: the same network as as-is" in out
     data = json.loads(report.read_text())
-    assert data["mode"] == "auto" and data["form"] in ("as-is", "plugin") and data["reason"]
-    assert [c["form"] for c in data["candidates"]] == ["as-is", "plugin", "decomposed"]
+    assert (
+        data["mode"] == "auto" and data["form"] in ("as-is", "plugin", "plugin+epilogue") and data["reason"]
+    )
+    assert [c["form"] for c in data["candidates"]] == ["as-is", "plugin", "plugin+epilogue", "decomposed"]
     kept = [c for c in data["candidates"] if c["build"] and c["build"]["engine"]]
     assert [c["form"] for c in kept] == [data["form"]]
 

@@ -556,7 +556,8 @@ void test_problem_refusals() {
     p.activation = -1;
     refusals.push_back({"activation code -1", "activation code -1", p, y.data()});
     p = base;
-    p.layout = static_cast<simam_layout>(2);
+    const int layout_code = 2;  // stored as a C caller can (a C++ cast to simam_layout would be undefined)
+    std::memcpy(&p.layout, &layout_code, sizeof layout_code);
     refusals.push_back({"layout code 2", "layout code 2", p, y.data()});
     p = base;
     p.layout = SIMAM_LAYOUT_NHWC;

@@ -9,7 +9,9 @@ moved; :mod:`simam_deploy.backends.tensorrt.plan`) and, where a GPU is present, 
 in this process. It keeps the fastest (measured latency, else fewer bytes, then fewer kernels) and
 writes only that engine, atomically, with a line saying why.
 
-The forms are a list (:data:`FORMS`): a new way of writing the network is one more entry.
+The forms are a list (:data:`FORMS`): the file as given, ``plugin``, ``plugin+epilogue`` (``fuse
+--epilogue``: the BatchNorm/residual/activation after each SimAM folded into its node) and
+``decomposed``; a new way of writing the network is one more entry.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from simam_deploy.backends.tensorrt.runtime import import_runtime
 from simam_deploy.errors import InputError, MissingDependencyError, SimamDeployError
 from simam_deploy.fileio import atomic_output, check_input_file, check_output_path
 
-BUILD_MODES = ("as-is", "plugin", "decomposed", "auto")
+BUILD_MODES = ("as-is", "plugin", "plugin+epilogue", "decomposed", "auto")
 DEFAULT_RUNS = 100  # timed runs per engine when a GPU is present (median reported)
 WARMUP = 20
 
@@ -62,9 +64,22 @@ def _make_decomposed(source: Path, dest: Path) -> tuple[bool, str]:
     return False, "unfuse: no SimAM node to expand"
 
 
+def _make_plugin_epilogue(source: Path, dest: Path) -> tuple[bool, str]:
+    from simam_deploy.graph.pipeline import fuse_file
+
+    report, _ = fuse_file(source, dest, epilogue=True)
+    if report.epilogue is not None and report.epilogue.folded:
+        fused = f"{len(report.fused)} SimAM subgraph(s) fused, " if report.fused else ""
+        return True, f"fuse --epilogue: {fused}{report.epilogue.summary()}"
+    return False, "fuse --epilogue: nothing to fold after the SimAM nodes"
+
+
 FORMS: tuple[Form, ...] = (
     Form("as-is", None),
     Form("plugin", _make_plugin, same_as="as-is"),
+    # what follows each SimAM node (BatchNorm or per-channel Mul/Add, residual Add, Relu/SiLU) folded
+    # into it: one kernel per block; the same network as the plugin form when nothing folds
+    Form("plugin+epilogue", _make_plugin_epilogue, same_as="plugin"),
     Form("decomposed", _make_decomposed, same_as="as-is"),
 )
 
