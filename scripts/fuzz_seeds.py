@@ -56,6 +56,15 @@ def field(name: int, ftype: int, length: int, data: bytes, null: bool = False) -
     return struct.pack("<BibB", name, ftype, length, int(null)) + data
 
 
+def dims(
+    d: tuple[int, ...], dtype: int, fmt: int, epilogue: int, count: int = 0, null: bool = False
+) -> bytes:
+    """Mode 2 with the format, epilogue bits (affine 1, residual 2, activation << 2) and input count."""
+    return b"\x02" + struct.pack(
+        "<i8qiBiBb", len(d), *d, *[0] * (8 - len(d)), dtype, int(null), fmt, epilogue, count
+    )
+
+
 def trt_seeds() -> dict[str, bytes]:
     lam = struct.pack("<f", 1e-4)
     one, zero, two = (struct.pack("<i", v) for v in (1, 0, 2))
@@ -87,6 +96,25 @@ def trt_seeds() -> dict[str, bytes]:
         "dims_unresolved": b"\x02" + struct.pack("<i8qiB", 4, -1, 3, 4, 5, 0, 0, 0, 0, 0, 0),
         "dims_rank3": b"\x02" + struct.pack("<i8qiB", 3, 2, 3, 4, 0, 0, 0, 0, 0, 0, 1),
         "dims_int8": b"\x02" + struct.pack("<i8qiB", 4, 1, 1, 2, 2, 0, 0, 0, 0, 2, 0),
+        # the epilogue (affine 1, residual 2, activation code << 2) and formats (kHWC 8, kHWC8 2, kHWC16 11)
+        "v2_record_epilogue": b"\x00" + struct.pack("<IIfiiii", 0x414D4953, 2, 1e-4, 1, 1, 1, 1),
+        "v2_epilogue_bad_activation": b"\x00" + struct.pack("<IIfiiii", 0x414D4953, 2, 1e-4, 1, 1, 0, 7),
+        "v2_epilogue_none": b"\x00" + struct.pack("<IIfiiii", 0x414D4953, 2, 1e-4, 1, 0, 0, 0),
+        "fields_epilogue": b"\x01\x05"
+        + field(0, FLOAT32, 1, lam)
+        + field(1, INT32, 1, one)
+        + field(8, INT32, 1, one)
+        + field(9, INT32, 1, one)
+        + field(10, CHAR, 4, b"silu"),
+        "fields_activation_unknown": b"\x01\x02" + field(0, FLOAT32, 1, lam) + field(10, CHAR, 4, b"gelu"),
+        "fields_activation_nul": b"\x01\x02" + field(0, FLOAT32, 1, lam) + field(10, CHAR, 5, b"relu\0"),
+        "fields_activation_int": b"\x01\x02" + field(0, FLOAT32, 1, lam) + field(10, INT32, 1, one),
+        "fields_affine_two": b"\x01\x02" + field(0, FLOAT32, 1, lam) + field(8, INT32, 1, two),
+        "dims_hwc_epilogue": dims((2, 3, 4, 5), 1, 8, 0b0111),
+        "dims_hwc8_residual": dims((1, 5, 4, 4), 1, 2, 0b1010),
+        "dims_hwc16_empty": dims((0, 5, 4, 4), 1, 11, 0b0001),
+        "dims_bad_format": dims((1, 3, 4, 4), 0, 5, 0),
+        "dims_wrong_count": dims((1, 3, 4, 4), 0, 0, 0b0011, count=2),
     }
 
 

@@ -4,14 +4,15 @@
 //   mode 0: deserializeParams (the V2 engine blob)
 //   mode 1: parseFields (the V3 runtime path: TensorRT hands the serialized fields back to
 //           createPlugin; also the build path of both versions: fields from the ONNX node)
-//   mode 2: workspaceFor / launchSimam with the dimensions and type TensorRT would pass
+//   mode 2: workspaceFor / launchSimam with the dimensions, type, format and inputs TensorRT would pass
 // Contract checked: a refusal logs an error; an acceptance yields valid parameters that survive a
 // round trip through the advertised fields and the V2 record.
 //
 // Input layout (little endian; scripts/fuzz_seeds.py writes the seeds):
 //   mode 0: u8 0 | blob (the rest)
 //   mode 1: u8 1 | i8 nbFields | per field: u8 name choice, i32 type, i8 length, u8 null data, data bytes
-//   mode 2: u8 2 | i32 nbDims | 8 x i64 d | i32 data type | u8 null pointers
+//   mode 2: u8 2 | i32 nbDims | 8 x i64 d | i32 data type | u8 null pointers | i32 tensor format |
+//           u8 epilogue (bit 0 affine, bit 1 residual, bits 2-3 activation code) | i8 input count
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -48,28 +49,42 @@ Finder g_finder;
     std::abort();
 }
 
+bool same_params(simam_trt::SimamParams const& a, simam_trt::SimamParams const& b) {
+    return std::memcmp(&a.eLambda, &b.eLambda, sizeof(float)) == 0 && a.unbiased == b.unbiased &&
+           a.affine == b.affine && a.residual == b.residual && a.activation == b.activation;
+}
+
 void check_accepted(simam_trt::SimamParams const& params) {
     std::string why;
     if (!simam_trt::validParams(params, why)) fail("accepted parameters are not valid");
-    // The V2 record round trip.
-    unsigned char blob[simam_trt::kSerializedSize];
+    // The V2 record round trip (format 1 without an epilogue, 2 with one).
+    const size_t size = simam_trt::serializedSize(params);
+    if (size != (params.hasEpilogue() ? simam_trt::kSerializedSizeV2 : simam_trt::kSerializedSizeV1))
+        fail("the record size does not follow the epilogue");
+    unsigned char blob[simam_trt::kSerializedSizeV2];
     simam_trt::serializeParams(params, blob);
     simam_trt::SimamParams back;
-    if (!simam_trt::deserializeParams(blob, sizeof blob, back)) fail("a serialized record was refused");
-    if (std::memcmp(&back.eLambda, &params.eLambda, sizeof(float)) != 0 || back.unbiased != params.unbiased)
-        fail("the V2 record round trip changed the parameters");
-    // The V3 round trip: the fields the creator advertises, filled with these values.
+    if (!simam_trt::deserializeParams(blob, size, back)) fail("a serialized record was refused");
+    if (!same_params(back, params)) fail("the V2 record round trip changed the parameters");
+    // The V3 round trip: the fields the creator advertises, filled with these values (activation as
+    // the ONNX parser passes a STRING: its characters, unterminated).
     nvinfer1::PluginFieldCollection const* advertised = simam_trt::advertisedFields();
     std::vector<nvinfer1::PluginField> fields(advertised->fields, advertised->fields + advertised->nbFields);
+    const char* activation = simam_trt::activationName(params.activation);
     for (nvinfer1::PluginField& field : fields) {
-        field.data = std::strcmp(field.name, simam_trt::kFieldLambda) == 0 ? static_cast<void const*>(&params.eLambda)
-                                                                           : static_cast<void const*>(&params.unbiased);
+        if (std::strcmp(field.name, simam_trt::kFieldLambda) == 0) field.data = &params.eLambda;
+        else if (std::strcmp(field.name, simam_trt::kFieldUnbiased) == 0) field.data = &params.unbiased;
+        else if (std::strcmp(field.name, simam_trt::kFieldAffine) == 0) field.data = &params.affine;
+        else if (std::strcmp(field.name, simam_trt::kFieldResidual) == 0) field.data = &params.residual;
+        else if (std::strcmp(field.name, simam_trt::kFieldActivation) == 0) {
+            field.data = activation;
+            field.length = static_cast<int32_t>(std::strlen(activation));
+        } else fail("the creator advertises a field this target does not know");
     }
     nvinfer1::PluginFieldCollection fc{static_cast<int32_t>(fields.size()), fields.data()};
     simam_trt::SimamParams again;
     if (!simam_trt::parseFields(&fc, again)) fail("the advertised fields were refused");
-    if (std::memcmp(&again.eLambda, &params.eLambda, sizeof(float)) != 0 || again.unbiased != params.unbiased)
-        fail("the field round trip changed the parameters");
+    if (!same_params(again, params)) fail("the field round trip changed the parameters");
 }
 
 // Bytes per element of a field type; 8 (the widest) for types these headers do not name, so the
@@ -101,8 +116,8 @@ void fuzz_fields(simam_fuzz::Input& in) {
         const int32_t type = in.take<int32_t>();
         const int32_t length = in.take<int8_t>();
         const bool null_data = in.take<uint8_t>() & 1;
-        static const char* const kNames[] = {"e_lambda", "unbiased", "alpha", "", nullptr, kLong.c_str(),
-                                             "e_lambda\0x", "unbiase"};
+        static const char* const kNames[] = {"e_lambda", "unbiased", "alpha",    "",         nullptr,    kLong.c_str(),
+                                             "e_lambda\0x", "unbiase", "affine", "residual", "activation", "activatio"};
         field.name = kNames[name % (sizeof kNames / sizeof kNames[0])];
         field.type = static_cast<nvinfer1::PluginFieldType>(type);
         field.length = length;
@@ -130,11 +145,11 @@ void fuzz_blob(simam_fuzz::Input& in) {
     const int before = g_finder.logger.errors;
     simam_trt::SimamParams params;
     if (simam_trt::deserializeParams(blob.data(), blob.size(), params)) {
-        if (blob.size() != simam_trt::kSerializedSize) fail("a record of the wrong size was accepted");
+        if (blob.size() != simam_trt::serializedSize(params)) fail("a record of the wrong size was accepted");
         check_accepted(params);
-        unsigned char again[simam_trt::kSerializedSize];
+        unsigned char again[simam_trt::kSerializedSizeV2];
         simam_trt::serializeParams(params, again);
-        if (std::memcmp(again, blob.data(), sizeof again) != 0) fail("an accepted record does not re-serialize to itself");
+        if (std::memcmp(again, blob.data(), blob.size()) != 0) fail("an accepted record does not re-serialize to itself");
     } else if (g_finder.logger.errors == before) {
         fail("deserializeParams refused without logging an error");
     }
@@ -146,15 +161,33 @@ void fuzz_dims(simam_fuzz::Input& in) {
     for (auto& d : dims.d) d = static_cast<std::remove_reference_t<decltype(d)>>(in.take<int64_t>());
     const auto type = static_cast<nvinfer1::DataType>(in.take<int32_t>());
     const bool null_pointers = in.take<uint8_t>() & 1;
-    (void)simam_trt::workspaceFor(dims, type);
+    const auto format = static_cast<nvinfer1::TensorFormat>(in.take<int32_t>());
+    const uint8_t epilogue = in.take<uint8_t>();
+    const int32_t count = in.take<int8_t>();
+    simam_trt::SimamParams params;
+    params.affine = epilogue & 1;
+    params.residual = (epilogue >> 1) & 1;
+    params.activation = (epilogue >> 2) % 3;
+    // An input count of 0 (what every seed written before the epilogue reads here) means "as the
+    // parameters say".
+    const int32_t nb_inputs = count == 0 ? params.nbInputs() : count;
+    (void)simam_trt::workspaceFor(dims, type, format, params);
     (void)simam_trt::isSupportedType(type);
     (void)simam_trt::typeName(type);
+    (void)simam_trt::formatName(format);
+    for (auto policy : {simam_trt::FormatPolicy::kLinear, simam_trt::FormatPolicy::kChannelLast,
+                        simam_trt::FormatPolicy::kAll})
+        (void)simam_trt::offersFormat(policy, type, format);
     // No CUDA in this build: a launch that passes validation stops at the kernel library's
     // "no CUDA kernels" error before any pointer is used, so a small host buffer stands in.
     float buffer[4] = {};
-    simam_trt::SimamParams params;
+    const void* inputs[4] = {buffer, buffer, buffer, buffer};
+    nvinfer1::PluginTensorDesc desc{};
+    desc.dims = dims;
+    desc.type = type;
+    desc.format = format;
     const int before = g_finder.logger.errors;
-    const int32_t rc = simam_trt::launchSimam(dims, type, null_pointers ? nullptr : buffer,
+    const int32_t rc = simam_trt::launchSimam(desc, nb_inputs, null_pointers ? nullptr : inputs,
                                               null_pointers ? nullptr : buffer, nullptr, params, nullptr);
     if (rc != 0 && g_finder.logger.errors == before) fail("launchSimam failed without logging an error");
     if (rc == 0) {

@@ -3,6 +3,7 @@
 #if NV_TENSORRT_MAJOR < 10
 
 #include <utility>
+#include <vector>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
@@ -26,8 +27,9 @@ void assignNamespace(std::string& target, char const* value) noexcept
 }
 } // namespace
 
-SimamPluginV2::SimamPluginV2(SimamParams const& params, std::string pluginNamespace)
+SimamPluginV2::SimamPluginV2(SimamParams const& params, FormatPolicy policy, std::string pluginNamespace)
     : mParams(params)
+    , mPolicy(policy)
     , mNamespace(std::move(pluginNamespace))
 {
 }
@@ -56,7 +58,7 @@ void SimamPluginV2::terminate() noexcept {}
 
 size_t SimamPluginV2::getSerializationSize() const noexcept
 {
-    return kSerializedSize;
+    return serializedSize(mParams);
 }
 
 void SimamPluginV2::serialize(void* buffer) const noexcept
@@ -82,9 +84,8 @@ char const* SimamPluginV2::getPluginNamespace() const noexcept
 nvinfer1::DataType SimamPluginV2::getOutputDataType(
     int32_t index, nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept
 {
-    if (index != 0 || inputTypes == nullptr || nbInputs != 1)
+    if (index != 0 || !checkInputTypes(mParams, inputTypes, nbInputs))
     {
-        logError("SimAM: expects exactly one input and one output");
         return nvinfer1::DataType::kFLOAT;
     }
     return inputTypes[0];
@@ -93,7 +94,7 @@ nvinfer1::DataType SimamPluginV2::getOutputDataType(
 nvinfer1::IPluginV2DynamicExt* SimamPluginV2::clone() const noexcept
 {
     SIMAM_TRT_GUARD_BEGIN
-    auto* copy = new SimamPluginV2(mParams, mNamespace);
+    auto* copy = new SimamPluginV2(mParams, mPolicy, mNamespace);
     copy->mConfigured = mConfigured;
     return copy;
     SIMAM_TRT_GUARD_END(nullptr)
@@ -103,59 +104,60 @@ nvinfer1::DimsExprs SimamPluginV2::getOutputDimensions(int32_t outputIndex, nvin
     int32_t nbInputs, nvinfer1::IExprBuilder& /*exprBuilder*/) noexcept
 {
     SIMAM_TRT_GUARD_BEGIN
-    if (outputIndex != 0 || inputs == nullptr || nbInputs != 1)
+    if (outputIndex != 0)
     {
-        logError("SimAM: expects exactly one input and one output");
+        logError("SimAM: has exactly one output");
         return nvinfer1::DimsExprs{};
     }
-    if (inputs[0].nbDims != kRank)
+    if (!checkShapeInputs(mParams, inputs, nbInputs))
     {
-        logError("SimAM: input has rank " + std::to_string(inputs[0].nbDims) + ", expected NCHW (rank 4)");
         return nvinfer1::DimsExprs{};
     }
-    return inputs[0];
+    return inputs[0]; // elementwise: x's shape
     SIMAM_TRT_GUARD_END(nvinfer1::DimsExprs{})
 }
 
 bool SimamPluginV2::supportsFormatCombination(
     int32_t pos, nvinfer1::PluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
 {
-    if (inOut == nullptr || nbInputs != 1 || nbOutputs != 1 || pos < 0 || pos >= nbInputs + nbOutputs)
+    if (inOut == nullptr || nbInputs != mParams.nbInputs() || nbOutputs != 1 || pos < 0
+        || pos >= nbInputs + nbOutputs)
     {
         return false;
     }
-    if (inOut[pos].format != nvinfer1::TensorFormat::kLINEAR)
-    {
-        return false;
-    }
-    if (pos == 0)
-    {
-        return isSupportedType(inOut[0].type);
-    }
-    return inOut[pos].type == inOut[0].type;
+    return supportsAt(mParams, mPolicy, pos, inOut[pos], inOut[0]);
 }
 
 void SimamPluginV2::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
     nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept
 {
-    mConfigured = in != nullptr && out != nullptr && nbInputs == 1 && nbOutputs == 1
-        && in[0].desc.dims.nbDims == kRank && isSupportedType(in[0].desc.type) && out[0].desc.type == in[0].desc.type;
-    if (!mConfigured)
+    SIMAM_TRT_GUARD_BEGIN
+    mConfigured = false;
+    if (in == nullptr || out == nullptr || nbInputs != mParams.nbInputs() || nbOutputs != 1)
     {
-        logError("SimAM: configurePlugin got an unsupported tensor (need one rank-4 linear float32/float16 input "
-                 "and an output of the same type)");
+        logError("SimAM: configurePlugin got " + std::to_string(nbInputs) + " inputs and "
+            + std::to_string(nbOutputs) + " outputs, expected " + std::to_string(mParams.nbInputs())
+            + " inputs (the node's affine and residual attributes say) and one output");
+        return;
     }
+    std::vector<nvinfer1::PluginTensorDesc> inputs;
+    for (int32_t i = 0; i < nbInputs; ++i)
+    {
+        inputs.push_back(in[i].desc);
+    }
+    mConfigured = checkTensors(mParams, inputs.data(), nbInputs, &out[0].desc, nbOutputs, "configurePlugin");
+    SIMAM_TRT_GUARD_END()
 }
 
 size_t SimamPluginV2::getWorkspaceSize(nvinfer1::PluginTensorDesc const* inputs, int32_t nbInputs,
     nvinfer1::PluginTensorDesc const* /*outputs*/, int32_t /*nbOutputs*/) const noexcept
 {
     // TensorRT passes the largest shape of the profile here.
-    if (inputs == nullptr || nbInputs != 1)
+    if (inputs == nullptr || nbInputs != mParams.nbInputs())
     {
         return 0;
     }
-    return workspaceFor(inputs[0].dims, inputs[0].type);
+    return workspaceFor(inputs[0].dims, inputs[0].type, inputs[0].format, mParams);
 }
 
 int32_t SimamPluginV2::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
@@ -167,10 +169,24 @@ int32_t SimamPluginV2::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
         logError("SimAM: enqueue got null descriptors or buffers");
         return -1;
     }
-    return launchSimam(inputDesc[0].dims, inputDesc[0].type, inputs[0], outputs[0], workspace, mParams, stream);
+    // enqueue carries no input count: the one the parameters give was checked by configurePlugin.
+    return launchSimam(inputDesc[0], mParams.nbInputs(), inputs, outputs[0], workspace, mParams, stream);
 }
 
 // ---- creator ---------------------------------------------------------------------------------
+
+SimamCreatorV2::SimamCreatorV2() noexcept
+    : mPolicy(defaultFormatPolicy())
+{
+    SIMAM_TRT_GUARD_BEGIN
+    std::string why;
+    if (!formatPolicyFromEnvironment(mPolicy, why))
+    {
+        mPolicy = defaultFormatPolicy();
+        mPolicyError = why;
+    }
+    SIMAM_TRT_GUARD_END()
+}
 
 char const* SimamCreatorV2::getPluginName() const noexcept
 {
@@ -198,7 +214,13 @@ nvinfer1::IPluginV2* SimamCreatorV2::createPlugin(
         logError("SimAM: cannot create plugin" + (safeString(name, layer) ? " for layer '" + layer + "'" : ""));
         return nullptr;
     }
-    return new SimamPluginV2(params, mNamespace);
+    if (!mPolicyError.empty())
+    {
+        // createPlugin is the build path on 8.x (engines load through deserializePlugin).
+        logError("SimAM: cannot build: " + mPolicyError);
+        return nullptr;
+    }
+    return new SimamPluginV2(params, mPolicy, mNamespace);
     SIMAM_TRT_GUARD_END(nullptr)
 }
 
@@ -211,7 +233,7 @@ nvinfer1::IPluginV2* SimamCreatorV2::deserializePlugin(
     {
         return nullptr;
     }
-    return new SimamPluginV2(params, mNamespace);
+    return new SimamPluginV2(params, mPolicy, mNamespace);
     SIMAM_TRT_GUARD_END(nullptr)
 }
 

@@ -20,7 +20,7 @@ namespace simam_trt
 class SimamPluginV2 final : public nvinfer1::IPluginV2DynamicExt
 {
 public:
-    SimamPluginV2(SimamParams const& params, std::string pluginNamespace);
+    SimamPluginV2(SimamParams const& params, FormatPolicy policy, std::string pluginNamespace);
     ~SimamPluginV2() override = default;
 
     // IPluginV2
@@ -65,6 +65,7 @@ public:
 
 private:
     SimamParams mParams;
+    FormatPolicy mPolicy;
     std::string mNamespace;
     bool mConfigured{false};
 };
@@ -72,7 +73,8 @@ private:
 class SimamCreatorV2 final : public nvinfer1::IPluginCreator
 {
 public:
-    SimamCreatorV2() = default;
+    // Reads SIMAM_TRT_FORMATS once: the formats every plugin it creates offers.
+    SimamCreatorV2() noexcept;
 
     char const* getPluginName() const noexcept override;
     char const* getPluginVersion() const noexcept override;
@@ -85,6 +87,8 @@ public:
 
 private:
     std::string mNamespace;
+    FormatPolicy mPolicy;
+    std::string mPolicyError; // SIMAM_TRT_FORMATS was not understood: createPlugin refuses, saying why
 };
 
 } // namespace simam_trt

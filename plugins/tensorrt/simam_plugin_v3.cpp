@@ -2,14 +2,17 @@
 
 #if NV_TENSORRT_MAJOR >= 10
 
+#include <cstring>
 #include <new>
 #include <utility>
+#include <vector>
 
 namespace simam_trt
 {
 
-SimamPluginV3::SimamPluginV3(SimamParams const& params, std::string pluginNamespace)
+SimamPluginV3::SimamPluginV3(SimamParams const& params, FormatPolicy policy, std::string pluginNamespace)
     : mParams(params)
+    , mPolicy(policy)
     , mNamespace(std::move(pluginNamespace))
 {
     refreshSerializedFields();
@@ -20,7 +23,13 @@ void SimamPluginV3::refreshSerializedFields() noexcept
     using nvinfer1::PluginFieldType;
     mSerializedFields[0] = nvinfer1::PluginField(kFieldLambda, &mParams.eLambda, PluginFieldType::kFLOAT32, 1);
     mSerializedFields[1] = nvinfer1::PluginField(kFieldUnbiased, &mParams.unbiased, PluginFieldType::kINT32, 1);
-    mSerializedCollection.nbFields = 2;
+    mSerializedFields[2] = nvinfer1::PluginField(kFieldAffine, &mParams.affine, PluginFieldType::kINT32, 1);
+    mSerializedFields[3] = nvinfer1::PluginField(kFieldResidual, &mParams.residual, PluginFieldType::kINT32, 1);
+    // As the ONNX parser passes it: the characters, no terminator (validParams keeps the code known).
+    char const* activation = activationName(mParams.activation);
+    mSerializedFields[4] = nvinfer1::PluginField(kFieldActivation, activation, PluginFieldType::kCHAR,
+        activation != nullptr ? static_cast<int32_t>(std::strlen(activation)) : 0);
+    mSerializedCollection.nbFields = 5;
     mSerializedCollection.fields = mSerializedFields;
 }
 
@@ -42,7 +51,7 @@ nvinfer1::IPluginV3* SimamPluginV3::clone() noexcept
 {
     try
     {
-        return new SimamPluginV3(mParams, mNamespace);
+        return new SimamPluginV3(mParams, mPolicy, mNamespace);
     }
     catch (...)
     {
@@ -75,14 +84,13 @@ int32_t SimamPluginV3::getOutputDataTypes(nvinfer1::DataType* outputTypes, int32
     nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept
 {
     SIMAM_TRT_GUARD_BEGIN
-    if (outputTypes == nullptr || inputTypes == nullptr || nbInputs != 1 || nbOutputs != 1)
+    if (outputTypes == nullptr || nbOutputs != 1)
     {
-        logError("SimAM: expects exactly one input and one output");
+        logError("SimAM: has exactly one output");
         return -1;
     }
-    if (!isSupportedType(inputTypes[0]))
+    if (!checkInputTypes(mParams, inputTypes, nbInputs))
     {
-        logError(std::string("SimAM: input type ") + typeName(inputTypes[0]) + " is not supported");
         return -1;
     }
     outputTypes[0] = inputTypes[0];
@@ -95,17 +103,16 @@ int32_t SimamPluginV3::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_
     int32_t nbOutputs, nvinfer1::IExprBuilder& /*exprBuilder*/) noexcept
 {
     SIMAM_TRT_GUARD_BEGIN
-    if (inputs == nullptr || outputs == nullptr || nbInputs != 1 || nbOutputs != 1 || nbShapeInputs != 0)
+    if (outputs == nullptr || nbOutputs != 1 || nbShapeInputs != 0)
     {
-        logError("SimAM: expects exactly one input and one output (and no shape inputs)");
+        logError("SimAM: has exactly one output (and no shape inputs)");
         return -1;
     }
-    if (inputs[0].nbDims != kRank)
+    if (!checkShapeInputs(mParams, inputs, nbInputs))
     {
-        logError("SimAM: input has rank " + std::to_string(inputs[0].nbDims) + ", expected NCHW (rank 4)");
         return -1;
     }
-    outputs[0] = inputs[0]; // elementwise: same shape, dynamic dims pass through
+    outputs[0] = inputs[0]; // elementwise: x's shape, dynamic dims pass through
     return 0;
     SIMAM_TRT_GUARD_END(-1)
 }
@@ -113,67 +120,59 @@ int32_t SimamPluginV3::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_
 bool SimamPluginV3::supportsFormatCombination(
     int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
 {
-    if (inOut == nullptr || nbInputs != 1 || nbOutputs != 1 || pos < 0 || pos >= nbInputs + nbOutputs)
+    if (inOut == nullptr || nbInputs != mParams.nbInputs() || nbOutputs != 1 || pos < 0
+        || pos >= nbInputs + nbOutputs)
     {
         return false;
     }
-    nvinfer1::PluginTensorDesc const& desc = inOut[pos].desc;
-    if (desc.format != nvinfer1::TensorFormat::kLINEAR)
-    {
-        return false;
-    }
-    if (pos == 0)
-    {
-        return isSupportedType(desc.type);
-    }
-    return desc.type == inOut[0].desc.type;
+    return supportsAt(mParams, mPolicy, pos, inOut[pos].desc, inOut[0].desc);
 }
+
+namespace
+{
+// The static descriptions out of TensorRT's dynamic ones (counts already checked by the caller).
+std::vector<nvinfer1::PluginTensorDesc> staticDescs(nvinfer1::DynamicPluginTensorDesc const* descs, int32_t count)
+{
+    std::vector<nvinfer1::PluginTensorDesc> out;
+    for (int32_t i = 0; descs != nullptr && i < count; ++i)
+    {
+        out.push_back(descs[i].desc);
+    }
+    return out;
+}
+} // namespace
 
 int32_t SimamPluginV3::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
     nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept
 {
     SIMAM_TRT_GUARD_BEGIN
-    if (in == nullptr || out == nullptr || nbInputs != 1 || nbOutputs != 1)
+    if (in == nullptr || out == nullptr || nbInputs != mParams.nbInputs() || nbOutputs != 1)
     {
-        logError("SimAM: configurePlugin expects one input and one output");
+        logError("SimAM: configurePlugin got " + std::to_string(nbInputs) + " inputs and "
+            + std::to_string(nbOutputs) + " outputs, expected " + std::to_string(mParams.nbInputs())
+            + " inputs (the node's affine and residual attributes say) and one output");
         return -1;
     }
-    if (in[0].desc.dims.nbDims != kRank || !isSupportedType(in[0].desc.type) || out[0].desc.type != in[0].desc.type)
-    {
-        logError("SimAM: configurePlugin got an unsupported tensor (need rank-4 linear float32/float16/bfloat16, "
-                 "output type = input type)");
-        return -1;
-    }
-    return 0;
+    std::vector<nvinfer1::PluginTensorDesc> const inputs = staticDescs(in, nbInputs);
+    std::vector<nvinfer1::PluginTensorDesc> const outputs = staticDescs(out, nbOutputs);
+    return checkTensors(mParams, inputs.data(), nbInputs, outputs.data(), nbOutputs, "configurePlugin") ? 0 : -1;
     SIMAM_TRT_GUARD_END(-1)
 }
 
 size_t SimamPluginV3::getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
     nvinfer1::DynamicPluginTensorDesc const* /*outputs*/, int32_t /*nbOutputs*/) const noexcept
 {
-    if (inputs == nullptr || nbInputs != 1)
+    if (inputs == nullptr || nbInputs != mParams.nbInputs())
     {
         return 0;
     }
-    return workspaceFor(inputs[0].max, inputs[0].desc.type);
+    return workspaceFor(inputs[0].max, inputs[0].desc.type, inputs[0].desc.format, mParams);
 }
 
 int32_t SimamPluginV3::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
     nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept
 {
-    SIMAM_TRT_GUARD_BEGIN
-    if (in == nullptr || out == nullptr || nbInputs != 1 || nbOutputs != 1)
-    {
-        logError("SimAM: onShapeChange expects one input and one output");
-        return -1;
-    }
-    if (in[0].dims.nbDims != kRank || !isSupportedType(in[0].type) || out[0].type != in[0].type)
-    {
-        logError("SimAM: onShapeChange got an unsupported tensor");
-        return -1;
-    }
-    return 0;
-    SIMAM_TRT_GUARD_END(-1)
+    return checkTensors(mParams, in, nbInputs, out, nbOutputs, "onShapeChange") ? 0 : -1;
 }
 
 int32_t SimamPluginV3::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
@@ -185,7 +184,8 @@ int32_t SimamPluginV3::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
         logError("SimAM: enqueue got null descriptors or buffers");
         return -1;
     }
-    return launchSimam(inputDesc[0].dims, inputDesc[0].type, inputs[0], outputs[0], workspace, mParams, stream);
+    // enqueue carries no input count: the one the parameters give was checked by onShapeChange.
+    return launchSimam(inputDesc[0], mParams.nbInputs(), inputs, outputs[0], workspace, mParams, stream);
 }
 
 nvinfer1::IPluginV3* SimamPluginV3::attachToContext(nvinfer1::IPluginResourceContext* /*context*/) noexcept
@@ -201,6 +201,19 @@ nvinfer1::PluginFieldCollection const* SimamPluginV3::getFieldsToSerialize() noe
 
 // ---- creator ---------------------------------------------------------------------------------
 
+SimamCreatorV3::SimamCreatorV3() noexcept
+    : mPolicy(defaultFormatPolicy())
+{
+    SIMAM_TRT_GUARD_BEGIN
+    std::string why;
+    if (!formatPolicyFromEnvironment(mPolicy, why))
+    {
+        mPolicy = defaultFormatPolicy();
+        mPolicyError = why;
+    }
+    SIMAM_TRT_GUARD_END()
+}
+
 nvinfer1::IPluginV3* SimamCreatorV3::createPlugin(
     char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept
 {
@@ -214,7 +227,13 @@ nvinfer1::IPluginV3* SimamCreatorV3::createPlugin(
                 + (phase == nvinfer1::TensorRTPhase::kRUNTIME ? " while deserializing an engine" : ""));
             return nullptr;
         }
-        return new SimamPluginV3(params, mNamespace);
+        if (phase == nvinfer1::TensorRTPhase::kBUILD && !mPolicyError.empty())
+        {
+            // The formats matter only to the builder; an engine already built runs whatever it says.
+            logError("SimAM: cannot build: " + mPolicyError);
+            return nullptr;
+        }
+        return new SimamPluginV3(params, mPolicy, mNamespace);
     }
     catch (...)
     {

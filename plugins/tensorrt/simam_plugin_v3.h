@@ -18,7 +18,7 @@ class SimamPluginV3 final : public nvinfer1::IPluginV3,
                             public nvinfer1::IPluginV3OneRuntime
 {
 public:
-    SimamPluginV3(SimamParams const& params, std::string pluginNamespace);
+    SimamPluginV3(SimamParams const& params, FormatPolicy policy, std::string pluginNamespace);
     ~SimamPluginV3() override = default;
 
     // IPluginV3
@@ -61,16 +61,18 @@ private:
     void refreshSerializedFields() noexcept;
 
     SimamParams mParams;
+    FormatPolicy mPolicy;
     std::string mNamespace;
     // Storage behind getFieldsToSerialize(): TensorRT reads it after the call returns.
-    nvinfer1::PluginField mSerializedFields[2];
+    nvinfer1::PluginField mSerializedFields[5];
     nvinfer1::PluginFieldCollection mSerializedCollection{};
 };
 
 class SimamCreatorV3 final : public nvinfer1::IPluginCreatorV3One
 {
 public:
-    SimamCreatorV3() = default;
+    // Reads SIMAM_TRT_FORMATS once: the formats every plugin it builds offers.
+    SimamCreatorV3() noexcept;
 
     nvinfer1::IPluginV3* createPlugin(
         char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
@@ -85,6 +87,8 @@ public:
 
 private:
     std::string mNamespace;
+    FormatPolicy mPolicy;
+    std::string mPolicyError; // SIMAM_TRT_FORMATS was not understood: building refuses, saying why
 };
 
 } // namespace simam_trt

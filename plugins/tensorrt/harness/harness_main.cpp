@@ -20,6 +20,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -61,6 +62,36 @@ struct Fields
 
 float const kLambda = 1e-4F;
 int32_t const kUnbiased = 1;
+
+// What a plugin reports through its serialized form.
+struct Params
+{
+    float lambda{0.0F};
+    int32_t unbiased{-1};
+    int32_t affine{-1};
+    int32_t residual{-1};
+    std::string activation;
+};
+
+// The epilogue fields as TensorRT's ONNX parser passes them: INT -> kINT32 x1, STRING -> kCHAR with
+// the string's length and no terminator.
+struct Epilogue
+{
+    int32_t affine{0};
+    int32_t residual{0};
+    std::string activation{"none"};
+};
+
+Fields epilogueFields(Epilogue const& e, float const* lambda = &kLambda, int32_t const* unbiased = &kUnbiased)
+{
+    return Fields{{PluginField("e_lambda", lambda, PluginFieldType::kFLOAT32, 1),
+        PluginField("unbiased", unbiased, PluginFieldType::kINT32, 1),
+        PluginField("affine", &e.affine, PluginFieldType::kINT32, 1),
+        PluginField("residual", &e.residual, PluginFieldType::kINT32, 1),
+        PluginField("activation", e.activation.data(), PluginFieldType::kCHAR,
+            static_cast<int32_t>(e.activation.size()))}};
+}
+
 
 Fields validFields(float const* lambda = &kLambda, int32_t const* unbiased = &kUnbiased)
 {
@@ -194,7 +225,7 @@ SerializedFields serializeFields(IPluginV3* plugin)
     {
         PluginField const& f = fc->fields[i];
         bool const fourBytes = f.type == PluginFieldType::kFLOAT32 || f.type == PluginFieldType::kINT32;
-        std::size_t const elementSize = fourBytes ? 4 : 0;
+        std::size_t const elementSize = fourBytes ? 4 : (f.type == PluginFieldType::kCHAR ? 1 : 0);
         if (f.name == nullptr || f.data == nullptr || elementSize == 0 || f.length < 0)
         {
             return out;
@@ -212,30 +243,45 @@ SerializedFields serializeFields(IPluginV3* plugin)
     return out;
 }
 
-// Parameters as the plugin reports them through its serialized fields.
-bool readParams(IPluginV3* plugin, float& lambda, int32_t& unbiased)
+// Parameters as the plugin reports them through its serialized fields (all five, each once).
+bool readParams(IPluginV3* plugin, Params& out)
 {
     SerializedFields s = serializeFields(plugin);
-    if (!s.ok || s.fields.size() != 2)
+    if (!s.ok || s.fields.size() != 5)
     {
         return false;
     }
-    bool haveLambda = false;
-    bool haveUnbiased = false;
+    int found = 0;
     for (PluginField const& f : s.fields)
     {
-        if (std::strcmp(f.name, "e_lambda") == 0 && f.type == PluginFieldType::kFLOAT32 && f.length == 1)
+        bool const scalar = f.length == 1;
+        if (std::strcmp(f.name, "e_lambda") == 0 && f.type == PluginFieldType::kFLOAT32 && scalar)
         {
-            std::memcpy(&lambda, f.data, 4);
-            haveLambda = true;
+            std::memcpy(&out.lambda, f.data, 4);
+            found |= 1;
         }
-        if (std::strcmp(f.name, "unbiased") == 0 && f.type == PluginFieldType::kINT32 && f.length == 1)
+        else if (std::strcmp(f.name, "unbiased") == 0 && f.type == PluginFieldType::kINT32 && scalar)
         {
-            std::memcpy(&unbiased, f.data, 4);
-            haveUnbiased = true;
+            std::memcpy(&out.unbiased, f.data, 4);
+            found |= 2;
+        }
+        else if (std::strcmp(f.name, "affine") == 0 && f.type == PluginFieldType::kINT32 && scalar)
+        {
+            std::memcpy(&out.affine, f.data, 4);
+            found |= 4;
+        }
+        else if (std::strcmp(f.name, "residual") == 0 && f.type == PluginFieldType::kINT32 && scalar)
+        {
+            std::memcpy(&out.residual, f.data, 4);
+            found |= 8;
+        }
+        else if (std::strcmp(f.name, "activation") == 0 && f.type == PluginFieldType::kCHAR)
+        {
+            out.activation.assign(static_cast<char const*>(f.data), static_cast<std::size_t>(f.length));
+            found |= 16;
         }
     }
-    return haveLambda && haveUnbiased;
+    return found == 31;
 }
 
 #else // TensorRT 8.x
@@ -293,20 +339,51 @@ PluginPtr deserialize(void const* data, std::size_t length)
     return asDynamic(creator != nullptr ? creator->deserializePlugin("simam_layer", data, length) : nullptr);
 }
 
-// The serialized record is documented: "SIMA", format 1, e_lambda f32, unbiased i32.
-bool readParams(IPluginV2DynamicExt* plugin, float& lambda, int32_t& unbiased)
+// The serialized record is documented: "SIMA", format (1: 16 bytes, no epilogue; 2: 28 bytes),
+// e_lambda f32, unbiased i32, then on format 2 affine, residual, activation (i32 each).
+bool readParams(IPluginV2DynamicExt* plugin, Params& out)
 {
     std::vector<unsigned char> blob = serializeBlob(plugin);
-    if (blob.size() != 16 || std::memcmp(blob.data(), "SIMA", 4) != 0)
+    if ((blob.size() != 16 && blob.size() != 28) || std::memcmp(blob.data(), "SIMA", 4) != 0)
     {
         return false;
     }
-    std::memcpy(&lambda, blob.data() + 8, 4);
-    std::memcpy(&unbiased, blob.data() + 12, 4);
+    uint32_t version = 0;
+    std::memcpy(&version, blob.data() + 4, 4);
+    if (version != (blob.size() == 16 ? 1U : 2U))
+    {
+        return false;
+    }
+    std::memcpy(&out.lambda, blob.data() + 8, 4);
+    std::memcpy(&out.unbiased, blob.data() + 12, 4);
+    out.affine = 0;
+    out.residual = 0;
+    int32_t activation = 0;
+    if (blob.size() == 28)
+    {
+        std::memcpy(&out.affine, blob.data() + 16, 4);
+        std::memcpy(&out.residual, blob.data() + 20, 4);
+        std::memcpy(&activation, blob.data() + 24, 4);
+    }
+    char const* const names[] = {"none", "relu", "silu"};
+    out.activation = activation >= 0 && activation < 3 ? names[activation] : "?";
     return true;
 }
 
 #endif
+
+template <typename Plugin>
+bool readParams(Plugin* plugin, float& lambda, int32_t& unbiased)
+{
+    Params p;
+    if (!readParams(plugin, p))
+    {
+        return false;
+    }
+    lambda = p.lambda;
+    unbiased = p.unbiased;
+    return true;
+}
 
 // ---- group: load ------------------------------------------------------------------------------
 int groupLoad()
@@ -332,15 +409,22 @@ int groupLoad()
     CHECK(std::strcmp(creator->getPluginNamespace(), "") == 0);
 
     // The ONNX parser builds its fields from this list: name, type and length must match the
-    // SimAM node's attributes (FLOAT -> kFLOAT32 x1, INT -> kINT32 x1).
+    // SimAM node's attributes (FLOAT -> kFLOAT32 x1, INT -> kINT32 x1, STRING -> kCHAR): the parser
+    // passes only the attributes named here.
     PluginFieldCollection const* names = creator->getFieldNames();
-    CHECK(names != nullptr && names->nbFields == 2 && names->fields != nullptr);
-    if (names != nullptr && names->nbFields == 2 && names->fields != nullptr)
+    CHECK(names != nullptr && names->nbFields == 5 && names->fields != nullptr);
+    if (names != nullptr && names->nbFields == 5 && names->fields != nullptr)
     {
         CHECK(std::strcmp(names->fields[0].name, "e_lambda") == 0);
         CHECK(names->fields[0].type == PluginFieldType::kFLOAT32 && names->fields[0].length == 1);
         CHECK(std::strcmp(names->fields[1].name, "unbiased") == 0);
         CHECK(names->fields[1].type == PluginFieldType::kINT32 && names->fields[1].length == 1);
+        CHECK(std::strcmp(names->fields[2].name, "affine") == 0);
+        CHECK(names->fields[2].type == PluginFieldType::kINT32 && names->fields[2].length == 1);
+        CHECK(std::strcmp(names->fields[3].name, "residual") == 0);
+        CHECK(names->fields[3].type == PluginFieldType::kINT32 && names->fields[3].length == 1);
+        CHECK(std::strcmp(names->fields[4].name, "activation") == 0);
+        CHECK(names->fields[4].type == PluginFieldType::kCHAR);
     }
 
     // A namespace set on the library reaches the creator and every plugin created afterwards.
@@ -371,12 +455,85 @@ int groupLoad()
     return 0;
 }
 
+
+// SIMAM_TRT_FORMATS set to something that is not a policy: building refuses, naming the variable and
+// the values it takes; loading an engine (which has its formats already) still works.
+bool unknownPolicy()
+{
+    char const* value = std::getenv("SIMAM_TRT_FORMATS");
+    std::string const text = value != nullptr ? value : "";
+    return !(text.empty() || text == "auto" || text == "linear" || text == "channel-last" || text == "all");
+}
+
+int lifecycleUnknownPolicy()
+{
+    Fields fields = validFields();
+    PluginFieldCollection fc = fields.collection();
+    gLogger.reset();
+    CHECK_MSG(createPlugin(&fc) == nullptr, "building refuses an unknown SIMAM_TRT_FORMATS");
+    CHECK_MSG(!kLogCaptured
+            || (gLogger.allErrors().find("SIMAM_TRT_FORMATS") != std::string::npos
+                && gLogger.allErrors().find("channel-last") != std::string::npos),
+        "the error names the variable and its values: " + gLogger.allErrors());
+#if NV_TENSORRT_MAJOR >= 10
+    CHECK_MSG(createPlugin(&fc, TensorRTPhase::kRUNTIME) != nullptr, "an engine still loads");
+#else
+    unsigned char record[16];
+    uint32_t const version = 1;
+    std::memcpy(record, "SIMA", 4);
+    std::memcpy(record + 4, &version, 4);
+    std::memcpy(record + 8, &kLambda, 4);
+    std::memcpy(record + 12, &kUnbiased, 4);
+    CHECK_MSG(deserialize(record, sizeof record) != nullptr, "an engine still loads");
+#endif
+    return 0;
+}
+
 // ---- group: lifecycle ----------------------------------------------------------------------------
+// The formats the plugin must offer for x, spelled out from the documented policy (docs/tensorrt.md):
+// SIMAM_TRT_FORMATS=linear -> kLINEAR; channel-last -> kHWC; all -> kLINEAR, kHWC, kHWC8 (fp16, bf16),
+// kHWC16 (fp16); auto or unset -> channel-last on TensorRT >= 11 headers, all below.
+std::string formatsPolicy()
+{
+    char const* value = std::getenv("SIMAM_TRT_FORMATS");
+    std::string policy = value != nullptr ? value : "";
+    if (policy.empty() || policy == "auto")
+    {
+        policy = NV_TENSORRT_MAJOR >= 11 ? "channel-last" : "all";
+    }
+    return policy;
+}
+
+bool expectFormat(DataType type, TensorFormat format)
+{
+    if (!supportedType(type))
+    {
+        return false;
+    }
+    std::string const policy = formatsPolicy();
+    bool sixteenBit = type == DataType::kHALF;
+#if NV_TENSORRT_MAJOR >= 9
+    sixteenBit = sixteenBit || type == DataType::kBF16;
+#endif
+    if (policy == "linear")
+    {
+        return format == TensorFormat::kLINEAR;
+    }
+    if (policy == "channel-last")
+    {
+        return format == TensorFormat::kHWC;
+    }
+    return format == TensorFormat::kLINEAR || format == TensorFormat::kHWC
+        || (format == TensorFormat::kHWC8 && sixteenBit)
+        || (format == TensorFormat::kHWC16 && type == DataType::kHALF);
+}
+
 // Every (type, format) pair TensorRT may propose, for input (pos 0) and output (pos 1).
 template <typename Desc, typename Query>
 void checkFormatMatrix(Query supports, std::function<PluginTensorDesc&(Desc&)> descOf)
 {
     int accepted = 0;
+    int expected = 0;
     for (int32_t t = 0; t < EnumMax<DataType>(); ++t)
     {
         for (int32_t f = 0; f < EnumMax<TensorFormat>(); ++f)
@@ -385,11 +542,13 @@ void checkFormatMatrix(Query supports, std::function<PluginTensorDesc&(Desc&)> d
             TensorFormat const format = static_cast<TensorFormat>(f);
             Desc inOut[2]{};
             descOf(inOut[0]) = tensorDesc(dims4(-1, 3, -1, -1), type, format);
-            bool const expectIn = supportedType(type) && format == TensorFormat::kLINEAR;
+            bool const expectIn = expectFormat(type, format);
             bool const gotIn = supports(0, inOut);
             CHECK_MSG(gotIn == expectIn,
-                "input format combination type=" + std::to_string(t) + " format=" + std::to_string(f));
+                "input format combination type=" + std::to_string(t) + " format=" + std::to_string(f)
+                    + " under policy " + formatsPolicy());
             accepted += gotIn ? 1 : 0;
+            expected += expectIn ? 1 : 0;
             if (!expectIn)
             {
                 continue;
@@ -400,22 +559,180 @@ void checkFormatMatrix(Query supports, std::function<PluginTensorDesc&(Desc&)> d
                 {
                     descOf(inOut[1]) = tensorDesc(dims4(-1, 3, -1, -1), static_cast<DataType>(ot),
                         static_cast<TensorFormat>(of));
-                    bool const expectOut = ot == t && static_cast<TensorFormat>(of) == TensorFormat::kLINEAR;
+                    bool const expectOut = ot == t && of == f;
                     CHECK_MSG(supports(1, inOut) == expectOut,
-                        "output format combination in=" + std::to_string(t) + " out type=" + std::to_string(ot)
-                            + " format=" + std::to_string(of));
+                        "output format combination in=" + std::to_string(t) + "/" + std::to_string(f)
+                            + " out type=" + std::to_string(ot) + " format=" + std::to_string(of));
                 }
             }
         }
     }
-    CHECK_MSG(accepted == static_cast<int>(kernelTypes().size()), "one linear input format per supported type");
+    CHECK_MSG(accepted == expected && accepted >= static_cast<int>(kernelTypes().size()),
+        "every supported type has a format under policy " + formatsPolicy());
     CHECK(!supports(2, nullptr));
+}
+
+// x, scale, bias, residual, output of a plugin with affine=1 residual=1: scale and bias kLINEAR of x's
+// type whatever x's format; the residual and the output x's type and format.
+template <typename Desc, typename Query>
+void checkEpilogueFormats(Query supports, std::function<PluginTensorDesc&(Desc&)> descOf)
+{
+    for (DataType type : kernelTypes())
+    {
+        for (int32_t f = 0; f < EnumMax<TensorFormat>(); ++f)
+        {
+            TensorFormat const format = static_cast<TensorFormat>(f);
+            if (!expectFormat(type, format))
+            {
+                continue;
+            }
+            Desc io[5]{};
+            descOf(io[0]) = tensorDesc(dims4(-1, 8, -1, -1), type, format);
+            CHECK(supports(0, io));
+            for (int32_t pos : {1, 2})
+            {
+                for (int32_t of = 0; of < EnumMax<TensorFormat>(); ++of)
+                {
+                    for (DataType other : kernelTypes())
+                    {
+                        Dims c{};
+                        c.nbDims = 1;
+                        c.d[0] = 8;
+                        descOf(io[pos]) = tensorDesc(c, other, static_cast<TensorFormat>(of));
+                        bool const expect = other == type && static_cast<TensorFormat>(of) == TensorFormat::kLINEAR;
+                        CHECK_MSG(supports(pos, io) == expect,
+                            "scale/bias position " + std::to_string(pos) + " format " + std::to_string(of)
+                                + " for x format " + std::to_string(f));
+                    }
+                }
+            }
+            for (int32_t pos : {3, 4})
+            {
+                for (int32_t of = 0; of < EnumMax<TensorFormat>(); ++of)
+                {
+                    for (DataType other : kernelTypes())
+                    {
+                        descOf(io[pos]) = tensorDesc(dims4(-1, 8, -1, -1), other, static_cast<TensorFormat>(of));
+                        bool const expect = other == type && of == f;
+                        CHECK_MSG(supports(pos, io) == expect,
+                            (pos == 3 ? "residual" : "output") + std::string(" format ") + std::to_string(of)
+                                + " for x format " + std::to_string(f));
+                    }
+                }
+            }
+        }
+    }
+    CHECK(!supports(5, nullptr));
 }
 
 #if NV_TENSORRT_MAJOR >= 10
 
+// The epilogue plugin (affine=1 residual=1 activation=relu): four inputs, their ranks, types, shapes
+// and formats, and what survives serialization.
+int lifecycleEpilogue(IPluginCreatorV3One* creator)
+{
+    Epilogue const e{1, 1, "relu"};
+    Fields fields = epilogueFields(e);
+    PluginFieldCollection fc = fields.collection();
+    PluginPtr plugin(creator->createPlugin("simam_epilogue", &fc, TensorRTPhase::kBUILD));
+    CHECK(plugin != nullptr);
+    if (plugin == nullptr)
+    {
+        return 1;
+    }
+    IPluginV3OneBuild* b = build(plugin.get());
+    for (DataType type : kernelTypes())
+    {
+        DataType types[4] = {type, type, type, type};
+        DataType out = DataType::kINT8;
+        CHECK(b->getOutputDataTypes(&out, 1, types, 4) == 0 && out == type);
+        CHECK_MSG(b->getOutputDataTypes(&out, 1, types, 1) != 0, "one input where the node has four");
+        types[2] = type == DataType::kFLOAT ? DataType::kHALF : DataType::kFLOAT;
+        gLogger.reset();
+        CHECK_MSG(b->getOutputDataTypes(&out, 1, types, 4) != 0 && errorLogged(), "bias of another type");
+    }
+
+    harness::ExprBuilder exprs;
+    DimsExprs x{};
+    x.nbDims = 4;
+    x.d[0] = exprs.symbol("batch");
+    x.d[1] = exprs.constant(64);
+    x.d[2] = exprs.symbol("height");
+    x.d[3] = exprs.symbol("width");
+    DimsExprs c{};
+    c.nbDims = 1;
+    c.d[0] = exprs.constant(64);
+    DimsExprs inputs[4] = {x, c, c, x};
+    DimsExprs output{};
+    CHECK(b->getOutputShapes(inputs, 4, nullptr, 0, &output, 1, exprs) == 0);
+    CHECK(output.nbDims == 4 && output.d[0] == x.d[0] && output.d[2] == x.d[2] && output.d[3] == x.d[3]);
+    CHECK_MSG(b->getOutputShapes(inputs, 3, nullptr, 0, &output, 1, exprs) != 0, "three inputs refused");
+    DimsExprs scaleAsTensor[4] = {x, x, c, x};
+    gLogger.reset();
+    CHECK_MSG(b->getOutputShapes(scaleAsTensor, 4, nullptr, 0, &output, 1, exprs) != 0 && errorLogged(),
+        "a rank-4 scale refused");
+
+    checkEpilogueFormats<DynamicPluginTensorDesc>(
+        [&](int32_t pos, DynamicPluginTensorDesc const* io) { return b->supportsFormatCombination(pos, io, 4, 1); },
+        [](DynamicPluginTensorDesc& d) -> PluginTensorDesc& { return d.desc; });
+    DynamicPluginTensorDesc one[2]{};
+    one[0].desc = tensorDesc(dims4(-1, 8, -1, -1), DataType::kFLOAT, TensorFormat::kLINEAR);
+    CHECK_MSG(!b->supportsFormatCombination(0, one, 1, 1), "a format query with the wrong input count");
+
+    Dims const declared = dims4(-1, 64, -1, -1);
+    Dims const maxDims = dims4(16, 64, 256, 256);
+    Dims channels{};
+    channels.nbDims = 1;
+    channels.d[0] = 64;
+    for (DataType type : kernelTypes())
+    {
+        DynamicPluginTensorDesc xd = dynamicDesc(declared, type, dims4(1, 64, 8, 8), dims4(8, 64, 32, 32), maxDims);
+        DynamicPluginTensorDesc cd = dynamicDesc(channels, type, channels, channels, channels);
+        DynamicPluginTensorDesc in[4] = {xd, cd, cd, xd};
+        CHECK(b->configurePlugin(in, 4, &xd, 1) == 0);
+        CHECK_MSG(b->getWorkspaceSize(in, 4, &xd, 1) == simam_cuda_workspace_size(16, 64, 256, 256, SIMAM_FLOAT32),
+            "the epilogue does not change the linear workspace");
+        CHECK_MSG(b->configurePlugin(in, 3, &xd, 1) != 0, "configure with three inputs");
+        DynamicPluginTensorDesc shortScale = cd;
+        shortScale.desc.dims.d[0] = 32;
+        DynamicPluginTensorDesc badScale[4] = {xd, shortScale, cd, xd};
+        gLogger.reset();
+        CHECK_MSG(b->configurePlugin(badScale, 4, &xd, 1) != 0 && errorLogged(), "scale of 32 for 64 channels");
+        DynamicPluginTensorDesc otherResidual = xd;
+        otherResidual.desc.dims = dims4(-1, 32, -1, -1);
+        DynamicPluginTensorDesc badResidual[4] = {xd, cd, cd, otherResidual};
+        gLogger.reset();
+        CHECK_MSG(b->configurePlugin(badResidual, 4, &xd, 1) != 0 && errorLogged(), "residual of another shape");
+    }
+
+    SerializedFields stored = serializeFields(plugin.get());
+    PluginFieldCollection storedFc{static_cast<int32_t>(stored.fields.size()), stored.fields.data()};
+    plugin.reset();
+    PluginPtr loaded(creator->createPlugin("simam_epilogue", &storedFc, TensorRTPhase::kRUNTIME));
+    Params p;
+    CHECK(loaded != nullptr && readParams(loaded.get(), p));
+    CHECK(p.affine == 1 && p.residual == 1 && p.activation == "relu" && p.lambda == kLambda);
+    if (loaded == nullptr)
+    {
+        return 1;
+    }
+    IPluginV3OneRuntime* run = runtime(loaded.get());
+    PluginTensorDesc xs = tensorDesc(dims4(4, 64, 32, 32), DataType::kHALF, TensorFormat::kHWC);
+    PluginTensorDesc cs = tensorDesc(channels, DataType::kHALF);
+    PluginTensorDesc ins[4] = {xs, cs, cs, xs};
+    CHECK(run->onShapeChange(ins, 4, &xs, 1) == 0);
+    CHECK(run->onShapeChange(ins, 1, &xs, 1) != 0);
+    ins[3].dims = dims4(4, 64, 16, 32);
+    CHECK_MSG(run->onShapeChange(ins, 4, &xs, 1) != 0, "residual of another shape at run time");
+    return 0;
+}
+
 int groupLifecycle()
 {
+    if (unknownPolicy())
+    {
+        return lifecycleUnknownPolicy();
+    }
     IPluginCreatorV3One* creator = theCreator();
     CHECK(creator != nullptr);
     if (creator == nullptr)
@@ -518,7 +835,7 @@ int groupLifecycle()
 
     // Serialize -> runtime-phase createPlugin -> attach -> onShapeChange, as engine loading does.
     SerializedFields stored = serializeFields(plugin.get());
-    CHECK(stored.ok && stored.fields.size() == 2);
+    CHECK(stored.ok && stored.fields.size() == 5);
     PluginFieldCollection storedFc{static_cast<int32_t>(stored.fields.size()), stored.fields.data()};
     PluginPtr loaded(creator->createPlugin("simam_layer", &storedFc, TensorRTPhase::kRUNTIME));
     CHECK(loaded != nullptr);
@@ -544,13 +861,81 @@ int groupLifecycle()
     rank2.dims.nbDims = 2;
     CHECK(run->onShapeChange(&rank2, 1, &rank2, 1) != 0);
     CHECK(run->enqueue(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr) != 0);
-    return 0;
+    return lifecycleEpilogue(creator);
 }
 
 #else
 
+// The epilogue plugin on 8.x: four inputs, their ranks, types and formats, the V2 record.
+int lifecycleEpilogue()
+{
+    Epilogue const e{1, 1, "silu"};
+    Fields fields = epilogueFields(e);
+    PluginFieldCollection fc = fields.collection();
+    PluginPtr plugin = createPlugin(&fc);
+    CHECK(plugin != nullptr);
+    if (plugin == nullptr)
+    {
+        return 1;
+    }
+    for (DataType type : kernelTypes())
+    {
+        DataType types[4] = {type, type, type, type};
+        CHECK(plugin->getOutputDataType(0, types, 4) == type);
+    }
+    harness::ExprBuilder exprs;
+    DimsExprs x{};
+    x.nbDims = 4;
+    x.d[0] = exprs.symbol("batch");
+    x.d[1] = exprs.constant(64);
+    x.d[2] = exprs.symbol("height");
+    x.d[3] = exprs.symbol("width");
+    DimsExprs c{};
+    c.nbDims = 1;
+    c.d[0] = exprs.constant(64);
+    DimsExprs inputs[4] = {x, c, c, x};
+    DimsExprs output = plugin->getOutputDimensions(0, inputs, 4, exprs);
+    CHECK(output.nbDims == 4 && output.d[0] == x.d[0]);
+    CHECK(plugin->getOutputDimensions(0, inputs, 2, exprs).nbDims != 4);
+    checkEpilogueFormats<PluginTensorDesc>(
+        [&](int32_t pos, PluginTensorDesc const* io) { return plugin->supportsFormatCombination(pos, io, 4, 1); },
+        [](PluginTensorDesc& d) -> PluginTensorDesc& { return d; });
+    Dims channels{};
+    channels.nbDims = 1;
+    channels.d[0] = 64;
+    Dims const maxDims = dims4(16, 64, 256, 256);
+    DynamicPluginTensorDesc xd = dynamicDesc(dims4(-1, 64, -1, -1), DataType::kHALF, maxDims, maxDims, maxDims);
+    DynamicPluginTensorDesc cd = dynamicDesc(channels, DataType::kHALF, channels, channels, channels);
+    DynamicPluginTensorDesc in[4] = {xd, cd, cd, xd};
+    // configurePlugin returns nothing on 8.x: acceptance is silence, refusal a logged error.
+    gLogger.reset();
+    plugin->configurePlugin(in, 4, &xd, 1);
+    CHECK_MSG(gLogger.errorCount() == 0, "four matching inputs configure: " + gLogger.allErrors());
+    gLogger.reset();
+    plugin->configurePlugin(in, 2, &xd, 1);
+    CHECK_MSG(errorLogged(), "two inputs where the node has four");
+    DynamicPluginTensorDesc shortScale = cd;
+    shortScale.desc.dims.d[0] = 32;
+    DynamicPluginTensorDesc badScale[4] = {xd, shortScale, cd, xd};
+    gLogger.reset();
+    plugin->configurePlugin(badScale, 4, &xd, 1);
+    CHECK_MSG(errorLogged(), "scale of 32 for 64 channels");
+    std::vector<unsigned char> blob = serializeBlob(plugin.get());
+    CHECK_MSG(blob.size() == 28, "an epilogue plugin writes the 28-byte format 2 record");
+    plugin.reset();
+    PluginPtr restored = deserialize(blob.data(), blob.size());
+    Params p;
+    CHECK(restored != nullptr && readParams(restored.get(), p));
+    CHECK(p.affine == 1 && p.residual == 1 && p.activation == "silu");
+    return 0;
+}
+
 int groupLifecycle()
 {
+    if (unknownPolicy())
+    {
+        return lifecycleUnknownPolicy();
+    }
     float const lambda = 0.25F;
     int32_t const unbiased = 0;
     Fields fields = validFields(&lambda, &unbiased);
@@ -623,7 +1008,7 @@ int groupLifecycle()
     CHECK(plugin->initialize() == 0);
     plugin->terminate();
     CHECK(plugin->enqueue(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr) != 0);
-    return 0;
+    return lifecycleEpilogue();
 }
 
 #endif
@@ -754,6 +1139,83 @@ int groupFields()
         "unknown fields are ignored");
     Fields biased{{goodLambda, unbiasedField(&zeroFlag, PluginFieldType::kINT32, 1)}};
     CHECK_MSG(creates(biased, errors), "unbiased = 0 accepted");
+
+    // The epilogue fields: every valid combination creates a plugin that reports it back.
+    for (int32_t affine : {0, 1})
+    {
+        for (int32_t residual : {0, 1})
+        {
+            for (char const* activation : {"none", "relu", "silu"})
+            {
+                Epilogue const e{affine, residual, activation};
+                Fields f = epilogueFields(e);
+                PluginFieldCollection fc = f.collection();
+                auto plugin = createPlugin(&fc);
+                Params p;
+                CHECK_MSG(plugin != nullptr && readParams(plugin.get(), p) && p.affine == affine
+                        && p.residual == residual && p.activation == activation,
+                    std::string("epilogue affine=") + std::to_string(affine) + " residual=" + std::to_string(residual)
+                        + " activation=" + activation);
+            }
+        }
+    }
+    // A terminator counted in the length (some writers do) is tolerated.
+    {
+        char const withNul[] = "silu";
+        Fields f{{goodLambda, PluginField("activation", withNul, PluginFieldType::kCHAR, 5)}};
+        PluginFieldCollection fc = f.collection();
+        auto plugin = createPlugin(&fc);
+        Params p;
+        CHECK_MSG(plugin != nullptr && readParams(plugin.get(), p) && p.activation == "silu",
+            "activation with its terminator counted");
+    }
+    int32_t const affineOne = 1;
+    int32_t const twoInts[2] = {1, 1};
+    int64_t const affine64 = 1;
+    PluginField const goodAffine("affine", &affineOne, PluginFieldType::kINT32, 1);
+    PluginField const goodResidual("residual", &affineOne, PluginFieldType::kINT32, 1);
+    char const relu[] = {'r', 'e', 'l', 'u'}; // unterminated, as the ONNX parser passes it
+    char const gelu[] = {'g', 'e', 'l', 'u'};
+    char const reluPrefix[] = {'r', 'e', 'l'};
+    char const reluX[] = {'r', 'e', 'l', 'u', 'x'};
+    char const upper[] = {'R', 'E', 'L', 'U'};
+    char const binary[] = {'\x01', '\xff', 'u'};
+    std::string const longActivation(40, 'r');
+    auto activationField = [](void const* data, PluginFieldType type, int32_t length) {
+        return PluginField("activation", data, type, length);
+    };
+    expectRejected("affine = 2", Fields{{goodLambda, PluginField("affine", &two, PluginFieldType::kINT32, 1)}});
+    expectRejected("affine = -1", Fields{{goodLambda, PluginField("affine", &minusOne, PluginFieldType::kINT32, 1)}});
+    expectRejected(
+        "affine as kFLOAT32", Fields{{goodLambda, PluginField("affine", &unbiasedAsFloat, PluginFieldType::kFLOAT32, 1)}});
+    expectRejected("affine as kINT64",
+        Fields{{goodLambda, PluginField("affine", &affine64, static_cast<PluginFieldType>(10), 1)}});
+    expectRejected("affine length 2", Fields{{goodLambda, PluginField("affine", twoInts, PluginFieldType::kINT32, 2)}});
+    expectRejected("affine null data", Fields{{goodLambda, PluginField("affine", nullptr, PluginFieldType::kINT32, 1)}});
+    expectRejected("affine twice", Fields{{goodLambda, goodAffine, goodAffine}});
+    expectRejected("residual = 2", Fields{{goodLambda, PluginField("residual", &two, PluginFieldType::kINT32, 1)}});
+    expectRejected("residual length 0",
+        Fields{{goodLambda, PluginField("residual", &affineOne, PluginFieldType::kINT32, 0)}});
+    expectRejected("residual twice", Fields{{goodLambda, goodResidual, goodResidual}});
+    expectRejected("activation gelu", Fields{{goodLambda, activationField(gelu, PluginFieldType::kCHAR, 4)}});
+    expectRejected("activation 'rel'", Fields{{goodLambda, activationField(reluPrefix, PluginFieldType::kCHAR, 3)}});
+    expectRejected("activation 'relux'", Fields{{goodLambda, activationField(reluX, PluginFieldType::kCHAR, 5)}});
+    expectRejected("activation 'RELU'", Fields{{goodLambda, activationField(upper, PluginFieldType::kCHAR, 4)}});
+    expectRejected("activation binary", Fields{{goodLambda, activationField(binary, PluginFieldType::kCHAR, 3)}});
+    expectRejected("activation empty", Fields{{goodLambda, activationField(relu, PluginFieldType::kCHAR, 0)}});
+    expectRejected("activation negative length", Fields{{goodLambda, activationField(relu, PluginFieldType::kCHAR, -4)}});
+    expectRejected("activation over-long",
+        Fields{{goodLambda, activationField(longActivation.data(), PluginFieldType::kCHAR, 40)}});
+    expectRejected("activation null data", Fields{{goodLambda, activationField(nullptr, PluginFieldType::kCHAR, 4)}});
+    expectRejected("activation as kINT32", Fields{{goodLambda, activationField(&affineOne, PluginFieldType::kINT32, 1)}});
+    expectRejected("activation twice", Fields{{goodLambda, activationField(relu, PluginFieldType::kCHAR, 4),
+                                           activationField(relu, PluginFieldType::kCHAR, 4)}});
+    {
+        int errors = 0;
+        CHECK_MSG(!creates(Fields{{goodLambda, activationField(gelu, PluginFieldType::kCHAR, 4)}}, errors)
+                && (!kLogCaptured || gLogger.allErrors().find("'gelu'") != std::string::npos),
+            "the message quotes the unknown activation: " + gLogger.allErrors());
+    }
     return 0;
 }
 
@@ -791,6 +1253,102 @@ int groupSerialization()
                 "round trip keeps e_lambda=" + std::to_string(lambda) + " unbiased=" + std::to_string(unbiased));
         }
     }
+    // Every epilogue survives the round trip.
+    for (int32_t affine : {0, 1})
+    {
+        for (int32_t residual : {0, 1})
+        {
+            for (char const* activation : {"none", "relu", "silu"})
+            {
+                Epilogue const e{affine, residual, activation};
+                Fields f = epilogueFields(e);
+                PluginFieldCollection fc = f.collection();
+                auto plugin = createPlugin(&fc);
+                CHECK(plugin != nullptr);
+                if (plugin == nullptr)
+                {
+                    continue;
+                }
+#if NV_TENSORRT_MAJOR >= 10
+                SerializedFields stored = serializeFields(plugin.get());
+                plugin.reset();
+                PluginFieldCollection storedFc{static_cast<int32_t>(stored.fields.size()), stored.fields.data()};
+                auto restored = createPlugin(&storedFc, TensorRTPhase::kRUNTIME);
+#else
+                std::vector<unsigned char> blob = serializeBlob(plugin.get());
+                bool const plain = affine == 0 && residual == 0 && std::strcmp(activation, "none") == 0;
+                CHECK_MSG(blob.size() == (plain ? 16U : 28U), "format 1 without an epilogue, 2 with one");
+                plugin.reset();
+                auto restored = deserialize(blob.data(), blob.size());
+#endif
+                Params p;
+                CHECK_MSG(restored != nullptr && readParams(restored.get(), p) && p.affine == affine
+                        && p.residual == residual && p.activation == activation && p.lambda == kLambda,
+                    std::string("round trip keeps affine=") + std::to_string(affine) + " residual="
+                        + std::to_string(residual) + " activation=" + activation);
+            }
+        }
+    }
+#if NV_TENSORRT_MAJOR >= 10
+    // Engines built before the epilogue stored only e_lambda and unbiased: they load as plain SimAM.
+    {
+        float const lambda = 0.1F;
+        int32_t const unbiased = 0;
+        Fields old = validFields(&lambda, &unbiased);
+        PluginFieldCollection fc = old.collection();
+        auto restored = createPlugin(&fc, TensorRTPhase::kRUNTIME);
+        Params p;
+        CHECK_MSG(restored != nullptr && readParams(restored.get(), p) && p.lambda == lambda && p.unbiased == 0
+                && p.affine == 0 && p.residual == 0 && p.activation == "none",
+            "fields of an engine built before the epilogue");
+    }
+#endif
+#if NV_TENSORRT_MAJOR < 10
+    // The record of an engine built before the epilogue (format 1, as that library wrote it, byte for
+    // byte: "SIMA", 1, e_lambda = 0.1f, unbiased = 0) loads as plain SimAM.
+    {
+        unsigned char const before[16] = {0x53, 0x49, 0x4D, 0x41, 0x01, 0x00, 0x00, 0x00, 0xCD, 0xCC, 0xCC, 0x3D,
+            0x00, 0x00, 0x00, 0x00};
+        auto restored = deserialize(before, sizeof before);
+        Params p;
+        CHECK_MSG(restored != nullptr && readParams(restored.get(), p) && p.lambda == 0.1F && p.unbiased == 0
+                && p.affine == 0 && p.residual == 0 && p.activation == "none",
+            "a format 1 record written before the epilogue");
+        CHECK_MSG(restored != nullptr && serializeBlob(restored.get()) == std::vector<unsigned char>(before, before + 16),
+            "and it serializes back to the same bytes");
+    }
+    {
+        Fields f = epilogueFields(Epilogue{1, 0, "relu"});
+        PluginFieldCollection fc = f.collection();
+        auto plugin = createPlugin(&fc);
+        std::vector<unsigned char> v2 = serializeBlob(plugin.get());
+        auto rejects = [&](std::string const& label, std::vector<unsigned char> const& bytes) {
+            gLogger.reset();
+            CHECK_MSG(deserialize(bytes.data(), bytes.size()) == nullptr, label + ": must be refused");
+            CHECK_MSG(errorLogged(), label + ": must log an error");
+        };
+        std::vector<unsigned char> bad = v2;
+        bad[4] = 1; // format 1 in a 28-byte record
+        rejects("format 1 in 28 bytes", bad);
+        bad = v2;
+        int32_t const two = 2;
+        std::memcpy(bad.data() + 16, &two, 4);
+        rejects("affine = 2", bad);
+        bad = v2;
+        std::memcpy(bad.data() + 20, &two, 4);
+        rejects("residual = 2", bad);
+        bad = v2;
+        int32_t const unknownActivation = 3;
+        std::memcpy(bad.data() + 24, &unknownActivation, 4);
+        rejects("activation code 3", bad);
+        bad = v2;
+        std::memset(bad.data() + 16, 0, 12);
+        rejects("format 2 without an epilogue", bad);
+        bad = v2;
+        bad.resize(24);
+        rejects("format 2 cut short", bad);
+    }
+#endif
 #if NV_TENSORRT_MAJOR < 10
     // Engine files are untrusted input: every corrupted record must be refused, never read past.
     Fields fields = validFields();

@@ -56,6 +56,12 @@ class BuildReport:
     # log has no plan listing; plan_note says why
     plan: dict[str, Any] | None = None
     plan_note: str | None = None
+    # build --mode (modes.py): the mode asked for, the form the engine was built from, every form
+    # tried (auto) with its plan and latency, and why the engine's form was kept
+    mode: str = "as-is"
+    form: str = "as-is"
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
     schema: str = "simam-deploy/build/v1"
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +70,9 @@ class BuildReport:
 
 _LOGGERS: dict[str, Any] = {}
 _WEIGHTS_MEMORY = re.compile(r"Total Weights Memory: (\d+) bytes")
+# The ONNX parser warns once per plugin field the creator advertises and the node lacks. SimAM's epilogue
+# fields are optional by contract (absent = no epilogue, the plugin's default), so for them it is noise.
+_OPTIONAL_FIELD_WARNING = re.compile(r"Attribute (affine|residual|activation) not found in plugin node")
 
 
 def collecting_logger(trt: ModuleType, verbose: bool) -> Any:
@@ -89,6 +98,8 @@ def collecting_logger(trt: ModuleType, verbose: bool) -> Any:
                     self.weights_bytes = int(weights.group(1))
                 if msg.startswith(DUMP_HEADER):
                     self.plan_dump = str(msg)  # the finished plan, one kernel a line (plan.py)
+                if _OPTIONAL_FIELD_WARNING.search(str(msg)) and not self.verbose:
+                    return
                 if severity in errors_at:
                     self.errors.append(str(msg))
                     if not self.verbose:
