@@ -502,7 +502,7 @@ cudaError_t dispatch_nchw(const simam_problem& p, const void* x, void* y, const 
 
 extern "C" size_t simam_run_cuda_workspace_size(const simam_problem* problem) {
     if (problem == nullptr) return 0;
-    if (problem->layout == SIMAM_LAYOUT_NHWC) return 0;  // no NHWC CUDA kernels in this build yet
+    if (problem->layout == SIMAM_LAYOUT_NHWC) return simam_detail::cuda_nhwc_workspace_size(*problem);
     return simam_cuda_workspace_size(problem->N, problem->C, problem->H, problem->W, problem->dtype);
 }
 
@@ -512,9 +512,7 @@ extern "C" simam_status simam_run_cuda(const simam_problem* problem, const void*
     if (status != SIMAM_OK) return status;
     const simam_problem& p = *problem;
     if (p.layout == SIMAM_LAYOUT_NHWC) {
-        return simam_detail::set_error(SIMAM_ERR_INVALID_ARGUMENT,
-                                       "simam: this build has no NHWC CUDA kernels yet; pass an NCHW tensor "
-                                       "(or run NHWC on the CPU with simam_run_cpu)");
+        return simam_detail::launch_cuda_nhwc(p, x, y, workspace, workspace_bytes, stream);  // simam_cuda_nhwc.cu
     }
     const int64_t plane_size = p.H * p.W;
     const Launch launch{p.N * p.C, plane_size, p.e_lambda,

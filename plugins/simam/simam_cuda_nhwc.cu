@@ -569,7 +569,13 @@ cudaError_t dispatch(const simam_problem& pr, const void* xv, void* yv, void* wo
 namespace simam_detail {
 
 size_t cuda_nhwc_workspace_size(const simam_problem& problem) {
-    return workspace_bytes_for(problem.N, problem.C, problem.H * problem.W);
+    const int64_t N = problem.N, C = problem.C, H = problem.H, W = problem.W;
+    if (N <= 0 || C <= 0 || H <= 0 || W <= 0) return 0;
+    // Shapes past 64-bit indexing are refused by the launch and need no scratch; checking first
+    // keeps the products from overflowing (chunks <= H*W, so the scratch is below 12 * N*C*H*W).
+    const int64_t limit = INT64_MAX / 16;
+    if (C > limit / N || H > limit / (N * C) || W > limit / (N * C * H)) return 0;
+    return workspace_bytes_for(N, C, H * W);
 }
 
 simam_status launch_cuda_nhwc(const simam_problem& problem, const void* x, void* y, void* workspace,
