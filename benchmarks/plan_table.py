@@ -1,10 +1,11 @@
 """The plan table: what TensorRT's builder chooses for SimAM, decomposed vs plugin, fp32 vs fp16.
 
-For each model, form, precision and RTX target this exports the zoo network, builds an engine with
-TensorRT for RTX (no GPU needed: the plan is decided at build time) and reads the plan per SimAM block
-from the builder's detailed log (simam_deploy.backends.tensorrt.plan). It prints a Markdown table
-(kernels per block, transposes/reformats next to SimAM, estimated bytes moved per block at the
-profile's opt batch) and writes the raw plans as JSON.
+For each model, form, precision and RTX target this builds an engine with TensorRT for RTX (no GPU
+needed: the plan is decided at build time) and reads the plan per SimAM block from the builder's
+detailed log (simam_deploy.backends.tensorrt.plan). The zoo network is exported once, decomposed; the
+other forms are made from that file as `build --mode` makes them (simam_deploy.backends.tensorrt.modes
+.FORMS: fuse, ...). It prints a Markdown table (kernels per block, transposes/reformats next to SimAM,
+estimated bytes moved per block at the profile's opt batch) and writes the raw plans as JSON.
 
     python benchmarks/plan_table.py --models cifar-resnet20 resnet50 --targets sm86 sm120 --json plans.json
 """
@@ -19,16 +20,36 @@ from pathlib import Path
 
 SHAPES = {"cifar-resnet20": (3, 32, 32), "resnet50": (3, 224, 224), "resnet18": (3, 224, 224)}
 OPT_BATCH = {"cifar-resnet20": 32, "resnet50": 8, "resnet18": 8}
+FORM_NAMES = ["decomposed", "plugin", "plugin+epilogue"]
 
 
-def _export(model: str, mode: str, folder: Path) -> Path:
+def _export(model: str, folder: Path) -> Path:
     from simam_deploy.export import export_onnx
     from simam_deploy.zoo import build_model
 
     network, _ = build_model(model)
-    out = folder / f"{model}-{mode}.onnx"
-    export_onnx(network, out, mode=mode, input_shape=(1, *SHAPES[model]))
+    out = folder / f"{model}.onnx"
+    export_onnx(network, out, mode="decomposed", input_shape=(1, *SHAPES[model]))
     return out
+
+
+def _forms(model: str, forms: list[str], folder: Path) -> dict[str, Path]:
+    """The zoo network in each of ``forms``: "decomposed" is the export itself, the others are made
+    from it by the makers ``build --mode`` uses."""
+    from simam_deploy.backends.tensorrt.modes import FORMS
+
+    source = _export(model, folder)
+    makers = {form.name: form.make for form in FORMS if form.make is not None}
+    files = {}
+    for form in forms:
+        if form == "decomposed":
+            files[form] = source
+            continue
+        files[form] = folder / f"{model}-{form}.onnx"
+        changed, made = makers[form](source, files[form])
+        if not changed:
+            raise SystemExit(f"{model}: the {form} form is the decomposed file unchanged ({made})")
+    return files
 
 
 def _plan(onnx_path: Path, precision: str, target: str, folder: Path, model: str) -> dict:
@@ -59,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["cifar-resnet20", "resnet50"], choices=sorted(SHAPES))
     parser.add_argument("--targets", nargs="+", default=["sm86", "sm120"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "fp16"])
+    parser.add_argument("--forms", nargs="+", default=FORM_NAMES, choices=FORM_NAMES)
     parser.add_argument("--json", type=Path, help="write every plan here")
     args = parser.parse_args(argv)
 
@@ -66,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="plan-table-") as tmp:
         folder = Path(tmp)
         for model in args.models:
-            files = {mode: _export(model, mode, folder) for mode in ("decomposed", "plugin")}
+            files = _forms(model, args.forms, folder)
             for target in args.targets:
                 for precision in args.precisions:
                     for mode, path in files.items():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
-from simam_deploy.cli.common import check_outputs, envelope, human_console, write_json
+from simam_deploy.backends.tensorrt.modes import BUILD_MODES, DEFAULT_RUNS
+from simam_deploy.cli.common import check_outputs, envelope, human_console, progress, write_json
 
 EPILOG = """\b
 Examples:
@@ -15,6 +16,7 @@ Examples:
   simam-deploy build r20-plugin.onnx -o r20.engine --fp16       (11 and RTX: converted to fp16 on the way)
   simam-deploy build r20-plugin.onnx -o r20.engine --shapes input=1x3x32x32:32x3x32x32:128x3x32x32
   simam-deploy build model.onnx -o model.engine --bf16 --workspace 2048 --timing-cache trt.cache
+  simam-deploy build r20.onnx -o r20.engine --mode auto --fp16    (build each form, keep the best)
   simam-deploy build r20-plugin.onnx -o r20.engine --minShapes=input:1x3x32x32 \\
           --optShapes=input:32x3x32x32 --maxShapes=input:128x3x32x32      (trtexec's syntax works too)
 \b
@@ -28,7 +30,14 @@ has no --fp16: give it `simam-deploy convert r20-plugin.onnx --precision fp16 -o
 which builds engines without a GPU). The plugin library is found automatically (--plugin-lib,
 $SIMAM_TRT_PLUGIN, the installed package, then build/); build it with
 `make plugin TENSORRT_ROOT=/path/to/TensorRT` (for RTX: the 11.x headers).
-Exit codes: 0 ok, 2 bad input, a failed build, or TensorRT missing."""
+\b
+--mode: as-is builds the file as given; plugin its fused form (SimAM subgraphs -> SimAM nodes, as
+`fuse` writes it); plugin+epilogue that with the BatchNorm/residual Add/ReLU after each SimAM folded
+into its node (`fuse --epilogue`); decomposed its standard-op form (`unfuse`); auto builds every
+distinct form, reads each plan (kernels and transposes per SimAM block, estimated bytes), times each
+engine when a GPU is present (median of --runs), and writes only the best: the fastest, else the
+fewest bytes, then the fewest kernels. A form that fails to build is reported and skipped.
+Exit codes: 0 ok, 2 bad input, a failed build (auto: every form failed), or TensorRT missing."""
 
 
 @click.command(epilog=EPILOG, context_settings={"max_content_width": 110})
@@ -98,6 +107,20 @@ Exit codes: 0 ok, 2 bad input, a failed build, or TensorRT missing."""
     is_flag=True,
     help="List the kernels TensorRT chose for every SimAM block (the summary line is always printed).",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(BUILD_MODES),
+    default="as-is",
+    show_default=True,
+    help="Which form of the network to build; auto builds each and keeps the best (see below).",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=0),
+    default=DEFAULT_RUNS,
+    show_default=True,
+    help="--mode auto on a GPU: timed runs per engine (median); 0 = compare plans only.",
+)
 @click.option("--verbose", is_flag=True, help="TensorRT's verbose log.")
 def build(
     onnx_file: str,
@@ -115,20 +138,21 @@ def build(
     compute_capabilities: str,
     embed_plugin: bool,
     show_plan: bool,
+    mode: str,
+    runs: int,
     verbose: bool,
 ) -> None:
     """Build a TensorRT engine from ONNX_FILE; its SimAM nodes run as the SimAM plugin."""
-    from simam_deploy.backends.tensorrt import build_engine
+    from simam_deploy.backends.tensorrt import BuildOptions
     from simam_deploy.backends.tensorrt.builder import shapes_from_trtexec
+    from simam_deploy.backends.tensorrt.modes import build_with_mode
 
     # The timing cache is read and rewritten: an output that must not collide with -o, --json or an input.
     check_outputs(
         {"-o": output, "--json": json_path, "--timing-cache": timing_cache}, [onnx_file, plugin_lib]
     )
     console = human_console(json_path)
-    report = build_engine(
-        onnx_file,
-        output,
+    options = BuildOptions(
         precision=precision or "fp32",
         shapes=[*shapes, *shapes_from_trtexec(min_shapes, opt_shapes, max_shapes)],
         plugin_lib=plugin_lib,
@@ -139,7 +163,10 @@ def build(
         compute_capabilities=[part for part in compute_capabilities.split(",") if part.strip()],
         embed_plugin=embed_plugin,
     )
+    report = build_with_mode(onnx_file, output, mode, options, runs=runs, progress=progress)
     out = Console(stderr=True, highlight=False) if json_path == "-" else console  # stdout: JSON only
+    if report.candidates:
+        _print_candidates(out, report.candidates, report.reason)
     for notice in report.notices:
         out.print(f"[yellow]notice:[/yellow] {notice}")
     built_by = "TensorRT for RTX" if report.runtime == "tensorrt-rtx" else "TensorRT"
@@ -169,6 +196,27 @@ def build(
 
 def _mb(n: int | None) -> str:
     return "?" if n is None else f"{n / 1e6:.1f} MB"
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _print_candidates(out: Console, candidates: list[dict], reason: str | None) -> None:
+    """--mode: every form tried, its plan and latency, and why the kept one was kept."""
+    from rich.table import Table
+
+    table = Table("form", "made", "status", "engine kernels", "per SimAM block", "transposes/block",
+                  "SimAM bytes", "latency", title="forms built", title_justify="left")  # fmt: skip
+    for c in candidates:
+        latency = "-" if c["latency_ms"] is None else f"{c['latency_ms']:.4f} ms"
+        status = c["status"] if c["error"] is None else f"{c['status']}: {c['error']}"
+        table.add_row(c["form"], c["made"], status,
+                      _num(c["kernels"], "d"), _num(c["kernels_per_block"], ".1f"),
+                      _num(c["layout_kernels_per_block"], ".1f"),
+                      _mb(c["simam_bytes"]) if c["status"] == "built" else "-", latency)  # fmt: skip
+    out.print(table)
+    out.print(f"[green]kept[/green] {reason}")
 
 
 def _print_plan(out: Console, plan: dict | None, note: str | None, show: bool) -> None:

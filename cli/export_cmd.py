@@ -7,6 +7,7 @@ from simam_deploy.backends import PRECISIONS
 from simam_deploy.cli.common import check_outputs, envelope, human_console, write_json
 from simam_deploy.errors import InputError
 from simam_deploy.export import DEFAULT_OPSET, DYNAMIC_CHOICES, MAX_OPSET, MIN_OPSET, MODES, export_onnx
+from simam_deploy.graph.epilogue import summary_line
 from simam_deploy.onnx_utils import EXTERNAL_DATA_CHOICES
 from simam_deploy.zoo import build_model, check_model_spec, default_input_shape, user_code_errors
 
@@ -16,6 +17,7 @@ Examples:
   simam-deploy export cifar-resnet20 --checkpoint model_best.pth.tar -o r20.onnx --dynamic all
   simam-deploy export resnet50 --opset 17 --input-shape 8x3x224x224 -o r50.onnx
   simam-deploy export resnet50 --mode plugin -o r50-plugin.onnx      # one SimAM node each
+  simam-deploy export resnet50 --mode plugin --epilogue -o r50-ep.onnx   # + BN/residual/ReLU folded
   simam-deploy export resnet50 --precision fp16 -o r50-fp16.onnx     # for strongly typed TensorRT
   simam-deploy export mypkg.nets:build_net --input-shape 1x3x64x64 -o net.onnx
 """
@@ -73,11 +75,19 @@ Examples:
 )
 @click.option("--no-function", is_flag=True, help="--mode plugin: leave out the model-local SimAM function.")
 @click.option(
+    "--epilogue",
+    is_flag=True,
+    help="--mode plugin: fold what follows each SimAM (BatchNormalization or per-channel Mul/Add, then a "
+    "residual Add, then Relu or x*Sigmoid(x)) into its node. The fused kernel then needs the op "
+    "library / TensorRT plugin of this version; elsewhere the local function overloads (IR 10) run, "
+    "or `simam-deploy unfuse` writes standard ops.",
+)
+@click.option(
     "--external-data", type=click.Choice(EXTERNAL_DATA_CHOICES), default="auto", show_default=True,
     help="Weights in OUT.onnx.data: auto = only past 2 GB.",
 )  # fmt: skip
 def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporter, precision, json_path,
-           allow_none, no_function, external_data) -> None:  # fmt: skip
+           allow_none, no_function, epilogue, external_data) -> None:  # fmt: skip
     """Export MODEL (a zoo name or package.module:callable) to ONNX.
 
     The file is checked with onnx.checker (full_check) before it is moved into place; nodes are
@@ -110,6 +120,7 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
             function=not no_function,
             external_data=external_data,
             precision=precision,
+            epilogue=epilogue,
         )
     payload = envelope(
         "export",
@@ -130,6 +141,8 @@ def export(model, output, checkpoint, mode, opset, input_shape, dynamic, exporte
     extra += f", {report.precision}" if report.precision != "fp32" else ""
     for notice in report.notices:
         console.print(f"[yellow]notice:[/yellow] {notice}")
+    if report.epilogue is not None:
+        console.print(summary_line(report.epilogue))
     console.print(
         f"[green]wrote[/green] {report.output} ({report.file_bytes / 1e6:.1f} MB, {report.onnx_nodes} nodes"
         f"{extra}; {report.exporter} exporter, opset {report.opset}, dynamic {report.dynamic}) "

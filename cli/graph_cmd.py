@@ -34,6 +34,8 @@ def _print_fuse_report(report, source: Path, console) -> None:
         console.print(
             f"{report.existing_simam_nodes} SimAM node(s) were already in the file (--expect counts them)"
         )
+    if report.epilogue is not None:
+        console.print(report.epilogue.summary())
     for note in report.notes:
         console.print(f"note: {note}")
 
@@ -44,6 +46,7 @@ Examples:
   simam-deploy fuse yolo.onnx -o yolo-fused.onnx --expect 9 --json report.json
   simam-deploy fuse big.onnx -o big-fused.onnx --external-data always   # weights in big-fused.onnx.data
   simam-deploy fuse model.onnx --dry-run --json -                       # report only, JSON on stdout
+  simam-deploy fuse r20.onnx -o r20-ep.onnx --epilogue                  # + BN, residual Add, ReLU folded
 Exit codes: 0 ok, 1 --expect did not hold, 2 usage or input error. JSON schema: simam-deploy/fuse/v1."""
 
 UNFUSE_EPILOG = """\b
@@ -92,10 +95,18 @@ def _written(files) -> str:
 @_external_data_option()
 @click.option("--no-function", is_flag=True, help="Leave out the model-local SimAM function.")
 @click.option(
+    "--epilogue", is_flag=True,
+    help="Also fold what follows each SimAM node into it (new and existing nodes): a BatchNormalization "
+    "or per-channel Mul/Add, then a residual Add, then Relu or x*Sigmoid(x). The fused kernel then needs "
+    "the op library / TensorRT plugin of this version; runtimes without it use the local functions "
+    "(IR 10 overloads, one per epilogue configuration), and `simam-deploy unfuse` writes standard ops.",
+)  # fmt: skip
+@click.option(
     "--always-write", is_flag=True, hidden=True, help="Kept for old scripts: OUT is always written."
 )
 def fuse(source: Path, output: Path | None, json_path: str | None, atol: float, dry_run: bool,
-         expect: int | None, external_data: str, no_function: bool, always_write: bool) -> None:  # fmt: skip
+         expect: int | None, external_data: str, no_function: bool, epilogue: bool,
+         always_write: bool) -> None:  # fmt: skip
     from simam_deploy.graph.pipeline import check_expected, fuse_count, fuse_file
 
     check_outputs({"-o": output, "--json": json_path}, [source])
@@ -103,8 +114,9 @@ def fuse(source: Path, output: Path | None, json_path: str | None, atol: float, 
         raise click.BadParameter(f"must be >= 0, got {expect}", param_hint="--expect")
     console = human_console(json_path)
     report, written = fuse_file(
-        source, output, atol=atol, dry_run=dry_run, function=not no_function, external_data=external_data
-    )
+        source, output, atol=atol, dry_run=dry_run, function=not no_function, external_data=external_data,
+        epilogue=epilogue,
+    )  # fmt: skip
     _print_fuse_report(report, source, console)
     body = {"expect": expect, **report.to_dict(), "files": [str(f) for f in written]}
     outputs = {"onnx": output if written else None, "json": json_path}
@@ -114,6 +126,11 @@ def fuse(source: Path, output: Path | None, json_path: str | None, atol: float, 
     elif report.fused:
         console.print(
             f"fused {len(report.fused)} SimAM subgraph(s) in {report.seconds:.2f}s -> {_written(written)}"
+        )
+    elif report.epilogue is not None and report.epilogue.folded:
+        console.print(
+            f"folded the epilogue into {len(report.epilogue.folded)} existing SimAM node(s) "
+            f"-> {_written(written)}"
         )
     else:
         console.print(

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compile the CUDA kernels to a cubin per GPU architecture and check ptxas' resource usage.
 
-    python scripts/cubin_resources.py                      # plugins/simam/simam_cuda.cu, CI's list
+    python scripts/cubin_resources.py                      # the kernel library's .cu files, CI's list
     python scripts/cubin_resources.py --arch 87 --arch 110 --markdown
 
 For every kernel and architecture it reads registers, shared memory, stack frame and spill bytes
@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCE = REPO / "plugins" / "simam" / "simam_cuda.cu"
+# The CUDA translation units of the kernel library: NCHW kernels, NHWC (channel-last) kernels.
+SOURCES = [REPO / "plugins" / "simam" / "simam_cuda.cu", REPO / "plugins" / "simam" / "simam_cuda_nhwc.cu"]
 # The default list of plugins/CMakeLists.txt under CUDA 13 (Turing .. Hopper, Orin sm_87) plus
 # Thor (sm_110, CUDA 13's name for it). CUDA 13 has no sm_72 (Xavier).
 ARCHS = ["75", "80", "86", "87", "89", "90", "110"]
@@ -85,10 +86,14 @@ def compile_arch(
     nvcc: str, source: Path, arch: str, extra: list[str], workdir: Path
 ) -> tuple[list[Usage], str | None]:
     command = [nvcc, "-cubin", f"-arch=sm_{arch}", "-O3", "-std=c++17", f"-I{source.parent}"]
-    command += ["--resource-usage", *extra, str(source), "-o", str(workdir / f"sm_{arch}.cubin")]
+    cubin = workdir / f"{source.stem}_sm_{arch}.cubin"
+    command += ["--resource-usage", *extra, str(source), "-o", str(cubin)]
     out = subprocess.run(command, capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        return [], f"nvcc failed for sm_{arch} (exit {out.returncode}):\n{out.stderr.strip()[-2000:]}"
+        return (
+            [],
+            f"nvcc failed for {source.name} sm_{arch} (exit {out.returncode}):\n{out.stderr.strip()[-2000:]}",
+        )
     usage = parse_ptxas(out.stdout + out.stderr)
     if not usage:
         return [], f"no kernel found in ptxas' output for sm_{arch} (is {source.name} a CUDA source?)"
@@ -121,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--source", type=Path, default=SOURCE, help="CUDA source (default: %(default)s)")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        action="append",
+        help=f"CUDA source, repeatable (default: {' '.join(str(s.relative_to(REPO)) for s in SOURCES)})",
+    )
     parser.add_argument(
         "--arch", action="append", help=f"sm_XX number, repeatable (default: {' '.join(ARCHS)})"
     )
@@ -132,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    if not args.source.is_file():
-        print(f"cubin_resources: no such CUDA source: {args.source}", file=sys.stderr)
+    sources: list[Path] = args.source or SOURCES
+    missing = [str(s) for s in sources if not s.is_file()]
+    if missing:
+        print(f"cubin_resources: no such CUDA source: {', '.join(missing)}", file=sys.stderr)
         return 2
     archs = args.arch or ARCHS
     bad_arch = [a for a in archs if not re.fullmatch(r"\d+[af]?", a)]
@@ -150,15 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     usages: list[Usage] = []
     errors: list[str] = []
     with tempfile.TemporaryDirectory(prefix="simam-cubin-") as tmp:
-        for arch in archs:
-            found, error = compile_arch(nvcc, args.source, arch, args.nvcc_args, Path(tmp))
-            usages += found
-            if error:
-                errors.append(error)
+        for source in sources:
+            for arch in archs:
+                found, error = compile_arch(nvcc, source, arch, args.nvcc_args, Path(tmp))
+                usages += found
+                if error:
+                    errors.append(error)
     names = demangle(sorted({u.kernel for u in usages}), nvcc)
     if usages:
         legend = "no spills, no stack frames" if all(u.clean for u in usages) else "! = spills or stack frame"
-        print(f"registers per thread, {args.source.name} ({legend}):")
+        print(f"registers per thread, {', '.join(s.name for s in sources)} ({legend}):")
         print(table(usages, archs, names, args.markdown))
     for u in usages:
         if not u.clean:

@@ -5,7 +5,7 @@ nvcc, compute-sanitizer, CMake, ninja, onnx, CPU onnxruntime; no TensorRT librar
     make gpu-acceptance OUT=DIR        (= python3 scripts/gpu_acceptance.py --out DIR)
     make gpu-acceptance-dry-run        (CPU: the plan, the report schema, the wheel list)
 
-Steps, each with its own timeout inside one overall budget (default 450 s, under 8 minutes);
+Steps, each with its own timeout inside one overall budget (default 540 s, under 10 minutes);
 a step that fails is recorded and the rest still run:
   wheels      pip-installs the pinned wheels that travel with the tree (scripts/gpu_wheels.txt,
               fetched beforehand by `make gpu-wheels` into build/gpu-wheels) without network
@@ -14,6 +14,11 @@ a step that fails is recorded and the rest still run:
   kernel      the CUDA kernel test binary (every launch path against the CPU kernel)
   memcheck, racecheck, synccheck, initcheck
               compute-sanitizer's four tools over that binary
+  kernel-nhwc the channel-last (NHWC, kHWC8/kHWC16 strides) kernel test binary against the CPU
+              path, every dtype x stride x epilogue x path; memcheck-nhwc .. initcheck-nhwc: the
+              four tools over it
+  bench-nhwc  that binary's --bench: NHWC fp16 at ResNet-50 shapes beside a device-to-device copy
+              of the same bytes (DIR/bench_nhwc.json)
   harness     the TensorRT plugin's enqueue through its harness (V3 with >= 10 headers, V2 with
               8.x headers) for the header sets of --trt-headers, else those staged by
               `make gpu-headers` in build/gpu-trt-headers; the harness needs only headers
@@ -49,10 +54,15 @@ DEFAULT_WHEELS = REPO / "build" / "gpu-wheels"
 # needs only headers, and the lent machine has no TensorRT.
 STAGED_HEADERS = REPO / "build" / "gpu-trt-headers"
 WHEEL_LIMIT_BYTES = 64 * 1024 * 1024  # what may travel with the working tree
-DEFAULT_BUDGET_S = 450.0
+DEFAULT_BUDGET_S = 540.0
 # What must have passed for the acceptance to pass (the rest may be skipped for a stated reason).
 GPU_BINARY_STEPS = ("kernel", "memcheck", "racecheck", "synccheck", "initcheck")
-REQUIRED_STEPS = ("build", *GPU_BINARY_STEPS, "gpu-tests", "bench")
+# The same over the channel-last kernels' binary, plus its benchmark.
+NHWC_STEPS = (*(f"{s}-nhwc" for s in GPU_BINARY_STEPS), "bench-nhwc")
+REQUIRED_STEPS = ("build", *GPU_BINARY_STEPS, "gpu-tests", "bench", *NHWC_STEPS)
+# Test binaries of the kernel library, by their placeholder in a step's command (filled in after
+# the build: the wheel tag names the tree).
+KERNEL_BINARIES = {"{kernel_bin}": "simam_kernel_cuda_tests", "{nhwc_bin}": "simam_kernel_cuda_nhwc_tests"}
 STATUSES = ("planned", "passed", "failed", "timed_out", "skipped")
 SANITIZER_TOOLS = ("memcheck", "racecheck", "synccheck", "initcheck")
 # ResNet-50's first and third stage at batch 32, ResNet-20's first stage at batch 64.
@@ -206,8 +216,8 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
 
     def step(name: str, command: list[str], timeout: float, skip: str | None = None) -> None:
         steps.append({"name": name, "command": command, "timeout_s": float(timeout), "skip": skip})
-        if name in GPU_BINARY_STEPS:
-            steps[-1]["skip_rc"] = 77  # the kernel test binary's "no CUDA device here"
+        if name in GPU_BINARY_STEPS or name in NHWC_STEPS:
+            steps[-1]["skip_rc"] = 77  # the kernel test binaries' "no CUDA device here"
 
     wheels = Path(args.wheels)
     step(
@@ -246,14 +256,18 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
         ],
         300,
     )
+    nhwc_bin = "{nhwc_bin}"
     step("kernel", [kernel_bin], 60)
+    sanitizer = (
+        None if args.dry_run or shutil.which("compute-sanitizer") else "compute-sanitizer is not on PATH"
+    )
     for tool in SANITIZER_TOOLS:
         extra = ["--racecheck-report", "all"] if tool == "racecheck" else []
         step(
             tool,
             ["compute-sanitizer", "--tool", tool, *extra, "--error-exitcode", "1", kernel_bin],
             60,
-            None if args.dry_run or shutil.which("compute-sanitizer") else "compute-sanitizer is not on PATH",
+            sanitizer,
         )
     step(
         "gpu-tests",
@@ -292,6 +306,12 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
         ],
         200,
     )
+    step("kernel-nhwc", [nhwc_bin], 60)
+    for tool in SANITIZER_TOOLS:
+        extra = ["--racecheck-report", "all"] if tool == "racecheck" else []
+        command = ["compute-sanitizer", "--tool", tool, *extra, "--error-exitcode", "1", nhwc_bin]
+        step(f"{tool}-nhwc", command, 60, sanitizer)
+    step("bench-nhwc", [nhwc_bin, "--bench", str(out / "bench_nhwc.json")], 60)
     # Last: with the overall budget, the harness builds are what a slow machine gives up first.
     headers = [Path(h) for h in args.trt_headers] or sorted(
         d for d in STAGED_HEADERS.glob("*") if (d / "include" / "NvInfer.h").is_file()
@@ -315,8 +335,9 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
         step(f"harness-{h.name}", ["bash", "-c", script], 150)
         steps[-1]["skip_rc"] = 77
     for s in steps:
-        if any(s["name"] == k or s["name"].startswith(k + "-") for k in args.skip):
-            s["skip"] = f"skipped on request (--skip {s['name'].split('-')[0]})"
+        asked = [k for k in args.skip if s["name"] == k or s["name"].startswith(k + "-")]
+        if asked:
+            s["skip"] = f"skipped on request (--skip {asked[0]})"
     return steps
 
 
@@ -393,11 +414,9 @@ def run_step(step: dict[str, Any], logs: Path, deadline: float) -> dict[str, Any
     return record
 
 
-def find_kernel_binary() -> Path | None:
+def find_kernel_binary(name: str = "simam_kernel_cuda_tests") -> Path | None:
     """The test binary of the tree pip just built (build/<wheel tag>/), never a sanitizer tree's."""
-    found = sorted(
-        REPO.glob("build/cp*/plugins/simam/simam_kernel_cuda_tests"), key=lambda p: p.stat().st_mtime
-    )
+    found = sorted(REPO.glob(f"build/cp*/plugins/simam/{name}"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
@@ -540,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not re.fullmatch(r"[0-9]{2,3}[af]?", args.arch):
         parser.error(f"--arch {args.arch!r}: give a CUDA architecture number such as 90")
-    known = {"wheels", "build", "harness", "bench", "gpu-tests", *GPU_BINARY_STEPS}
+    known = {"wheels", "build", "harness", "bench", "gpu-tests", *GPU_BINARY_STEPS, *NHWC_STEPS}
     for name in args.skip:
         if name not in known:
             parser.error(f"--skip {name!r}: not a step (one of {', '.join(sorted(known))})")
@@ -563,11 +582,12 @@ def main(argv: list[str] | None = None) -> int:
     deadline = start + args.budget
     records = []
     for step in plan(args, out):
-        if "{kernel_bin}" in step["command"] and not step.get("skip"):
-            binary = find_kernel_binary()
-            if binary is None:
-                step["skip"] = "no CUDA kernel test binary (the build step failed or ran without nvcc)"
-            step["command"] = [str(binary) if c == "{kernel_bin}" else c for c in step["command"]]
+        for placeholder, name in KERNEL_BINARIES.items():
+            if placeholder in step["command"] and not step.get("skip"):
+                binary = find_kernel_binary(name)
+                if binary is None:
+                    step["skip"] = f"no {name} binary (the build step failed or ran without nvcc)"
+                step["command"] = [str(binary) if c == placeholder else c for c in step["command"]]
         record = run_step(step, logs, deadline)
         print(
             f"[{record['status']:>9}] {record['name']:<14} {record['wall_s'] or 0:6.1f} s"

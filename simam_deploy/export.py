@@ -63,6 +63,7 @@ class ExportReport:
     notes: list[str] = field(default_factory=list)
     precision: str = "fp32"  # fp16/bf16: converted after export by simam_deploy.precision
     notices: list[str] = field(default_factory=list)
+    epilogue: dict | None = None  # plugin mode with epilogue=True: what was folded (EpilogueReport)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,6 +154,7 @@ def export_onnx(
     function: bool = True,
     external_data: str = "auto",
     precision: str = "fp32",
+    epilogue: bool = False,
 ) -> ExportReport:
     """Export ``model`` to ``output`` (written atomically) and check the file with onnx's full checker.
 
@@ -160,9 +162,16 @@ def export_onnx(
     numeric check) runs on the exported graph. In plugin mode it turns every block into one SimAM node
     (with the model-local SimAM function unless ``function=False``); a network without any is refused
     in plugin mode unless ``allow_none``. ``external_data``: auto|always|never (auto = past 2 GB).
+    ``epilogue`` (plugin mode) folds what follows each SimAM node (BatchNormalization or per-channel
+    Mul/Add, the residual Add, Relu/SiLU) into it: :mod:`simam_deploy.graph.epilogue`.
     """
     if mode not in MODES:
         raise InputError(f"unknown export mode '{mode}'", f"use one of: {', '.join(MODES)}")
+    if epilogue and mode != "plugin":
+        raise InputError(
+            "--epilogue folds into SimAM nodes, which only --mode plugin writes",
+            "add --mode plugin, or run `simam-deploy fuse --epilogue` on the decomposed file",
+        )
     if dynamic not in DYNAMIC_CHOICES:
         raise InputError(f"unknown --dynamic '{dynamic}'", f"use one of: {', '.join(DYNAMIC_CHOICES)}")
     exporter = resolve_exporter(exporter, opset)
@@ -198,7 +207,7 @@ def export_onnx(
     else:
         proto = export_model_proto(model, example, opset, dynamic, exporter, input_name, output_name)
     name_nodes_by_module(proto, model)
-    proto = recognise_simam_blocks(proto, model, report, function=function)
+    proto = recognise_simam_blocks(proto, model, report, function=function, epilogue=epilogue)
     if not report.simam_blocks:
         _no_simam_found(model, report, allow_none)
     if precision != "fp32":
@@ -238,7 +247,12 @@ def _module_of(model: nn.Module, path: str) -> tuple[str | None, str | None]:
 
 
 def recognise_simam_blocks(
-    proto: onnx.ModelProto, model: nn.Module, report: ExportReport, *, function: bool = True
+    proto: onnx.ModelProto,
+    model: nn.Module,
+    report: ExportReport,
+    *,
+    function: bool = True,
+    epilogue: bool = False,
 ) -> onnx.ModelProto:
     """Fill ``report.simam_blocks``; in plugin mode also fuse the blocks our SimAM class did not write."""
     from simam_deploy.graph import contract
@@ -250,9 +264,14 @@ def recognise_simam_blocks(
         if contract.is_simam_node(node):
             attrs = contract.read_attributes(node)
             blocks.append((node.name, attrs.e_lambda, int(attrs.unbiased)))
-    fused, fuse_report = fuse_simam(proto, dry_run=not plugin, function=function and plugin)
+    fused, fuse_report = fuse_simam(
+        proto, dry_run=not plugin, function=function and plugin, epilogue=epilogue and plugin
+    )
     blocks += [(f.name, f.e_lambda, f.unbiased) for f in fuse_report.fused]
-    if plugin and not fuse_report.fused and blocks and function:
+    if fuse_report.epilogue is not None:
+        report.epilogue = fuse_report.epilogue.to_dict()
+    folded = bool(fuse_report.epilogue and fuse_report.epilogue.folded)
+    if plugin and not fuse_report.fused and not folded and blocks and function:
         from simam_deploy.graph.fuse import add_function
 
         add_function(fused, fuse_report)

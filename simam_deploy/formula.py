@@ -5,6 +5,9 @@ SimAM (Yang et al., ICML 2021), for every channel plane of X[N, C, H, W]:
     d = (x - mean)^2
     v = sum(d) / (H*W - 1)          (unbiased=True, the paper; unbiased=False divides by H*W)
     y = x * sigmoid(d / (4 * (v + e_lambda)) + 0.5)
+
+and the fused epilogue of the ONNX contract (:mod:`simam_deploy.graph.contract`):
+    z = act(y * scale[c] + bias[c] + residual),  act = none | relu | silu
 """
 
 from __future__ import annotations
@@ -44,6 +47,72 @@ def simam_reference(x: torch.Tensor, e_lambda: float = CIFAR_LAMBDA, unbiased: b
 def simam_reference_numpy(x: np.ndarray, e_lambda: float, unbiased: bool = True) -> np.ndarray:
     """:func:`simam_reference` for numpy arrays (ONNX-side checks): float64 in, float64 out."""
     return simam_reference(torch.from_numpy(np.asarray(x, dtype=np.float64)), e_lambda, unbiased).numpy()
+
+
+EPILOGUE_ACTIVATIONS = ("none", "relu", "silu")
+
+
+def simam_epilogue_reference(
+    x: torch.Tensor,
+    e_lambda: float = CIFAR_LAMBDA,
+    unbiased: bool = True,
+    *,
+    scale: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
+    activation: str = "none",
+) -> torch.Tensor:
+    """SimAM with the fused epilogue, ``act(simam(x) * scale[c] + bias[c] + residual)``, in float64."""
+    if (scale is None) != (bias is None):
+        raise InputError("the SimAM epilogue takes scale and bias together", "pass both or neither")
+    if activation not in EPILOGUE_ACTIVATIONS:
+        raise InputError(
+            f"unknown SimAM epilogue activation {activation!r}", f"use one of {EPILOGUE_ACTIVATIONS}"
+        )
+    z = simam_reference(x, e_lambda, unbiased)
+    if scale is not None and bias is not None:
+        channels = z.shape[1]
+        s64 = scale.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
+        b64 = bias.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
+        if s64.numel() != channels or b64.numel() != channels:
+            raise InputError(
+                f"scale/bias have {s64.numel()}/{b64.numel()} elements, X has {channels} channels",
+                "give one scale and one bias per channel",
+            )
+        z = z * s64.view(1, -1, 1, 1) + b64.view(1, -1, 1, 1)
+    if residual is not None:
+        if tuple(residual.shape) != tuple(z.shape):
+            raise InputError(
+                f"residual has shape {tuple(residual.shape)}, X {tuple(z.shape)}", "R takes X's shape"
+            )
+        z = z + residual.detach().to(device="cpu", dtype=torch.float64)
+    if activation == "relu":
+        z = torch.relu(z)
+    elif activation == "silu":
+        z = z * torch.sigmoid(z)
+    return z
+
+
+def simam_epilogue_reference_numpy(
+    x: np.ndarray,
+    e_lambda: float,
+    unbiased: bool = True,
+    *,
+    scale: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    residual: np.ndarray | None = None,
+    activation: str = "none",
+) -> np.ndarray:
+    """:func:`simam_epilogue_reference` for numpy arrays: float64 out."""
+
+    def t(a: np.ndarray | None) -> torch.Tensor | None:
+        return None if a is None else torch.from_numpy(np.asarray(a, dtype=np.float64))
+
+    x64 = torch.from_numpy(np.asarray(x, dtype=np.float64))
+    out = simam_epilogue_reference(
+        x64, e_lambda, unbiased, scale=t(scale), bias=t(bias), residual=t(residual), activation=activation
+    )
+    return out.numpy()
 
 
 def simam_decomposed(x: torch.Tensor, e_lambda: float, unbiased: bool = True) -> torch.Tensor:

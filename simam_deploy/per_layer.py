@@ -77,6 +77,14 @@ def find_blocks(model: onnx.ModelProto) -> list[OnnxBlock]:
     position = {n.output[0]: i for i, n in enumerate(model.graph.node) if n.output}
     for node in model.graph.node:
         if contract.is_simam_node(node):
+            if contract.read_attributes(node).has_epilogue:
+                # its output is act(SimAM * scale + bias + R), not the SimAM module's output
+                raise InputError(
+                    f"SimAM node {node.name or node.output[0]!r} carries a fused epilogue, so its output "
+                    "is not the SimAM module's and cannot be compared layer by layer",
+                    "run --per-layer on the file written without --epilogue, or on "
+                    "`simam-deploy unfuse` of this one",
+                )
             block = OnnxBlock(
                 node.name or node.output[0], node.input[0], node.output[0], "node", _folder([node.name]),
                 _scope_of(node),

@@ -50,3 +50,28 @@ def saved_r20(tmp_path_factory) -> tuple[Path, Path]:
     )
     assert report.passed
     return onnx_path, io
+
+
+ZOO_SHAPES = {"cifar-resnet20": (3, 32, 32), "resnet50": (3, 224, 224)}
+
+
+@pytest.fixture(scope="session")
+def zoo_onnx(tmp_path_factory):
+    """``zoo_onnx(model, mode)``: the seeded zoo network (cifar-resnet20 or resnet50) exported once per
+    session, dynamic batch, opset 17, in ``mode`` (decomposed or plugin). resnet50's export is the slow
+    part of the TensorRT plan tests, so every module that needs it shares one."""
+    from simam_deploy.export import export_onnx
+    from simam_deploy.zoo import build_model
+
+    folder = tmp_path_factory.mktemp("zoo-onnx")
+    made: dict[tuple[str, str], Path] = {}
+
+    def get(model: str, mode: str) -> Path:
+        if (model, mode) not in made:
+            network, _ = build_model(model)
+            out = folder / f"{model}-{mode}.onnx"
+            export_onnx(network, out, mode=mode, input_shape=(1, *ZOO_SHAPES[model]), opset=17)
+            made[model, mode] = out
+        return made[model, mode]
+
+    return get

@@ -58,7 +58,7 @@ def test_compile_error_fails_naming_the_architecture(tmp_path):
     broken.write_text("__global__ void k(float* p) { p[0] = undefined_name; }\n")
     out = check("--source", str(broken), "--arch", "87")
     assert out.returncode == 1
-    assert "nvcc failed for sm_87" in out.stderr and "undefined_name" in out.stderr
+    assert "nvcc failed for broken.cu sm_87" in out.stderr and "undefined_name" in out.stderr
 
 
 def test_usage_errors_exit_2(tmp_path):

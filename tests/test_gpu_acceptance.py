@@ -51,7 +51,19 @@ def test_dry_run_prints_the_plan_and_passes():
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    for step in ("build", "memcheck", "racecheck", "synccheck", "initcheck", "gpu-tests", "bench"):
+    for step in (
+        "build",
+        "memcheck",
+        "racecheck",
+        "synccheck",
+        "initcheck",
+        "gpu-tests",
+        "bench",
+        "kernel-nhwc",
+        "memcheck-nhwc",
+        "racecheck-nhwc",
+        "bench-nhwc",
+    ):
         assert f"  {step} " in done.stdout
     assert "CMAKE_CUDA_ARCHITECTURES=90" in done.stdout
     assert "pinned wheels" in done.stdout and "dry run: plan, report schema and wheel list OK" in done.stdout
@@ -203,3 +215,13 @@ def test_a_run_without_a_gpu_records_every_failure_and_writes_a_valid_report(tmp
     assert "No module named pip" in Path(status["build"]["log"]).read_text()
     assert "FAILED" in done.stdout
     assert all(s["status"] == "skipped" for s in report["steps"] if s["name"].startswith("harness"))
+
+
+def test_nhwc_steps_run_their_binary_and_count_exit_77_as_no_device(tmp_path):
+    steps = {s["name"]: s for s in ga.plan(_args(skip=["memcheck-nhwc"]), tmp_path)}
+    assert steps["kernel-nhwc"]["command"] == ["{nhwc_bin}"] and steps["kernel-nhwc"]["skip_rc"] == 77
+    assert steps["bench-nhwc"]["command"] == ["{nhwc_bin}", "--bench", str(tmp_path / "bench_nhwc.json")]
+    assert steps["racecheck-nhwc"]["command"][-1] == "{nhwc_bin}" and steps["racecheck-nhwc"]["skip_rc"] == 77
+    assert "--skip memcheck-nhwc" in steps["memcheck-nhwc"]["skip"] and steps["memcheck"]["skip"] is None
+    assert {"kernel-nhwc", "initcheck-nhwc", "bench-nhwc"} <= set(ga.REQUIRED_STEPS)
+    assert set(ga.KERNEL_BINARIES) == {"{kernel_bin}", "{nhwc_bin}"}

@@ -18,18 +18,9 @@ PROFILE = ["input=1x3x32x32:8x3x32x32:16x3x32x32"]
 
 
 @pytest.fixture(scope="module")
-def r20_files(tmp_path_factory):
-    """cifar-resnet20, decomposed and plugin mode, dynamic batch (the fast TorchScript exporter)."""
-    from simam_deploy.export import export_onnx
-    from simam_deploy.zoo import build_model
-
-    folder = tmp_path_factory.mktemp("plan")
-    files = {}
-    for mode in ("decomposed", "plugin"):
-        network, _ = build_model("cifar-resnet20")
-        files[mode] = folder / f"r20-{mode}.onnx"
-        export_onnx(network, files[mode], mode=mode, input_shape=(1, 3, 32, 32), opset=17)
-    return files
+def r20_files(zoo_onnx):
+    """cifar-resnet20, decomposed and plugin mode, dynamic batch (exported once per session)."""
+    return {mode: zoo_onnx("cifar-resnet20", mode) for mode in ("decomposed", "plugin")}
 
 
 def _build(onnx_path, tmp_path, precision="fp32"):
@@ -152,3 +143,64 @@ def test_an_unknown_simam_trt_formats_stops_the_build_naming_the_variable(r20_fi
     assert done.returncode == 2, done.stderr
     assert "SIMAM_TRT_FORMATS='nchw'" in done.stderr and "channel-last" in done.stderr
     assert not (tmp_path / "refused.engine").exists()
+
+
+# -- plan targets: what the plugin must achieve in TensorRT for RTX's plan (docs/tensorrt.md) ----------
+
+# as benchmarks/plan_table.py builds them: dynamic batch 1..2*opt, tuned for opt
+TARGET_PROFILES = {
+    "cifar-resnet20": "input=1x3x32x32:32x3x32x32:64x3x32x32",
+    "resnet50": "input=1x3x224x224:8x3x224x224:16x3x224x224",
+}
+TARGET_BLOCKS = {"cifar-resnet20": 9, "resnet50": 16}
+
+
+@pytest.fixture(scope="module")
+def target_plans(zoo_onnx, tmp_path_factory):
+    """``target_plans(model, form, precision)``: the plan of one RTX build, each built once."""
+    from simam_deploy.backends.tensorrt import build_engine
+
+    folder = tmp_path_factory.mktemp("plan-targets")
+    plans: dict[tuple[str, str, str], dict] = {}
+
+    def get(model: str, form: str, precision: str) -> dict:
+        if (model, form, precision) not in plans:
+            report = build_engine(
+                zoo_onnx(model, form), folder / f"{model}-{form}-{precision}.engine", precision=precision,
+                shapes=[TARGET_PROFILES[model]], runtime="tensorrt-rtx",
+            )  # fmt: skip
+            assert report.plan is not None, report.plan_note
+            assert report.plan["simam_blocks"] == TARGET_BLOCKS[model]
+            plans[model, form, precision] = report.plan
+        return plans[model, form, precision]
+
+    return get
+
+
+@needs_rtx_plugin
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("model", ["cifar-resnet20", "resnet50"])
+def test_plugin_plan_targets_no_transpose_and_at_most_two_kernels_per_block(target_plans, model, precision):
+    """Next to every SimAM plugin layer: no transpose/reformat (the plugin takes the convolutions'
+    channel-last tensors as they are), and at most two kernels: SimAM and, where TensorRT does not fold
+    it in, the epilogue (BatchNorm, residual add, ReLU)."""
+    plan = target_plans(model, "plugin", precision)
+    for block in plan["blocks"]:
+        layout = [k["name"] for k in block["kernels"] if k["role"] == "layout"]
+        assert layout == [], f"{block['name']}: transposes/reformats next to SimAM: {layout}"
+        assert block["kernel_count"] <= 2, f"{block['name']}: {[k['name'] for k in block['kernels']]}"
+    assert plan["layout_kernels_next_to_simam"] == 0
+
+
+@needs_rtx_plugin
+@pytest.mark.parametrize("model", ["cifar-resnet20", "resnet50"])
+def test_fp16_plugin_blocks_move_a_quarter_fewer_bytes_than_decomposed(target_plans, model):
+    """In fp16 TensorRT fuses the decomposed SimAM well (two kernels, no transpose); the plugin is worth
+    it only if its blocks move clearly fewer bytes: at least 25 % below, per block, epilogue included."""
+    plugin = target_plans(model, "plugin", "fp16")
+    decomposed = target_plans(model, "decomposed", "fp16")
+    per_block = {
+        form: plan["simam_bytes"] / plan["simam_blocks"]
+        for form, plan in (("plugin", plugin), ("decomposed", decomposed))
+    }
+    assert per_block["plugin"] <= 0.75 * per_block["decomposed"], per_block

@@ -1,7 +1,8 @@
 """The ONNX contract of one SimAM node, shared by export, fuse, unfuse, ONNX Runtime and TensorRT.
 
 A SimAM node is ``op_type="SimAM"`` in domain ``com.simam_deploy`` (opset import version 1) with
-one input X (float, float16 or bfloat16, rank 4, NCHW) and one output Y of the same type and shape:
+input X (float, float16 or bfloat16, rank 4, NCHW) and one output Y of the same type and shape,
+``Y = act(SimAM(X) * scale + bias + R)`` where the fused epilogue (scale/bias, R, act) is optional:
 
 ================  =======  =====================================================================
 ONNX attribute    type     meaning / TensorRT plugin field
@@ -10,17 +11,30 @@ ONNX attribute    type     meaning / TensorRT plugin field
 ``unbiased``      INT      1: variance over H*W-1 (paper), 0: over H*W; field ``unbiased`` (kINT32)
 ``plugin_version``  STRING  optional, "1": onnx-tensorrt's fallback passes it as the plugin version
 ``plugin_namespace`` STRING optional, "": plugin namespace for onnx-tensorrt's fallback
+``affine``        INT      optional, 0|1 (default 0): inputs 1 and 2 are ``scale`` and ``bias``, 1-D of
+                           C elements and X's type (a folded BatchNormalization or per-channel
+                           Mul/Add); plugin field ``affine`` (kINT32)
+``residual``      INT      optional, 0|1 (default 0): the next input (1, or 3 after scale/bias) is R,
+                           X's shape and type, added after scale/bias; field ``residual`` (kINT32)
+``activation``    STRING   optional, "none"|"relu"|"silu" (default "none"), applied last; field
+                           ``activation`` (kCHAR, not NUL-terminated)
 ================  =======  =====================================================================
+
+A node has exactly ``1 + 2*affine + residual`` inputs; a node without the epilogue attributes is the
+plain op, written byte for byte as before they existed (``make_simam_node`` writes them only when
+used). The epilogue computes in float32 with one rounding to X's type at the end.
 
 TensorRT's ONNX parser, on a node it has no importer for, looks up a plugin creator whose name is
 the node's op_type (``SimAM``), version ``plugin_version`` (default "1") and namespace
 ``plugin_namespace`` (default ""), and hands every other attribute over as a plugin field of the same
-name (FLOAT -> kFLOAT32, INT -> kINT32), which is why the attribute names above are the field names.
+name (FLOAT -> kFLOAT32, INT -> kINT32, STRING -> kCHAR), which is why the attribute names above are
+the field names; the plugin's inputs are the node's inputs in order.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import onnx
@@ -43,14 +57,49 @@ FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProt
 MIN_OPSET = 11
 MAX_OPSET = 23
 
+ACTIVATIONS = ("none", "relu", "silu")
+EPILOGUE_ATTRIBUTES = ("affine", "residual", "activation")
+
 
 @dataclass(frozen=True)
 class SimamAttributes:
     e_lambda: float
     unbiased: bool
+    # the fused epilogue: act(SimAM(X) * scale + bias + R)
+    affine: bool = False
+    residual: bool = False
+    activation: str = "none"
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {"e_lambda": float(self.e_lambda), "unbiased": int(self.unbiased)}
+    @property
+    def has_epilogue(self) -> bool:
+        return self.affine or self.residual or self.activation != "none"
+
+    @property
+    def input_count(self) -> int:
+        """X, then scale and bias when ``affine``, then R when ``residual``."""
+        return 1 + 2 * int(self.affine) + int(self.residual)
+
+    @property
+    def epilogue_name(self) -> str:
+        """'' for the plain op, else e.g. 'affine_residual_relu': names the local function overload."""
+        parts = [p for p, on in (("affine", self.affine), ("residual", self.residual)) if on]
+        if self.activation != "none":
+            parts.append(self.activation)
+        return "_".join(parts)
+
+    def epilogue_dict(self) -> dict[str, int | str]:
+        """The epilogue attributes a node carries: only those that differ from the defaults."""
+        out: dict[str, int | str] = {}
+        if self.affine:
+            out["affine"] = 1
+        if self.residual:
+            out["residual"] = 1
+        if self.activation != "none":
+            out["activation"] = self.activation
+        return out
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return {"e_lambda": float(self.e_lambda), "unbiased": int(self.unbiased), **self.epilogue_dict()}
 
 
 def is_simam_node(node: onnx.NodeProto) -> bool:
@@ -69,11 +118,23 @@ def node_attributes(
 
 
 def make_simam_node(
-    x: str, y: str, attrs: SimamAttributes, name: str, *, with_plugin_fields: bool = True
+    x: str,
+    y: str,
+    attrs: SimamAttributes,
+    name: str,
+    *,
+    with_plugin_fields: bool = True,
+    epilogue_inputs: Sequence[str] = (),
 ) -> onnx.NodeProto:
-    """One contract-conforming node (validated like one read from a file)."""
+    """One contract-conforming node; ``epilogue_inputs`` are scale and bias (``attrs.affine``) then
+    R (``attrs.residual``). A node without an epilogue is written exactly as before it existed."""
+    if len(epilogue_inputs) != attrs.input_count - 1:
+        raise ValueError(
+            f"SimAM with affine={int(attrs.affine)} residual={int(attrs.residual)} takes "
+            f"{attrs.input_count - 1} epilogue inputs, got {len(epilogue_inputs)}"
+        )
     fields = node_attributes(attrs, with_plugin_fields=with_plugin_fields)
-    return helper.make_node(OP_TYPE, [x], [y], name=name, domain=DOMAIN, **fields)
+    return helper.make_node(OP_TYPE, [x, *epilogue_inputs], [y], name=name, domain=DOMAIN, **fields)
 
 
 def _node_label(node: onnx.NodeProto) -> str:
@@ -84,9 +145,10 @@ def read_attributes(node: onnx.NodeProto) -> SimamAttributes:
     """The validated attributes of a SimAM node; InputError naming the node on anything off-contract."""
     label = _node_label(node)
     attrs = {a.name: a for a in node.attribute}
-    if len(node.input) != 1 or len(node.output) != 1 or not node.input[0]:
+    if len(node.output) != 1 or not node.input or not node.input[0]:
         raise InputError(
-            f"{label} has {len(node.input)} inputs and {len(node.output)} outputs; SimAM has 1 and 1",
+            f"{label} has {len(node.input)} inputs and {len(node.output)} outputs; SimAM has input X "
+            "(plus the epilogue's) and 1 output",
             "re-export the model or fix the node with `simam-deploy unfuse` on the original",
         )
     if "e_lambda" not in attrs:
@@ -113,14 +175,108 @@ def read_attributes(node: onnx.NodeProto) -> SimamAttributes:
                 "1 divides the variance by H*W-1 (the paper), 0 by H*W",
             )
         unbiased = un_attr.i
-    for key in ("plugin_version", "plugin_namespace"):
+    for key in ("plugin_version", "plugin_namespace", "activation"):
         if key in attrs and attrs[key].type != onnx.AttributeProto.STRING:
             raise InputError(f"{label}: {key} must be a STRING attribute", f"store {key} as a string")
-    known = {"e_lambda", "unbiased", "plugin_version", "plugin_namespace"}
+    known = {"e_lambda", "unbiased", "plugin_version", "plugin_namespace", *EPILOGUE_ATTRIBUTES}
     unknown = sorted(set(attrs) - known)
     if unknown:
         raise InputError(f"{label} has unknown attributes {unknown}", f"SimAM knows only {sorted(known)}")
-    return SimamAttributes(e_lambda=e_lambda, unbiased=bool(unbiased))
+    flags = {}
+    for key in ("affine", "residual"):
+        flags[key] = False
+        if key in attrs:
+            attr = attrs[key]
+            if attr.type != onnx.AttributeProto.INT or attr.i not in (0, 1):
+                shown = helper.get_attribute_value(attr)
+                raise InputError(
+                    f"{label}: {key} must be an INT 0 or 1, got {shown!r}",
+                    f"1 fuses the {'per-channel scale/bias' if key == 'affine' else 'residual Add'}, "
+                    "0 (the default) leaves it out",
+                )
+            flags[key] = bool(attr.i)
+    activation = "none"
+    if "activation" in attrs:
+        raw = attrs["activation"].s
+        activation = raw.decode("utf-8", errors="replace")
+        if activation not in ACTIVATIONS:
+            raise InputError(
+                f"{label}: unknown activation {activation!r}",
+                f"SimAM's epilogue knows {', '.join(ACTIVATIONS)} (lower case); re-fuse the unfused file",
+            )
+    parsed = SimamAttributes(e_lambda, bool(unbiased), flags["affine"], flags["residual"], activation)
+    if len(node.input) != parsed.input_count or not all(node.input):
+        raise InputError(
+            f"{label} has {len(node.input)} inputs {list(node.input)}; with affine={int(parsed.affine)} "
+            f"and residual={int(parsed.residual)} it takes {parsed.input_count} (X"
+            + (", scale, bias" if parsed.affine else "")
+            + (", R" if parsed.residual else "")
+            + ")",
+            "make the node's inputs match its affine/residual attributes, or re-fuse from the unfused file",
+        )
+    return parsed
+
+
+def _known_dims(value_type: onnx.TypeProto | None) -> list[int | str | None] | None:
+    if value_type is None or not value_type.HasField("tensor_type"):
+        return None
+    if not value_type.tensor_type.HasField("shape"):
+        return None
+    return [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+        for d in value_type.tensor_type.shape.dim
+    ]
+
+
+def check_epilogue_types(
+    node: onnx.NodeProto, attrs: SimamAttributes, types: dict[str, onnx.TypeProto]
+) -> None:
+    """Refuse epilogue inputs whose known type or shape is off-contract: scale/bias 1-D of C elements
+    of X's type, R of X's type and shape (dims compared where both are known)."""
+    if not attrs.has_epilogue:
+        return
+    label = _node_label(node)
+    x_type = types.get(node.input[0])
+    x_elem = x_type.tensor_type.elem_type if x_type is not None and x_type.HasField("tensor_type") else 0
+    x_dims = _known_dims(x_type)
+    channels = x_dims[1] if x_dims is not None and len(x_dims) == 4 else None
+    slots = ([("scale", 1), ("bias", 2)] if attrs.affine else []) + (
+        [("R", attrs.input_count - 1)] if attrs.residual else []
+    )
+    for role, slot in slots:
+        value_type = types.get(node.input[slot])
+        if value_type is None or not value_type.HasField("tensor_type"):
+            continue
+        elem = value_type.tensor_type.elem_type
+        if elem and x_elem and elem != x_elem:
+            names = [onnx.TensorProto.DataType.Name(t) for t in (elem, x_elem)]
+            raise InputError(
+                f"{label}: {role} ({node.input[slot]}) is {names[0]}, X is {names[1]}",
+                f"the epilogue's {role} has X's element type; convert it (or the whole file with "
+                "`simam-deploy convert`)",
+            )
+        dims = _known_dims(value_type)
+        if dims is None:
+            continue
+        if role == "R":
+            same = len(dims) == 4 and (
+                x_dims is None
+                or all(a is None or b is None or a == b for a, b in zip(dims, x_dims, strict=True))
+            )
+            if not same:
+                raise InputError(
+                    f"{label}: residual R ({node.input[slot]}) has shape {dims}, X has {x_dims}",
+                    "R must have X's shape (no broadcasting); unfuse the file or re-fuse it",
+                )
+        elif len(dims) != 1 or (
+            isinstance(channels, int) and isinstance(dims[0], int) and dims[0] != channels
+        ):
+            raise InputError(
+                f"{label}: {role} ({node.input[slot]}) has shape {dims}; it must be 1-D with C"
+                + (f" = {channels}" if isinstance(channels, int) else "")
+                + " elements",
+                "store the per-channel scale/bias as a [C] tensor",
+            )
 
 
 def check_input_type(node: onnx.NodeProto, value_type: onnx.TypeProto | None) -> None:
@@ -189,6 +345,8 @@ def validate_simam_nodes(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, S
     if not any(node.op_type == OP_TYPE for node in model.graph.node):
         return []
     types = inferred_types(model)
+    for init in model.graph.initializer:  # scale/bias are usually initializers, absent from value_info
+        types.setdefault(init.name, helper.make_tensor_type_proto(init.data_type, list(init.dims)))
     found = []
     for node in model.graph.node:
         if node.op_type == OP_TYPE and node.domain != DOMAIN:
@@ -199,6 +357,7 @@ def validate_simam_nodes(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, S
         if node.op_type == OP_TYPE:
             attrs = read_attributes(node)
             check_input_type(node, types.get(node.input[0]))
+            check_epilogue_types(node, attrs, types)
             found.append((node, attrs))
     return found
 
@@ -245,14 +404,22 @@ def register_schema() -> None:
     if onnx.defs.has(OP_TYPE, DOMAIN):
         _schema_registered = True
         return
+    optional = OpSchema.FormalParameterOption.Optional
     schema = OpSchema(
         OP_TYPE,
         DOMAIN,
         DOMAIN_VERSION,
-        "SimAM attention (Yang et al., ICML 2021): "
-        "Y = X * sigmoid(d / (4 * (sum_HW(d) / n + e_lambda)) + 0.5), "
-        "d = (X - mean_HW(X))^2, n = H*W - unbiased.",
-        inputs=[OpSchema.FormalParameter("X", "T", "NCHW input")],
+        "SimAM attention (Yang et al., ICML 2021) with an optional fused epilogue: "
+        "Y = act(X * sigmoid(d / (4 * (sum_HW(d) / n + e_lambda)) + 0.5) * scale + bias + R), "
+        "d = (X - mean_HW(X))^2, n = H*W - unbiased. Inputs: X, then scale and bias (affine=1), "
+        "then R (residual=1).",
+        inputs=[
+            OpSchema.FormalParameter("X", "T", "NCHW input"),
+            # positional: with affine=0 and residual=1 the second input is R (the contract checks)
+            OpSchema.FormalParameter("E1", "T", "scale [C] (affine=1) or R", param_option=optional),
+            OpSchema.FormalParameter("E2", "T", "bias [C] (affine=1)", param_option=optional),
+            OpSchema.FormalParameter("E3", "T", "R (affine=1, residual=1)", param_option=optional),
+        ],
         outputs=[OpSchema.FormalParameter("Y", "T", "same type and shape as X")],
         type_constraints=[("T", ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"], "float types")],
         attributes=[
@@ -265,6 +432,11 @@ def register_schema() -> None:
             ),
             OpSchema.Attribute(
                 "plugin_namespace", OpSchema.AttrType.STRING, "TensorRT plugin namespace", required=False
+            ),
+            OpSchema.Attribute("affine", OpSchema.AttrType.INT, "1: inputs scale, bias", required=False),
+            OpSchema.Attribute("residual", OpSchema.AttrType.INT, "1: input R is added", required=False),
+            OpSchema.Attribute(
+                "activation", OpSchema.AttrType.STRING, "none, relu or silu (last)", required=False
             ),
         ],
     )

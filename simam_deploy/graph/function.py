@@ -7,6 +7,11 @@ onnx's reference evaluator, Netron) expands each node into that body; one that h
 registered under the same domain and name (our ONNX Runtime op, the TensorRT plugin: TensorRT >= 10.7
 prefers a registered plugin over a local function) runs the fused kernel instead.
 
+Nodes with a fused epilogue (``affine``/``residual``/``activation``) take 2 to 4 inputs, and one
+function cannot serve several input counts: each epilogue configuration gets its own function,
+told apart by ONNX's function ``overload`` (IR version 10), which the node names in its own
+``overload`` field ('affine_residual_relu'); plain nodes keep the function without an overload.
+
 The body works for any H and W: the divisor ``H*W - unbiased`` is read from the input's shape.
 Attribute references need ``Constant``'s ``value_float``/``value_int`` (opset 12). The body computes
 in float32 for every input type; the result goes back to the input's type with ``CastLike``
@@ -24,7 +29,11 @@ from simam_deploy.graph import contract
 
 MIN_FUNCTION_OPSET = 12
 MIN_FUNCTION_IR = 8  # model-local functions arrived with IR version 8
+# A node and a function are matched by (domain, name, overload); the overload field arrived with
+# IR version 10. Each epilogue configuration has its own input count, so its own function.
+MIN_OVERLOAD_IR = 10
 FUNCTION_ATTRIBUTES = ("e_lambda", "unbiased", "plugin_version", "plugin_namespace")
+EPILOGUE_FUNCTION_ATTRIBUTES = (*FUNCTION_ATTRIBUTES, *contract.EPILOGUE_ATTRIBUTES)
 
 
 class _Body:
@@ -75,14 +84,22 @@ def function_supported(opset: int, elem_types: set[int]) -> str | None:
     return None
 
 
-def make_simam_function(opset: int, elem_type: int = onnx.TensorProto.FLOAT) -> onnx.FunctionProto:
+def make_simam_function(
+    opset: int,
+    elem_type: int = onnx.TensorProto.FLOAT,
+    epilogue: contract.SimamAttributes | None = None,
+) -> onnx.FunctionProto:
     """The FunctionProto ``com.simam_deploy.SimAM``: the paper's formula in standard ops.
 
     Everything is computed in float32 whatever X's type (X is cast to float32 first, every constant
     is float32) and only Y is cast back to X's type: what the fused kernel does, and the one body
     that stays well typed and accurate when a file is converted to float16 or bfloat16 (sums of
     squares overflow float16), and that runs where a runtime has few reduced-precision kernels
-    (ONNX Runtime's CPU provider has no bfloat16 Mul or Sigmoid)."""
+    (ONNX Runtime's CPU provider has no bfloat16 Mul or Sigmoid).
+
+    With an ``epilogue`` configuration (affine/residual/activation; its lambda is ignored) the
+    function is the overload named :attr:`~SimamAttributes.epilogue_name` with the inputs X, scale,
+    bias, R that configuration takes, and applies the epilogue in float32 before the one cast."""
     b = _Body(opset, elem_type)
     xf = b.op("Cast", ["X"], "x_f32", to=onnx.TensorProto.FLOAT)
     mean = b.reduce("ReduceMean", xf, "mean", axes_input_from=18)
@@ -101,17 +118,45 @@ def make_simam_function(opset: int, elem_type: int = onnx.TensorProto.FLOAT) -> 
     half = b.const_tensor("half", np.array(0.5, np.float32))
     energy = b.op("Add", [b.op("Div", [d, den], "ratio"), half], "energy")
     y = b.op("Mul", [xf, b.op("Sigmoid", [energy], "attention")], "y_f32")
+    inputs = ["X"]
+    if epilogue is not None and not epilogue.has_epilogue:
+        epilogue = None
+    if epilogue is not None:
+        y, inputs = _epilogue_body(b, y, epilogue)
     b.like_x(y, "Y")
-    return helper.make_function(
+    function = helper.make_function(
         contract.DOMAIN,
         contract.OP_TYPE,
-        ["X"],
+        inputs,
         ["Y"],
         b.nodes,
         opset_imports=[helper.make_opsetid("", opset)],
-        attributes=list(FUNCTION_ATTRIBUTES),
+        attributes=list(EPILOGUE_FUNCTION_ATTRIBUTES if len(inputs) > 1 or epilogue else FUNCTION_ATTRIBUTES),
         doc_string="SimAM (Yang et al., ICML 2021) in standard ops; a registered SimAM kernel replaces it.",
     )
+    if epilogue is not None:
+        function.overload = epilogue.epilogue_name
+    return function
+
+
+def _epilogue_body(b: _Body, y: str, epilogue: contract.SimamAttributes) -> tuple[str, list[str]]:
+    """act(y * scale + bias + R) in float32; returns the result and the function's inputs."""
+    inputs = ["X"]
+    if epilogue.affine:
+        inputs += ["scale", "bias"]
+        per_channel = b.const_tensor("per_channel_shape", np.array([1, -1, 1, 1], np.int64))
+        for role, op in (("scale", "Mul"), ("bias", "Add")):
+            value = b.op("Cast", [role], f"{role}_f32", to=onnx.TensorProto.FLOAT)
+            value = b.op("Reshape", [value, per_channel], f"{role}_nchw")
+            y = b.op(op, [y, value], f"y_{role}")
+    if epilogue.residual:
+        inputs.append("R")
+        y = b.op("Add", [y, b.op("Cast", ["R"], "r_f32", to=onnx.TensorProto.FLOAT)], "y_residual")
+    if epilogue.activation == "relu":
+        y = b.op("Relu", [y], "y_relu")
+    elif epilogue.activation == "silu":
+        y = b.op("Mul", [y, b.op("Sigmoid", [y], "y_sigmoid")], "y_silu")
+    return y, inputs
 
 
 def has_simam_function(model: onnx.ModelProto) -> bool:
@@ -143,10 +188,21 @@ def attach_simam_function(model: onnx.ModelProto) -> str | None:
     reason = function_supported(opset, elems)
     if reason:
         return reason
+    elem = elems.pop() if elems else onnx.TensorProto.FLOAT
+    configs: dict[str, contract.SimamAttributes] = {}
     for node in nodes:
         if not any(a.name == "unbiased" for a in node.attribute):
             node.attribute.append(helper.make_attribute("unbiased", 1))
-    model.functions.append(make_simam_function(opset, elems.pop() if elems else onnx.TensorProto.FLOAT))
+        attrs = contract.read_attributes(node)
+        if attrs.has_epilogue:
+            node.overload = attrs.epilogue_name
+            configs.setdefault(attrs.epilogue_name, attrs)
+        else:
+            node.ClearField("overload")
+    if any(not contract.read_attributes(n).has_epilogue for n in nodes):
+        model.functions.append(make_simam_function(opset, elem))
+    for attrs in configs.values():
+        model.functions.append(make_simam_function(opset, elem, attrs))
     contract.ensure_domain_import(model)
-    model.ir_version = max(model.ir_version, MIN_FUNCTION_IR)
+    model.ir_version = max(model.ir_version, MIN_OVERLOAD_IR if configs else MIN_FUNCTION_IR)
     return None

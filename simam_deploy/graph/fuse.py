@@ -18,6 +18,7 @@ from onnx import helper
 
 from simam_deploy.errors import InputError, MissingDependencyError
 from simam_deploy.graph import contract
+from simam_deploy.graph.epilogue import EpilogueReport, fold_epilogues
 from simam_deploy.graph.function import attach_simam_function
 from simam_deploy.graph.patterns import TRIALS, GraphIndex, Match, Reject, find_simam
 from simam_deploy.nn import simam_reference_numpy
@@ -47,9 +48,11 @@ class FuseReport:
     seconds: float = 0.0
     function: bool = False  # the output carries the model-local SimAM function
     notes: list[str] = field(default_factory=list)
+    epilogue: EpilogueReport | None = None  # what --epilogue folded (None: not asked for)
 
     def to_dict(self) -> dict:
         return {
+            **({"epilogue": self.epilogue.to_dict()} if self.epilogue is not None else {}),
             "fused": [asdict(f) for f in self.fused],
             "rejected": [asdict(r) for r in self.rejected],
             "existing_simam_nodes": self.existing_simam_nodes,
@@ -288,12 +291,15 @@ def fuse_simam(
     dry_run: bool = False,
     seed: int = 0,
     function: bool = True,
+    epilogue: bool = False,
 ) -> tuple[onnx.ModelProto, FuseReport]:
     """Fuse every SimAM subgraph; returns (new model, report). The input model is not modified.
 
     With ``function`` (default) the result carries SimAM as a model-local ONNX function, so runtimes
-    without our op still run it (see :mod:`simam_deploy.graph.function`). When nothing is fused the
-    input model itself is returned.
+    without our op still run it (see :mod:`simam_deploy.graph.function`). With ``epilogue`` what
+    follows each SimAM node (per-channel affine, residual Add, Relu/SiLU) is folded into it as well,
+    the nodes the file already had included (:mod:`simam_deploy.graph.epilogue`). When nothing
+    changes the input model itself is returned.
     """
     start = time.perf_counter()
     contract.default_opset(model)
@@ -319,10 +325,16 @@ def fuse_simam(
                 name, match.x, match.y, match.attrs.e_lambda, int(match.attrs.unbiased), match.interior, err
             )
         )
-    if not accepted or dry_run:
+    fused = finalize(_replace(work, accepted)) if accepted else model
+    folded_any = False
+    if epilogue:
+        folded, report.epilogue = fold_epilogues(fused)
+        folded_any = bool(report.epilogue.folded)
+        if folded_any:
+            fused = finalize(folded)
+    if dry_run or not (accepted or folded_any):
         report.seconds = time.perf_counter() - start
         return model, report
-    fused = finalize(_replace(work, accepted))
     if function:
         add_function(fused, report)
     report.seconds = time.perf_counter() - start

@@ -65,8 +65,10 @@ def fuse_file(
     function: bool = True,
     external_data: str = "auto",
     expect: int | None = None,
+    epilogue: bool = False,
 ) -> tuple[FuseReport, list[Path]]:
-    """Fuse ``source`` into ``output``; returns the report and the files written.
+    """Fuse ``source`` into ``output``; returns the report and the files written. ``epilogue``
+    also folds what follows each SimAM node into it (:mod:`simam_deploy.graph.epilogue`).
 
     Raises ParityFailure (exit 1) when ``expect`` differs from the number of SimAM nodes in the
     output (fused now plus those already in ``source``); the output is written first all the same.
@@ -79,8 +81,9 @@ def fuse_file(
     if output is not None:
         check_output_path(output, [source])
     model = load_model(source)
-    fused, report = fuse_simam(model, atol=atol, dry_run=dry_run, function=function)
-    if not report.fused and function and report.existing_simam_nodes:
+    fused, report = fuse_simam(model, atol=atol, dry_run=dry_run, function=function, epilogue=epilogue)
+    changed = bool(report.fused) or bool(report.epilogue and report.epilogue.folded)
+    if not changed and function and report.existing_simam_nodes:
         # a plugin-mode file: give its nodes the portable function (ours, replacing any SimAM
         # function the file brought: a runtime would execute that body in place of SimAM)
         fused = model

@@ -1,7 +1,9 @@
 """Expand every ``SimAM`` node back into standard ONNX ops, for the file's own opset.
 
 The expansion is the paper's formula: ``d = (x - mean_HW(x))^2``,
-``y = x * sigmoid(d / (4 * (sum_HW(d) / n + e_lambda)) + 0.5)`` with ``n = H*W - unbiased``.
+``y = x * sigmoid(d / (4 * (sum_HW(d) / n + e_lambda)) + 0.5)`` with ``n = H*W - unbiased``, then a
+fused epilogue's standard ops: ``Mul``/``Add`` by scale/bias reshaped to [1,C,1,1], ``Add`` of the
+residual, ``Relu`` or ``t * Sigmoid(t)``.
 ``n`` is a constant when H and W are known and is computed with Shape/Gather/ReduceProd when they
 are dynamic. ReduceSum takes its axes as an input from opset 13, ReduceMean only from opset 18.
 """
@@ -88,7 +90,31 @@ def _expand(node: onnx.NodeProto, attrs: contract.SimamAttributes, opset: int, t
     shifted = em.op("Add", [var, em.const("e_lambda", attrs.e_lambda)])
     den = em.op("Mul", [shifted, em.const("four", 4.0)])
     energy = em.op("Add", [em.op("Div", [d, den]), em.const("half", 0.5)])
-    em.op("Mul", [x, em.op("Sigmoid", [energy])], output=y)
+    if not attrs.has_epilogue:
+        em.op("Mul", [x, em.op("Sigmoid", [energy])], output=y)
+        return em
+    z = em.op("Mul", [x, em.op("Sigmoid", [energy])])
+    steps: list[tuple[str, str]] = []  # (op, operand) in the contract's order
+    if attrs.affine:
+        shape = em.const("per_channel", np.array([1, -1, 1, 1], np.int64), onnx.TensorProto.INT64)
+        steps += [
+            ("Mul", em.op("Reshape", [node.input[1], shape])),
+            ("Add", em.op("Reshape", [node.input[2], shape])),
+        ]
+    if attrs.residual:
+        steps.append(("Add", node.input[attrs.input_count - 1]))
+    if attrs.activation == "relu":
+        steps.append(("Relu", ""))
+    elif attrs.activation == "silu":
+        steps.append(("SiLU", ""))
+    for i, (op, operand) in enumerate(steps):
+        out = y if i == len(steps) - 1 else None
+        if op == "Relu":
+            z = em.op("Relu", [z], output=out)
+        elif op == "SiLU":
+            z = em.op("Mul", [z, em.op("Sigmoid", [z])], output=out)
+        else:
+            z = em.op(op, [z, operand], output=out)
     return em
 
 

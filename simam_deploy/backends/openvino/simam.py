@@ -3,7 +3,9 @@
 Per channel plane of X[N,C,H,W]: d = (x - mean)^2, v = sum(d) / (H*W - unbiased),
 y = x * sigmoid(d / (4 * (v + e_lambda)) + 0.5), with the attributes read as the ONNX contract
 (:mod:`simam_deploy.graph.contract`) defines them. H*W comes from the input's runtime shape, so
-dynamic spatial sizes work. Built from OpenVINO's own ops rather than a custom op calling our kernel:
+dynamic spatial sizes work. A node with the fused epilogue (``affine``/``residual``/``activation``)
+gets it rebuilt after SimAM: ``act(y * scale + bias + R)`` with scale/bias reshaped to [1,C,1,1].
+Built from OpenVINO's own ops rather than a custom op calling our kernel:
 OpenVINO fuses and vectorises them with the surrounding graph, which measured faster.
 """
 
@@ -40,7 +42,28 @@ def _convert_simam(node: Any) -> list[Any]:
         count = ops.subtract(ops.convert_like(plane, x), const(unbiased))
     v = ops.divide(ops.reduce_sum(d, axes, keep_dims=True), count)
     energy = ops.add(ops.divide(d, ops.multiply(ops.add(v, const(e_lambda)), const(4.0))), const(0.5))
-    return [ops.multiply(x, ops.sigmoid(energy)).output(0)]
+    y = ops.multiply(x, ops.sigmoid(energy))
+    return [_epilogue(node, y, ops).output(0)]
+
+
+def _epilogue(node: Any, y: Any, ops: Any) -> Any:
+    """The contract's epilogue, act(y * scale + bias + R), in the order the attributes define."""
+    import numpy as np
+
+    affine = int(node.get_attribute("affine", 0))
+    residual = int(node.get_attribute("residual", 0))
+    activation = str(node.get_attribute("activation", "none"))
+    if affine:
+        per_channel = ops.constant(np.array([1, -1, 1, 1], dtype=np.int64))
+        y = ops.multiply(y, ops.reshape(node.get_input(1), per_channel, special_zero=False))
+        y = ops.add(y, ops.reshape(node.get_input(2), per_channel, special_zero=False))
+    if residual:
+        y = ops.add(y, node.get_input(1 + 2 * affine))
+    if activation == "relu":
+        y = ops.relu(y)
+    elif activation == "silu":
+        y = ops.multiply(y, ops.sigmoid(y))
+    return y
 
 
 def conversion_extension() -> Any:

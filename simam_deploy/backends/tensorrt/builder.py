@@ -56,6 +56,12 @@ class BuildReport:
     # log has no plan listing; plan_note says why
     plan: dict[str, Any] | None = None
     plan_note: str | None = None
+    # build --mode (modes.py): the mode asked for, the form the engine was built from, every form
+    # tried (auto) with its plan and latency, and why the engine's form was kept
+    mode: str = "as-is"
+    form: str = "as-is"
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
     schema: str = "simam-deploy/build/v1"
 
     def to_dict(self) -> dict[str, Any]:
