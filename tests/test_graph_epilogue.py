@@ -436,8 +436,10 @@ def test_tensorrt_rtx_parser_hands_epilogue_nodes_to_the_plugin_not_the_function
     folded = tmp_path / "ep.onnx"
     fuse_file(exported("cifar-resnet20", 18), folded, epilogue=True, expect=9)
     assert {f.overload for f in onnx.load(folded).functions} == {"affine_residual_relu"}
-    report = simam_trt.build_engine(folded, tmp_path / "ep.engine", runtime="tensorrt-rtx")
-    assert report.simam_nodes == report.simam_plugin_layers == 9
+    for precision in ("fp32", "fp16"):  # fp16: converted on the way (scale/bias with X)
+        engine = tmp_path / f"ep-{precision}.engine"
+        report = simam_trt.build_engine(folded, engine, precision=precision, runtime="tensorrt-rtx")
+        assert report.simam_nodes == report.simam_plugin_layers == 9
 
 
 def test_per_layer_refuses_epilogue_nodes_whose_output_is_not_the_modules(exported, tmp_path):
