@@ -193,7 +193,8 @@ def _time(built: list[Candidate], options: BuildOptions, runs: int, say: Callabl
     runners, inputs = [], []
     for c in built:
         assert c.engine is not None and c.report is not None
-        runner = TensorRTRunner(c.engine, options.plugin_lib, runtime=options.runtime)
+        # the runtime that built it (runtime "auto" may have fallen through to TensorRT for RTX)
+        runner = TensorRTRunner(c.engine, options.plugin_lib, runtime=c.report.runtime)
         runners.append(runner)
         inputs.append(_opt_inputs(runner, c.report.profiles))
     rounds = min(5, runs)
