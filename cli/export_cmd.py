@@ -78,8 +78,9 @@ Examples:
     "--epilogue",
     is_flag=True,
     help="--mode plugin: fold what follows each SimAM (BatchNormalization or per-channel Mul/Add, then a "
-    "residual Add, then Relu or x*Sigmoid(x)) into its node. The file then needs the op library / "
-    "TensorRT plugin of this version (or `simam-deploy unfuse`); its local functions use IR 10 overloads.",
+    "residual Add, then Relu or x*Sigmoid(x)) into its node. The fused kernel then needs the op "
+    "library / TensorRT plugin of this version; elsewhere the local function overloads (IR 10) run, "
+    "or `simam-deploy unfuse` writes standard ops.",
 )
 @click.option(
     "--external-data", type=click.Choice(EXTERNAL_DATA_CHOICES), default="auto", show_default=True,

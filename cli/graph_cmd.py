@@ -97,9 +97,9 @@ def _written(files) -> str:
 @click.option(
     "--epilogue", is_flag=True,
     help="Also fold what follows each SimAM node into it (new and existing nodes): a BatchNormalization "
-    "or per-channel Mul/Add, then a residual Add, then Relu or x*Sigmoid(x). OUT then needs the op "
-    "library / TensorRT plugin of this version, or `simam-deploy unfuse`; its local functions are "
-    "IR 10 overloads, one per epilogue configuration.",
+    "or per-channel Mul/Add, then a residual Add, then Relu or x*Sigmoid(x). The fused kernel then needs "
+    "the op library / TensorRT plugin of this version; runtimes without it use the local functions "
+    "(IR 10 overloads, one per epilogue configuration), and `simam-deploy unfuse` writes standard ops.",
 )  # fmt: skip
 @click.option(
     "--always-write", is_flag=True, hidden=True, help="Kept for old scripts: OUT is always written."
@@ -126,6 +126,11 @@ def fuse(source: Path, output: Path | None, json_path: str | None, atol: float, 
     elif report.fused:
         console.print(
             f"fused {len(report.fused)} SimAM subgraph(s) in {report.seconds:.2f}s -> {_written(written)}"
+        )
+    elif report.epilogue is not None and report.epilogue.folded:
+        console.print(
+            f"folded the epilogue into {len(report.epilogue.folded)} existing SimAM node(s) "
+            f"-> {_written(written)}"
         )
     else:
         console.print(

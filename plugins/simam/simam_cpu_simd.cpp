@@ -51,6 +51,8 @@ constexpr int64_t kPrefetchBytes = 4096;
 //   Valid(df, count, ma, mb)     which lanes of a and b LoadN filled
 //   Store(df, a, b, p) / StoreN(df, a, b, p, count)
 //   First(p)                     element 0 as a float
+//   kHalves                      a holds elements [0, N), b [N, 2N): a tail of count <= N
+//                                needs a only
 // Lanes may hold the elements in any order (bf16 splits even and odd ones): SimAM is elementwise
 // after the statistics, and Store puts every lane back where Load found it.
 template <class T>
@@ -58,6 +60,7 @@ struct Io;
 
 template <>
 struct Io<float> {
+    static constexpr bool kHalves = true;
     static HWY_INLINE void Load(DF df, const float* HWY_RESTRICT p, VF& a, VF& b) {
         a = hn::LoadU(df, p);
         b = hn::LoadU(df, p + hn::Lanes(df));
@@ -88,6 +91,7 @@ struct Io<float> {
 // (exactly in software on targets without them).
 template <>
 struct Io<hwy::float16_t> {
+    static constexpr bool kHalves = true;
     using DH = hn::Rebind<hwy::float16_t, DF>;
     static HWY_INLINE void Load(DF df, const hwy::float16_t* HWY_RESTRICT p, VF& a, VF& b) {
         const DH dh;
@@ -125,6 +129,7 @@ struct Io<hwy::float16_t> {
 #endif
 template <>
 struct Io<uint16_t> {
+    static constexpr bool kHalves = false;
     using D16 = hn::Repartition<uint16_t, DF>;  // 2N lanes
     static HWY_INLINE void Split(DF df, hn::Vec<D16> bits, VF& a, VF& b) {
         const DU du;
@@ -241,7 +246,8 @@ HWY_INLINE void ShiftedMoments(DF df, const T* HWY_RESTRICT x, int64_t n, float 
 // The result is rounded to T, so 16-bit types need less of the sigmoid. Error of the factor
 // g = sigmoid(z), relative, against half an ULP of T's result (fp16 2^-11 .. 2^-12 relative, bf16
 // 2^-8 .. 2^-9): an error e in 2^-z moves g by at most e * 2^-z / (1 + 2^-z) <= 0.38 e (z >= 0.5).
-//   fp32: 2^t degree 5 (1.6e-7), reciprocal to ~1e-7: as before.
+//   fp32: 2^t degree 5 (1.6e-7), reciprocal to ~1e-7 (degree 4 would leave 1e-6 of g: within the
+//         1e-5 bound, but ten times the error of the statistics the tests tell apart).
 //   fp16: degree 3 (7.5e-5 -> 2.8e-5 of g); reciprocal: AVX-512's estimate alone (2^-14 = 6e-5),
 //         elsewhere one Newton step more than that estimate needs.  <= ~0.2 ULP before rounding.
 //   bf16: degree 2 (1.7e-3 -> 6.5e-4 of g); reciprocal: x86's estimate (<= 3.7e-4) alone,
@@ -269,15 +275,16 @@ struct Tier<uint16_t> {  // bf16
     static constexpr int kNewtonAfterLinearStart = 1;
 };
 
-// 2^t for t <= 0: t = k + f with k = round(t), |f| <= 1/2; 2^f by a polynomial fitted for
+// 1 + 2^t for t <= 0: t = k + f with k = round(t), |f| <= 1/2; 2^f by a polynomial fitted for
 // relative error on [-1/2, 1/2] (least squares on Chebyshev nodes, reweighted toward minimax;
-// degree 5: 1.6e-7, 3: 7.5e-5, 2: 1.7e-3); 2^k by building the float's exponent. Adding
+// degree 5: 1.6e-7, 3: 7.5e-5, 2: 1.7e-3); 2^k by building the float's exponent; the 1 is added
+// by the FMA that multiplies by 2^k. Adding
 // 2^23 + 127 rounds t to the integer k (round to nearest: the sum's unit is 1) and leaves k + 127
 // in the low mantissa bits; shifted up, that is 2^k's exponent; t - k is exact. t < -126 clamps
 // so 2^k stays a normal float (2^-126 is nothing next to the 1 it is added to). Callers handle NaN
 // planes before this (Max's NaN behaviour differs by target).
 template <int kDegree>
-HWY_INLINE VF Exp2NonPositive(DF df, VF t) {
+HWY_INLINE VF OnePlusExp2NonPositive(DF df, VF t) {
     const DU du;
     const VF magic = hn::Set(df, 8388735.0f);  // 2^23 + 127
     t = hn::Max(t, hn::Set(df, -126.0f));
@@ -299,7 +306,7 @@ HWY_INLINE VF Exp2NonPositive(DF df, VF t) {
         p = hn::MulAdd(hn::Set(df, 2.3842892e-1f), f, hn::Set(df, 7.0344806e-1f));
         p = hn::MulAdd(p, f, hn::Set(df, 1.0004431f));
     }
-    return hn::Mul(p, hn::BitCast(df, hn::ShiftLeft<23>(hn::BitCast(du, biased))));
+    return hn::MulAdd(p, hn::BitCast(df, hn::ShiftLeft<23>(hn::BitCast(du, biased))), hn::Set(df, 1.0f));
 }
 
 HWY_INLINE VF NewtonStep(DF df, VF u, VF r) {
@@ -338,8 +345,11 @@ HWY_INLINE void FillNaN(DF df, T* y, int64_t n) {
     if (i < n) Io<T>::StoreN(df, nan, nan, y + i, static_cast<size_t>(n - i));
 }
 
-// What the second sweep of a plane needs: s = x * a - b (16-bit types) or (x - shift) * a - b
-// (fp32), or nan: the plane is all NaN.
+// What the second sweep of a plane needs: s = (x - shift) * a - b (fp32) or x * a - b (16-bit),
+// or nan: the plane is all NaN.
+template <class T>
+constexpr bool kShifted = sizeof(T) == 4;
+
 struct Factors {
     float shift, a, b;
     bool nan;
@@ -366,37 +376,32 @@ HWY_INLINE Factors Statistics(DF df, const T* HWY_RESTRICT x, const PlaneConstan
     // float64 reference (and no NaN reaches the sigmoid).
     if (std::isnan(m2) || !std::isfinite(shift)) return Factors{0.0f, 0.0f, 0.0f, true};
     const double variance = (m2 < 0.0 ? 0.0 : m2) * k.inv_divisor;  // < 0: rounding only
-    // exp(-z) = 2^(-z log2(e)) with z log2(e) = s^2 + 0.5 log2(e), s = (d - c) * a, d = x - shift,
-    // c the correction (within 4 standard deviations, above) and a = sqrt(log2(e) / (4 (var +
-    // lambda))). One FMA makes s, one more -s^2 - 0.5 log2(e).
-    // fp32: d = x - shift first (exact: Sterbenz), so s stays accurate when |mean| >> std.
-    // 16-bit: s = x * a - (shift + c) * a in one FMA. Rounding (shift + c) * a costs an absolute
-    // error of |mean| / std * 2^-24 in s, and a 16-bit plane's |mean| / std is below ~2^11 (its
-    // values would be equal otherwise): < 1e-4 of s, a few percent of an ULP in y.
+    // exp(-z) = 2^(-z log2(e)) with z log2(e) = s^2 + 0.5 log2(e), s = (x - mean) * a and
+    // a = sqrt(log2(e) / (4 (var + lambda))). One FMA makes s, one more -s^2 - 0.5 log2(e).
+    // fp32: s = (x - shift) * a - c * a (c the correction, within 4 standard deviations):
+    //       x - shift is exact (Sterbenz), so s stays accurate when |mean| >> std.
+    // 16-bit: s = x * a - mean * a, one op less. Rounding mean * a costs an absolute error of
+    //       |mean| / std * 2^-24 in s, and a 16-bit plane's |mean| / std is below ~2^11 (its
+    //       values would be equal otherwise): < 1e-4 of s, a few percent of an ULP in y.
     constexpr double kLog2e = 1.4426950408889634;
     const double a = std::sqrt(kLog2e / (4.0 * (variance + k.e_lambda)));
-    if (sizeof(T) == 4) return Factors{shift, static_cast<float>(a), static_cast<float>(correction * a), false};
+    if (kShifted<T>) return Factors{shift, static_cast<float>(a), static_cast<float>(correction * a), false};
     return Factors{0.0f, static_cast<float>(a), static_cast<float>((shift + correction) * a), false};
 }
 
 // y = x * sigmoid(z) over the plane; y may be x (every unit is loaded before it is stored).
 template <class T>
-HWY_INLINE void Apply(DF df, const T* x, T* y, int64_t n, const Factors& f) {
-    if (f.nan) {
-        FillNaN(df, y, n);
-        return;
-    }
+HWY_INLINE void Sweep(DF df, const T* x, T* y, int64_t n, const Factors& f) {
     const int64_t N = static_cast<int64_t>(hn::Lanes(df));
     constexpr double kLog2e = 1.4426950408889634;
     const VF va = hn::Set(df, f.a);
     const VF vb = hn::Set(df, f.b);
     const VF half = hn::Set(df, static_cast<float>(0.5 * kLog2e));
     const VF vshift = hn::Set(df, f.shift);
-    const VF one = hn::Set(df, 1.0f);
     const auto simam_of = [&](VF v) {
-        const VF s = hn::MulSub(sizeof(T) == 4 ? hn::Sub(v, vshift) : v, va, vb);
+        const VF s = hn::MulSub(kShifted<T> ? hn::Sub(v, vshift) : v, va, vb);
         const VF t = hn::NegMulSub(s, s, half);  // -z log2(e)
-        return hn::Mul(v, ReciprocalNear1<T>(df, hn::Add(one, Exp2NonPositive<Tier<T>::kExpDegree>(df, t))));
+        return hn::Mul(v, ReciprocalNear1<T>(df, OnePlusExp2NonPositive<Tier<T>::kExpDegree>(df, t)));
     };
     int64_t i = 0;
     for (; i + 2 * N <= n; i += 2 * N) {
@@ -408,7 +413,18 @@ HWY_INLINE void Apply(DF df, const T* x, T* y, int64_t n, const Factors& f) {
         const size_t count = static_cast<size_t>(n - i);
         VF v0, v1;
         Io<T>::LoadN(df, x + i, count, v0, v1);
-        Io<T>::StoreN(df, simam_of(v0), simam_of(v1), y + i, count);
+        // A short tail (14x14 planes end in 4 elements on AVX-512) is one vector's work, not two.
+        const VF y1 = Io<T>::kHalves && count <= static_cast<size_t>(N) ? v1 : simam_of(v1);
+        Io<T>::StoreN(df, simam_of(v0), y1, y + i, count);
+    }
+}
+
+template <class T>
+HWY_INLINE void Apply(DF df, const T* x, T* y, int64_t n, const Factors& f) {
+    if (f.nan) {
+        FillNaN(df, y, n);
+    } else {
+        Sweep(df, x, y, n, f);
     }
 }
 

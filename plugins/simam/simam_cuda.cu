@@ -12,6 +12,11 @@
 //                                                                    (1024x1024 ...)
 //   P >  16384, none    one block per plane, three sweeps over global memory (L2)
 // Grids stride over planes, so N*C in the millions needs no grid.y; every element index is int64.
+//
+// The fused epilogue (simam.h: z = act(y * scale[c] + bias[c] + residual)) is applied where each
+// path writes y, in fp32, with one rounding to the storage type. Every kernel takes it as a
+// template flag: without it (EPI = false) the kernels are the plain SimAM ones, not a register
+// or a branch more.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -70,6 +75,51 @@ __device__ __forceinline__ float inverse_denominator(float m2, float inv_divisor
     return 1.0f / (4.0f * (m2 * inv_divisor + e_lambda));
 }
 
+// ---- the epilogue ------------------------------------------------------------------------------
+template <typename T>
+struct Epilogue {
+    const T* scale;     // C elements, or NULL (then bias is NULL too)
+    const T* bias;
+    const T* residual;  // x's shape, or NULL
+    int64_t channels;   // plane p is channel p % C
+    int activation;     // simam_activation
+};
+
+// One plane's share of the epilogue: its channel's scale and bias, its residual plane.
+template <typename T>
+struct PlaneEpilogue {
+    float scale, bias;
+    const T* residual;  // the plane's first element, or NULL
+    int activation;
+};
+
+template <bool EPI, typename T>
+__device__ __forceinline__ PlaneEpilogue<T> plane_epilogue(const Epilogue<T>& e, int64_t plane, int64_t plane_size) {
+    PlaneEpilogue<T> pe{1.0f, 0.0f, nullptr, SIMAM_ACTIVATION_NONE};
+    if (EPI) {
+        const int64_t c = plane % e.channels;
+        if (e.scale != nullptr) {
+            pe.scale = to_f32(e.scale[c]);
+            pe.bias = to_f32(e.bias[c]);
+        }
+        if (e.residual != nullptr) pe.residual = e.residual + plane * plane_size;
+        pe.activation = e.activation;
+    }
+    return pe;
+}
+
+// act(y * scale + bias + residual) in fp32. ReLU keeps a NaN (fmaxf would drop it), as the CPU.
+// SiLU divides with __fdividef (2 ulp): an IEEE division is a call into a slow path whose ABI
+// made the block and sweep kernels spill on sm_80/sm_90; its one difference, 0 instead of a
+// denormal-sized -1e-37 once z < -87, is far below any bound.
+template <typename T>
+__device__ __forceinline__ float finish(float y, float residual, const PlaneEpilogue<T>& pe) {
+    const float z = y * pe.scale + pe.bias + residual;
+    if (pe.activation == SIMAM_ACTIVATION_RELU) return z < 0.0f ? 0.0f : z;
+    if (pe.activation == SIMAM_ACTIVATION_SILU) return __fdividef(z, 1.0f + expf(-z));
+    return z;
+}
+
 // ---- registers <-> memory: thread t owns packs t, t+THREADS, ... of a span of `len` elements ---
 template <typename T, int THREADS, int ITEMS, int VEC>
 __device__ __forceinline__ void load_span(const T* src, int len, float (&v)[ITEMS]) {
@@ -88,18 +138,31 @@ __device__ __forceinline__ void load_span(const T* src, int len, float (&v)[ITEM
     }
 }
 
-template <typename T, int THREADS, int ITEMS, int VEC>
+// The span's output; with EPI, finished by the plane's epilogue (`residual`: the span's first
+// residual element, or NULL).
+template <typename T, int THREADS, int ITEMS, int VEC, bool EPI>
 __device__ __forceinline__ void store_span(T* dst, int len, const float (&v)[ITEMS], float shift,
-                                           float correction, float inv_denominator) {
+                                           float correction, float inv_denominator, const PlaneEpilogue<T>& pe,
+                                           const T* residual) {
     constexpr int PACKS = ITEMS / VEC;
 #pragma unroll
     for (int k = 0; k < PACKS; ++k) {
         const int first = (threadIdx.x % THREADS + k * THREADS) * VEC;
         if (first < len) {
             Pack<T, VEC> p;
+            if (EPI) {
+                Pack<T, VEC> r;
+                if (residual != nullptr) r = reinterpret_cast<const Pack<T, VEC>*>(residual)[first / VEC];
 #pragma unroll
-            for (int j = 0; j < VEC; ++j)
-                p.v[j] = from_f32<T>(simam_value(v[k * VEC + j], shift, correction, inv_denominator));
+                for (int j = 0; j < VEC; ++j) {
+                    const float y = simam_value(v[k * VEC + j], shift, correction, inv_denominator);
+                    p.v[j] = from_f32<T>(finish(y, residual != nullptr ? to_f32(r.v[j]) : 0.0f, pe));
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < VEC; ++j)
+                    p.v[j] = from_f32<T>(simam_value(v[k * VEC + j], shift, correction, inv_denominator));
+            }
             reinterpret_cast<Pack<T, VEC>*>(dst)[first / VEC] = p;
         }
     }
@@ -134,9 +197,10 @@ __device__ __forceinline__ float sum_of(const float (&v)[ITEMS]) {
 }
 
 // ---- small planes: one warp per plane --------------------------------------------------------
-template <typename T, int ITEMS>
+template <typename T, int ITEMS, bool EPI>
 __global__ void __launch_bounds__(kWarpKernelThreads)
-    simam_warp_kernel(const T* x, T* y, int64_t planes, int plane_size, float e_lambda, float inv_divisor) {
+    simam_warp_kernel(const T* x, T* y, int64_t planes, int plane_size, float e_lambda, float inv_divisor,
+                      Epilogue<T> epi) {
     constexpr int kWarps = kWarpKernelThreads / kWarp;
     using Reduce1 = cub::WarpReduce<float>;
     using Reduce2 = cub::WarpReduce<float2>;
@@ -161,7 +225,9 @@ __global__ void __launch_bounds__(kWarpKernelThreads)
         __syncwarp();  // and as r1 by the next plane
         const float correction = sums.x / static_cast<float>(plane_size);
         const float inv_den = inverse_denominator(sums.y - sums.x * correction, inv_divisor, e_lambda);
-        store_span<T, kWarp, ITEMS, 1>(y + plane * plane_size, plane_size, v, shift, correction, inv_den);
+        const PlaneEpilogue<T> pe = plane_epilogue<EPI>(epi, plane, plane_size);
+        store_span<T, kWarp, ITEMS, 1, EPI>(y + plane * plane_size, plane_size, v, shift, correction, inv_den, pe,
+                                            pe.residual);
     }
 }
 
@@ -197,17 +263,22 @@ struct BlockStats {
 };
 
 // ---- medium planes: one block per plane, plane in registers ---------------------------------
-template <typename T, int THREADS, int ITEMS, int VEC>
-__global__ void __launch_bounds__(THREADS)
-    simam_block_kernel(const T* x, T* y, int64_t planes, int plane_size, float e_lambda, float inv_divisor) {
+// With the epilogue, one block per SM is the floor ptxas must allow (minBlocks 1): otherwise, to
+// keep two blocks resident, it spilled a few registers (the 512-thread kernel on sm_80, the chunk
+// kernel on sm_75, the sweep on sm_80). Without it the bounds are as before (0: no floor given).
+template <typename T, int THREADS, int ITEMS, int VEC, bool EPI>
+__global__ void __launch_bounds__(THREADS, EPI ? 1 : 0)
+    simam_block_kernel(const T* x, T* y, int64_t planes, int plane_size, float e_lambda, float inv_divisor,
+                       Epilogue<T> epi) {
     using Stats = BlockStats<THREADS, ITEMS, VEC>;
     __shared__ typename Stats::Shared shared;
     for (int64_t plane = blockIdx.x; plane < planes; plane += gridDim.x) {
         float v[ITEMS];
         load_span<T, THREADS, ITEMS, VEC>(x + plane * plane_size, plane_size, v);
         const float3 st = Stats::compute(shared, v, plane_size);
-        store_span<T, THREADS, ITEMS, VEC>(y + plane * plane_size, plane_size, v, st.x, st.y,
-                                           inverse_denominator(st.z, inv_divisor, e_lambda));
+        const PlaneEpilogue<T> pe = plane_epilogue<EPI>(epi, plane, plane_size);
+        store_span<T, THREADS, ITEMS, VEC, EPI>(y + plane * plane_size, plane_size, v, st.x, st.y,
+                                                inverse_denominator(st.z, inv_divisor, e_lambda), pe, pe.residual);
     }
 }
 
@@ -272,10 +343,10 @@ __global__ void __launch_bounds__(kChunkThreads)
     }
 }
 
-template <typename T, int VEC>
-__global__ void __launch_bounds__(kChunkThreads)
+template <typename T, int VEC, bool EPI>
+__global__ void __launch_bounds__(kChunkThreads, EPI ? 1 : 0)  // as simam_block_kernel
     simam_chunk_apply_kernel(const T* x, T* y, const float4* partials, int64_t planes, int64_t plane_size,
-                             int64_t chunks) {
+                             int64_t chunks, Epilogue<T> epi) {
     for (int64_t job = blockIdx.x; job < planes * chunks; job += gridDim.x) {
         const int64_t plane = job / chunks, chunk = job % chunks;
         const float4 st = partials[plane * chunks];  // (K, mu, inverse denominator) from the merge
@@ -283,16 +354,19 @@ __global__ void __launch_bounds__(kChunkThreads)
         const int len = static_cast<int>(min(kChunkPerBlock, plane_size - start));
         float v[kChunkItems];
         load_span<T, kChunkThreads, kChunkItems, VEC>(x + plane * plane_size + start, len, v);
-        store_span<T, kChunkThreads, kChunkItems, VEC>(y + plane * plane_size + start, len, v, st.x, st.y, st.z);
+        const PlaneEpilogue<T> pe = plane_epilogue<EPI>(epi, plane, plane_size);
+        store_span<T, kChunkThreads, kChunkItems, VEC, EPI>(y + plane * plane_size + start, len, v, st.x, st.y, st.z,
+                                                            pe, pe.residual != nullptr ? pe.residual + start : nullptr);
     }
 }
 
 // ---- huge planes without scratch: one block per plane, three sweeps over global memory -------
 constexpr int kSweepThreads = 1024;
 
-template <typename T>
-__global__ void __launch_bounds__(kSweepThreads)
-    simam_sweep_kernel(const T* x, T* y, int64_t planes, int64_t plane_size, float e_lambda, float inv_divisor) {
+template <typename T, bool EPI>
+__global__ void __launch_bounds__(kSweepThreads, EPI ? 1 : 0)  // as simam_block_kernel
+    simam_sweep_kernel(const T* x, T* y, int64_t planes, int64_t plane_size, float e_lambda, float inv_divisor,
+                       Epilogue<T> epi) {
     using Reduce1 = cub::BlockReduce<float, kSweepThreads>;
     using Reduce2 = cub::BlockReduce<float2, kSweepThreads>;
     __shared__ union {
@@ -322,9 +396,13 @@ __global__ void __launch_bounds__(kSweepThreads)
         const float2 s = s_sums;
         const float correction = s.x / static_cast<float>(plane_size);
         const float inv_den = inverse_denominator(s.y - s.x * correction, inv_divisor, e_lambda);
+        const PlaneEpilogue<T> pe = plane_epilogue<EPI>(epi, plane, plane_size);
         // Each element is read and written by the same thread, so y == x is safe.
-        for (int64_t i = threadIdx.x; i < plane_size; i += kSweepThreads)
-            dst[i] = from_f32<T>(simam_value(to_f32(src[i]), shift, correction, inv_den));
+        for (int64_t i = threadIdx.x; i < plane_size; i += kSweepThreads) {
+            float out = simam_value(to_f32(src[i]), shift, correction, inv_den);
+            if (EPI) out = finish(out, pe.residual != nullptr ? to_f32(pe.residual[i]) : 0.0f, pe);
+            dst[i] = from_f32<T>(out);
+        }
         __syncthreads();  // s_shift, s_sums, temp are reused by the next plane
     }
 }
@@ -340,27 +418,28 @@ struct Launch {
 
 unsigned grid_for(int64_t jobs) { return static_cast<unsigned>(jobs < kMaxGrid ? jobs : kMaxGrid); }
 
-template <typename T, int ITEMS>
-void launch_warp(const T* x, T* y, const Launch& l) {
+template <typename T, int ITEMS, bool EPI>
+void launch_warp(const T* x, T* y, const Launch& l, const Epilogue<T>& epi) {
     constexpr int64_t kWarps = kWarpKernelThreads / kWarp;
-    simam_warp_kernel<T, ITEMS><<<grid_for((l.planes + kWarps - 1) / kWarps), kWarpKernelThreads, 0, l.stream>>>(
-        x, y, l.planes, static_cast<int>(l.plane_size), l.e_lambda, l.inv_divisor);
+    simam_warp_kernel<T, ITEMS, EPI>
+        <<<grid_for((l.planes + kWarps - 1) / kWarps), kWarpKernelThreads, 0, l.stream>>>(
+            x, y, l.planes, static_cast<int>(l.plane_size), l.e_lambda, l.inv_divisor, epi);
 }
 
-template <typename T, int THREADS, int ITEMS>
-void launch_block(const T* x, T* y, const Launch& l, bool vectorised) {
+template <typename T, int THREADS, int ITEMS, bool EPI>
+void launch_block(const T* x, T* y, const Launch& l, bool vectorised, const Epilogue<T>& epi) {
     constexpr int VEC = 16 / sizeof(T);
     const int n = static_cast<int>(l.plane_size);
     if (vectorised)
-        simam_block_kernel<T, THREADS, ITEMS, VEC><<<grid_for(l.planes), THREADS, 0, l.stream>>>(
-            x, y, l.planes, n, l.e_lambda, l.inv_divisor);
+        simam_block_kernel<T, THREADS, ITEMS, VEC, EPI><<<grid_for(l.planes), THREADS, 0, l.stream>>>(
+            x, y, l.planes, n, l.e_lambda, l.inv_divisor, epi);
     else
-        simam_block_kernel<T, THREADS, ITEMS, 1><<<grid_for(l.planes), THREADS, 0, l.stream>>>(
-            x, y, l.planes, n, l.e_lambda, l.inv_divisor);
+        simam_block_kernel<T, THREADS, ITEMS, 1, EPI><<<grid_for(l.planes), THREADS, 0, l.stream>>>(
+            x, y, l.planes, n, l.e_lambda, l.inv_divisor, epi);
 }
 
-template <typename T, int VEC>
-cudaError_t launch_chunks(const T* x, T* y, float4* partials, const Launch& l) {
+template <typename T, int VEC, bool EPI>
+cudaError_t launch_chunks(const T* x, T* y, float4* partials, const Launch& l, const Epilogue<T>& epi) {
     const int64_t chunks = simam_detail::chunks_per_plane(l.plane_size);
     const unsigned grid = grid_for(l.planes * chunks);
     simam_chunk_stats_kernel<T, VEC><<<grid, kChunkThreads, 0, l.stream>>>(x, partials, l.planes, l.plane_size, chunks);
@@ -370,60 +449,87 @@ cudaError_t launch_chunks(const T* x, T* y, float4* partials, const Launch& l) {
                                                                                  chunks, l.e_lambda, l.inv_divisor);
     err = cudaGetLastError();
     if (err != cudaSuccess) return err;
-    simam_chunk_apply_kernel<T, VEC><<<grid, kChunkThreads, 0, l.stream>>>(x, y, partials, l.planes, l.plane_size,
-                                                                           chunks);
+    simam_chunk_apply_kernel<T, VEC, EPI><<<grid, kChunkThreads, 0, l.stream>>>(x, y, partials, l.planes,
+                                                                                l.plane_size, chunks, epi);
     return cudaGetLastError();
 }
 
-template <typename T>
-cudaError_t dispatch(const void* xv, void* yv, const Launch& l, void* workspace, size_t workspace_bytes) {
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename T, bool EPI>
+cudaError_t dispatch(const void* xv, void* yv, const Launch& l, void* workspace, size_t workspace_bytes,
+                     const Epilogue<T>& epi) {
     const T* x = static_cast<const T*>(xv);
     T* y = static_cast<T*>(yv);
     constexpr int VEC = 16 / sizeof(T);
     const int64_t n = l.plane_size;
-    const bool aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
+    // The residual is read in packs at y's offsets: it must be aligned like x and y.
+    const bool aligned = aligned16(x) && aligned16(y) && (epi.residual == nullptr || aligned16(epi.residual));
     const bool vectorised = aligned && n % VEC == 0;
-    if (n <= 32) launch_warp<T, 1>(x, y, l);
-    else if (n <= 64) launch_warp<T, 2>(x, y, l);
-    else if (n <= 128) launch_warp<T, 4>(x, y, l);
-    else if (n <= 256) launch_warp<T, 8>(x, y, l);
-    else if (n <= 1024) launch_block<T, 128, 8>(x, y, l, vectorised);
-    else if (n <= 4096) launch_block<T, 256, 16>(x, y, l, vectorised);
-    else if (n <= simam_detail::kOnChipMaxPlane) launch_block<T, 512, 32>(x, y, l, vectorised);
+    if (n <= 32) launch_warp<T, 1, EPI>(x, y, l, epi);
+    else if (n <= 64) launch_warp<T, 2, EPI>(x, y, l, epi);
+    else if (n <= 128) launch_warp<T, 4, EPI>(x, y, l, epi);
+    else if (n <= 256) launch_warp<T, 8, EPI>(x, y, l, epi);
+    else if (n <= 1024) launch_block<T, 128, 8, EPI>(x, y, l, vectorised, epi);
+    else if (n <= 4096) launch_block<T, 256, 16, EPI>(x, y, l, vectorised, epi);
+    else if (n <= simam_detail::kOnChipMaxPlane) launch_block<T, 512, 32, EPI>(x, y, l, vectorised, epi);
     else {
         const size_t needed = static_cast<size_t>(l.planes * simam_detail::chunks_per_plane(n)) *
                               simam_detail::kWorkspaceFloatsPerChunk * sizeof(float);
-        const bool have_scratch = workspace != nullptr && workspace_bytes >= needed &&
-                                  reinterpret_cast<uintptr_t>(workspace) % 16 == 0;
+        const bool have_scratch = workspace != nullptr && workspace_bytes >= needed && aligned16(workspace);
         if (have_scratch) {
             float4* partials = static_cast<float4*>(workspace);
-            return vectorised ? launch_chunks<T, VEC>(x, y, partials, l) : launch_chunks<T, 1>(x, y, partials, l);
+            return vectorised ? launch_chunks<T, VEC, EPI>(x, y, partials, l, epi)
+                              : launch_chunks<T, 1, EPI>(x, y, partials, l, epi);
         }
-        simam_sweep_kernel<T><<<grid_for(l.planes), kSweepThreads, 0, l.stream>>>(x, y, l.planes, n, l.e_lambda,
-                                                                                 l.inv_divisor);
+        simam_sweep_kernel<T, EPI><<<grid_for(l.planes), kSweepThreads, 0, l.stream>>>(x, y, l.planes, n, l.e_lambda,
+                                                                                     l.inv_divisor, epi);
     }
     return cudaGetLastError();
 }
 
+template <typename T>
+cudaError_t dispatch_nchw(const simam_problem& p, const void* x, void* y, const Launch& l, void* workspace,
+                          size_t workspace_bytes) {
+    const Epilogue<T> epi{static_cast<const T*>(p.scale), static_cast<const T*>(p.bias),
+                          static_cast<const T*>(p.residual), p.C, p.activation};
+    const bool fused = p.scale != nullptr || p.residual != nullptr || p.activation != SIMAM_ACTIVATION_NONE;
+    return fused ? dispatch<T, true>(x, y, l, workspace, workspace_bytes, epi)
+                 : dispatch<T, false>(x, y, l, workspace, workspace_bytes, epi);
+}
+
 }  // namespace
 
-extern "C" simam_status simam_forward_cuda_ws(const void* x, void* y, int64_t N, int64_t C, int64_t H, int64_t W,
-                                              simam_dtype dtype, float e_lambda, int unbiased, void* workspace,
-                                              size_t workspace_bytes, void* stream) {
-    const simam_status status = simam_detail::validate(x, y, N, C, H, W, dtype, e_lambda, unbiased);
+extern "C" size_t simam_run_cuda_workspace_size(const simam_problem* problem) {
+    if (problem == nullptr) return 0;
+    if (problem->layout == SIMAM_LAYOUT_NHWC) return 0;  // no NHWC CUDA kernels in this build yet
+    return simam_cuda_workspace_size(problem->N, problem->C, problem->H, problem->W, problem->dtype);
+}
+
+extern "C" simam_status simam_run_cuda(const simam_problem* problem, const void* x, void* y, void* workspace,
+                                       size_t workspace_bytes, void* stream) {
+    const simam_status status = simam_problem_validate(problem, x, y);
     if (status != SIMAM_OK) return status;
-    const int64_t plane_size = H * W;
-    const Launch launch{N * C, plane_size, e_lambda,
-                        static_cast<float>(1.0 / simam_detail::variance_divisor(plane_size, unbiased)),
+    const simam_problem& p = *problem;
+    if (p.layout == SIMAM_LAYOUT_NHWC) {
+        return simam_detail::set_error(SIMAM_ERR_INVALID_ARGUMENT,
+                                       "simam: this build has no NHWC CUDA kernels yet; pass an NCHW tensor "
+                                       "(or run NHWC on the CPU with simam_run_cpu)");
+    }
+    const int64_t plane_size = p.H * p.W;
+    const Launch launch{p.N * p.C, plane_size, p.e_lambda,
+                        static_cast<float>(1.0 / simam_detail::variance_divisor(plane_size, p.unbiased)),
                         static_cast<cudaStream_t>(stream)};
     // A sticky error from earlier work on this thread would be blamed on us: report it as such.
     const cudaError_t earlier = cudaGetLastError();
     cudaError_t err = earlier;
     if (earlier == cudaSuccess) {
-        switch (dtype) {
-            case SIMAM_FLOAT32: err = dispatch<float>(x, y, launch, workspace, workspace_bytes); break;
-            case SIMAM_FLOAT16: err = dispatch<__half>(x, y, launch, workspace, workspace_bytes); break;
-            case SIMAM_BFLOAT16: err = dispatch<__nv_bfloat16>(x, y, launch, workspace, workspace_bytes); break;
+        switch (p.dtype) {
+            case SIMAM_FLOAT32: err = dispatch_nchw<float>(p, x, y, launch, workspace, workspace_bytes); break;
+            case SIMAM_FLOAT16: err = dispatch_nchw<__half>(p, x, y, launch, workspace, workspace_bytes); break;
+            case SIMAM_BFLOAT16:
+                err = dispatch_nchw<__nv_bfloat16>(p, x, y, launch, workspace, workspace_bytes);
+                break;
         }
     }
     if (err != cudaSuccess) {
@@ -434,6 +540,14 @@ extern "C" simam_status simam_forward_cuda_ws(const void* x, void* y, int64_t N,
         return simam_detail::set_error(SIMAM_ERR_CUDA, msg);
     }
     return SIMAM_OK;
+}
+
+// The NCHW entry points without an epilogue: wrappers of simam_run_cuda.
+extern "C" simam_status simam_forward_cuda_ws(const void* x, void* y, int64_t N, int64_t C, int64_t H, int64_t W,
+                                              simam_dtype dtype, float e_lambda, int unbiased, void* workspace,
+                                              size_t workspace_bytes, void* stream) {
+    const simam_problem problem = simam_problem_make(N, C, H, W, dtype, e_lambda, unbiased);
+    return simam_run_cuda(&problem, x, y, workspace, workspace_bytes, stream);
 }
 
 extern "C" simam_status simam_forward_cuda(const void* x, void* y, int64_t N, int64_t C, int64_t H, int64_t W,

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <type_traits>
@@ -362,9 +363,14 @@ extern "C" simam_status simam_problem_validate(const simam_problem* problem, con
     if (problem == nullptr) return set_error(SIMAM_ERR_INVALID_ARGUMENT, "simam: problem must be a non-null pointer");
     const simam_problem& p = *problem;
     char msg[320];
-    // The layout first: every later check (the extent of a strided tensor) depends on it.
-    if (p.layout != SIMAM_LAYOUT_NCHW && p.layout != SIMAM_LAYOUT_NHWC) {
-        std::snprintf(msg, sizeof msg, "simam: unknown layout code %d (use 0 NCHW, 1 NHWC)", static_cast<int>(p.layout));
+    // The layout first: every later check (the extent of a strided tensor) depends on it. Read as
+    // an int: a C caller may store any int there, and in C++ loading a simam_layout outside 0..1
+    // would be undefined (clang's -fsanitize=enum flags it).
+    static_assert(sizeof(simam_layout) == sizeof(int), "simam_layout is an int-sized enum");
+    int layout;
+    std::memcpy(&layout, &p.layout, sizeof layout);
+    if (layout != SIMAM_LAYOUT_NCHW && layout != SIMAM_LAYOUT_NHWC) {
+        std::snprintf(msg, sizeof msg, "simam: unknown layout code %d (use 0 NCHW, 1 NHWC)", layout);
         return set_error(SIMAM_ERR_INVALID_ARGUMENT, msg);
     }
     const simam_status status = simam_detail::validate(x, y, p.N, p.C, p.H, p.W, p.dtype, p.e_lambda, p.unbiased);

@@ -2,9 +2,11 @@
 // (memcheck, racecheck, synccheck, initcheck: scripts/gpu_acceptance.py) and CTest. Each shape picks
 // one path of simam_cuda.cu: warp per plane, block per plane (vector and scalar loads), several
 // blocks per plane with workspace, the no-workspace sweep; plus in place, an unaligned pointer and
-// a non-default stream. Exit status: the number of failures; 77 (CTest: skipped) without a GPU.
+// a non-default stream. Then the fused epilogue (simam_run_cuda: scale/bias, residual, activation)
+// on each path against simam_run_cpu of the same problem. Exit status: the number of failures; 77 (CTest: skipped) without a GPU.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "simam.h"
+#include "simam_internal.h"
 
 namespace {
 
@@ -71,6 +74,115 @@ void run_case(int64_t n, int64_t c, int64_t h, int64_t w, bool workspace, bool i
     if (ws) cudaFree(ws);
 }
 
+// ---- the fused epilogue, NCHW: simam_run_cuda against simam_run_cpu ---------------------------
+struct EpilogueCase {
+    int64_t n, c, h, w;
+    simam_dtype dtype;
+    bool affine, residual;
+    int activation;
+    bool workspace, in_place;
+    int offset;  // bytes added to x, y and the residual (4: unaligned, scalar loads)
+};
+
+size_t element_size(simam_dtype t) { return t == SIMAM_FLOAT32 ? 4 : 2; }
+
+void put(std::vector<unsigned char>& buf, simam_dtype t, size_t i, float v) {
+    if (t == SIMAM_FLOAT32) {
+        std::memcpy(&buf[i * 4], &v, 4);
+        return;
+    }
+    const uint16_t h = t == SIMAM_FLOAT16 ? simam_detail::float_to_half(v) : simam_detail::float_to_bf16(v);
+    std::memcpy(&buf[i * 2], &h, 2);
+}
+
+float get(const std::vector<unsigned char>& buf, simam_dtype t, size_t i) {
+    if (t == SIMAM_FLOAT32) {
+        float f;
+        std::memcpy(&f, &buf[i * 4], 4);
+        return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, &buf[i * 2], 2);
+    return t == SIMAM_FLOAT16 ? simam_detail::half_to_float(h) : simam_detail::bf16_to_float(h);
+}
+
+void run_epilogue_case(const EpilogueCase& k, cudaStream_t stream) {
+    const size_t total = static_cast<size_t>(k.n * k.c * k.h * k.w), es = element_size(k.dtype);
+    const size_t bytes = total * es, cbytes = static_cast<size_t>(k.c) * es;
+    std::vector<unsigned char> x(bytes), r(bytes), scale(cbytes), bias(cbytes), expected(bytes), got(bytes);
+    for (size_t i = 0; i < total; ++i) {
+        put(x, k.dtype, i, std::sin(0.37f * static_cast<float>(i)) * 3.0f + 0.5f);
+        put(r, k.dtype, i, std::cos(0.11f * static_cast<float>(i)) * 2.0f);
+    }
+    for (size_t i = 0; i < static_cast<size_t>(k.c); ++i) {
+        put(scale, k.dtype, i, 0.5f + 0.25f * static_cast<float>(i % 5) - (i % 3 == 0 ? 1.5f : 0.0f));
+        put(bias, k.dtype, i, 0.1f * static_cast<float>(i % 7) - 0.3f);
+    }
+    simam_problem p = simam_problem_make(k.n, k.c, k.h, k.w, k.dtype, 1e-4f, 1);
+    p.scale = k.affine ? scale.data() : nullptr;
+    p.bias = k.affine ? bias.data() : nullptr;
+    p.residual = k.residual ? r.data() : nullptr;
+    p.activation = k.activation;
+    if (simam_run_cpu(&p, x.data(), expected.data()) != SIMAM_OK) {
+        check(false, simam_last_error(), k.n, k.c, k.h, k.w);
+        return;
+    }
+    char* dx = nullptr;
+    char* dy = nullptr;
+    char* dr = nullptr;
+    void* dscale = nullptr;
+    void* dbias = nullptr;
+    void* ws = nullptr;
+    if (!cuda_ok(cudaMalloc(reinterpret_cast<void**>(&dx), bytes + 16), "cudaMalloc x")) return;
+    if (!cuda_ok(cudaMalloc(reinterpret_cast<void**>(&dy), bytes + 16), "cudaMalloc y")) return;
+    if (!cuda_ok(cudaMalloc(reinterpret_cast<void**>(&dr), bytes + 16), "cudaMalloc residual")) return;
+    if (!cuda_ok(cudaMalloc(&dscale, cbytes), "cudaMalloc scale")) return;
+    if (!cuda_ok(cudaMalloc(&dbias, cbytes), "cudaMalloc bias")) return;
+    void* xp = dx + k.offset;
+    void* yp = k.in_place ? xp : dy + k.offset;
+    void* rp = dr + k.offset;
+    simam_problem dp = p;
+    dp.scale = k.affine ? dscale : nullptr;
+    dp.bias = k.affine ? dbias : nullptr;
+    dp.residual = k.residual ? rp : nullptr;
+    const size_t ws_bytes = k.workspace ? simam_run_cuda_workspace_size(&dp) : 0;
+    if (ws_bytes > 0 && !cuda_ok(cudaMalloc(&ws, ws_bytes), "cudaMalloc workspace")) return;
+    cuda_ok(cudaMemcpyAsync(xp, x.data(), bytes, cudaMemcpyHostToDevice, stream), "copy x");
+    cuda_ok(cudaMemcpyAsync(rp, r.data(), bytes, cudaMemcpyHostToDevice, stream), "copy residual");
+    cuda_ok(cudaMemcpyAsync(dscale, scale.data(), cbytes, cudaMemcpyHostToDevice, stream), "copy scale");
+    cuda_ok(cudaMemcpyAsync(dbias, bias.data(), cbytes, cudaMemcpyHostToDevice, stream), "copy bias");
+    const simam_status s = simam_run_cuda(&dp, xp, yp, ws, ws_bytes, stream);
+    check(s == SIMAM_OK, "simam_run_cuda launch", k.n, k.c, k.h, k.w);
+    cuda_ok(cudaMemcpyAsync(got.data(), yp, bytes, cudaMemcpyDeviceToHost, stream), "copy out");
+    cuda_ok(cudaStreamSynchronize(stream), "synchronize");
+    double worst = 0.0;
+    for (size_t i = 0; i < total; ++i) {
+        const double g = get(got, k.dtype, i), e = get(expected, k.dtype, i);
+        double bound = 1e-5 * (1.0 + std::fabs(e));
+        // fp16/bf16: the two fp32 results may round to neighbouring values: 2 ULP of the type.
+        if (k.dtype != SIMAM_FLOAT32) {
+            const int mantissa = k.dtype == SIMAM_FLOAT16 ? 10 : 7;
+            const double ulp = std::ldexp(1.0, std::max(std::ilogb(std::fmax(std::fabs(e), 1e-4)), -14) - mantissa);
+            bound += 2.0 * ulp;
+        }
+        const double err = std::fabs(g - e) / bound;
+        if (!(err <= worst)) worst = err;  // a NaN fails
+    }
+    char what[160];
+    std::snprintf(what, sizeof what,
+                  "epilogue dtype %d affine %d residual %d act %d workspace %d in_place %d offset %d: CUDA and CPU "
+                  "differ (worst %.3g of the bound)",
+                  static_cast<int>(k.dtype), k.affine, k.residual, k.activation, k.workspace, k.in_place, k.offset,
+                  worst);
+    check(worst <= 1.0, what, k.n, k.c, k.h, k.w);
+    cudaFree(dx);
+    cudaFree(dy);
+    cudaFree(dr);
+    cudaFree(dscale);
+    cudaFree(dbias);
+    if (ws) cudaFree(ws);
+}
+
 }  // namespace
 
 int main() {
@@ -88,6 +200,20 @@ int main() {
     run_case(1, 2, 129, 129, true, false, 0, stream);    // several blocks per plane (workspace)
     run_case(1, 2, 129, 129, true, true, 0, stream);     // the same, in place
     run_case(1, 2, 129, 129, false, false, 0, stream);   // no workspace: the sweep fallback
+    const EpilogueCase epilogue_cases[] = {
+        // n, c, h, w, dtype, affine, residual, act, workspace, in_place, offset
+        {4, 16, 7, 7, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_RELU, false, false, 0},       // warp
+        {2, 8, 14, 14, SIMAM_FLOAT16, true, false, SIMAM_ACTIVATION_SILU, false, true, 0},      // warp, in place
+        {2, 8, 28, 28, SIMAM_FLOAT16, false, true, SIMAM_ACTIVATION_RELU, false, false, 0},     // block, vector
+        {2, 8, 28, 28, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_NONE, false, true, 0},       // block, in place
+        {2, 8, 28, 28, SIMAM_BFLOAT16, true, true, SIMAM_ACTIVATION_SILU, false, false, 0},     // block, bf16
+        {1, 3, 113, 97, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_SILU, false, false, 4},     // block, scalar
+        {1, 2, 129, 129, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_RELU, true, false, 0},     // chunks
+        {1, 2, 129, 129, SIMAM_FLOAT16, true, true, SIMAM_ACTIVATION_SILU, true, true, 0},      // chunks, in place
+        {1, 2, 129, 129, SIMAM_FLOAT32, false, true, SIMAM_ACTIVATION_SILU, false, false, 0},   // sweep
+        {1, 2, 129, 129, SIMAM_BFLOAT16, true, false, SIMAM_ACTIVATION_RELU, false, false, 4},  // sweep, scalar
+    };
+    for (const EpilogueCase& k : epilogue_cases) run_epilogue_case(k, stream);
     cudaStreamDestroy(stream);
     std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "ok", g_failures);
     return g_failures;
