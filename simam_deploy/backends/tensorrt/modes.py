@@ -70,7 +70,7 @@ def _make_plugin_epilogue(source: Path, dest: Path) -> tuple[bool, str]:
     report, _ = fuse_file(source, dest, epilogue=True)
     if report.epilogue is not None and report.epilogue.folded:
         fused = f"{len(report.fused)} SimAM subgraph(s) fused, " if report.fused else ""
-        return True, f"fuse --epilogue: {fused}{report.epilogue.summary()}"
+        return True, f"fuse --epilogue: {fused}{report.epilogue.summary().removeprefix('epilogue: ')}"
     return False, "fuse --epilogue: nothing to fold after the SimAM nodes"
 
 
