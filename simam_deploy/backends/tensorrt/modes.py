@@ -223,10 +223,11 @@ def _mb(n: int | None) -> str:
     return "?" if n is None else f"{n / 1e6:.2f} MB"
 
 
-def _reason(best: Candidate, others: list[Candidate], timed: bool, note: str) -> str:
-    """Why ``best`` was kept, against the runner-up."""
+def _reason(best: Candidate, others: list[Candidate], timed: bool, note: str, rest: list[Candidate]) -> str:
+    """Why ``best`` was kept, against the runner-up (``rest``: the forms that did not build)."""
     if not others:
-        return f"{best.form}: the only form that built{note}"
+        why = ", ".join(f"{c.form} {c.status}" for c in rest)
+        return f"{best.form}: the only form that built" + (f" ({why})" if why else "")
     second = others[0]
     if timed:
         assert best.latency_ms is not None and second.latency_ms is not None
@@ -321,7 +322,11 @@ def build_with_mode(
         onnx=str(source),
         mode=mode,
         form=best.form,
-        reason=_reason(best, ranked[1:], timed, note) if mode == "auto" else f"--mode {mode}",
+        reason=(
+            _reason(best, ranked[1:], timed, note, [c for c in candidates if c.status != "built"])
+            if mode == "auto"
+            else f"--mode {mode}"
+        ),
     )
     report.candidates = [c.to_dict() for c in candidates]
     for entry in report.candidates:  # the discarded engines (and the temporary files) are gone
