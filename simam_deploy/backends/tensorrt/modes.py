@@ -131,7 +131,7 @@ class Candidate:
         }
 
 
-def _first_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException) -> str:
     text = exc.message if isinstance(exc, SimamDeployError) else str(exc)
     return " ".join(text.split())
 
@@ -152,7 +152,7 @@ def _make_forms(
         try:
             changed, made = form.make(source, dest)
         except SimamDeployError as exc:
-            candidates.append(Candidate(form.name, "not made", "failed", _first_line(exc)))
+            candidates.append(Candidate(form.name, "not made", "failed", _one_line(exc)))
             continue
         if not changed and form.same_as in names:
             candidates.append(Candidate(form.name, made, "skipped", f"the same network as {form.same_as}"))
@@ -290,7 +290,7 @@ def build_with_mode(
                 c.report = build_engine(c.onnx, c.engine, **asdict(options))
                 c.status = "built"
             except SimamDeployError as exc:
-                c.status, c.error = "failed", _first_line(exc)
+                c.status, c.error = "failed", _one_line(exc)
                 say(f"  {c.form} failed: {c.error}")
         built = [c for c in candidates if c.status == "built"]
         if not built:
@@ -307,7 +307,7 @@ def build_with_mode(
             except SimamDeployError as exc:  # e.g. an RTX engine on a GPU RTX does not run on
                 for c in built:
                     c.latency_ms, c.runs = None, 0
-                note = f"; not timed: {_first_line(exc)}"
+                note = f"; not timed: {_one_line(exc)}"
                 say(f"  timing failed, the plans decide{note}")
         elif len(built) > 1:
             note = "; not timed: " + ("--runs 0" if runs == 0 else "no GPU here")
