@@ -4,10 +4,12 @@
 //
 // Per plane, two sweeps; only the first comes from memory, the second hits L1/L2 (a 56x56 fp32
 // plane is 12 KiB):
-//   0. shift  = mean of 4 vectors spread over the plane (only needs to be close; checked)
+//   0. shift  = mean of 8 vectors spread over the plane, or its first element when it is
+//               smaller than that (only needs to be close; checked)
 //   1. s1 = sum(x - shift), s2 = sum((x - shift)^2) in one sweep  -> exact-enough mean and M2
 //   2. y  = x * sigmoid(((x - shift) - c)^2 * k + 0.5)             with c = s1 / P
-//      (the sigmoid from FMAs only: 2^t and a reciprocal by Newton steps, see below)
+//      (the sigmoid from FMAs only: 2^t and a reciprocal, as precise as the storage type needs)
+// Small planes go in groups: the statistics of several planes, then their sweeps (see Planes).
 // Subtracting the shift first keeps the statistics accurate when |mean| >> std: x - shift is
 // exact there (Sterbenz), so nothing cancels catastrophically. Partial sums run in fp32 vector
 // lanes (two vectors per step, short chains) over blocks of 1024 elements; blocks merge in double.
