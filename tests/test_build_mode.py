@@ -98,7 +98,9 @@ def test_a_form_that_fails_to_build_is_reported_and_skipped(r20, tmp_path):
     for form in ("plugin", "plugin+epilogue"):
         assert forms[form]["status"] == "failed" and "no-such-libsimam_trt_plugin" in forms[form]["error"]
     assert report.form == "as-is" and (tmp_path / "e").is_file()
-    assert report.reason.startswith("as-is: the only form that built")
+    assert report.reason == (
+        "as-is: the only form that built (plugin failed, plugin+epilogue failed, decomposed skipped)"
+    )
 
 
 @needs_rtx
@@ -110,6 +112,19 @@ def test_every_form_failing_is_an_input_error_naming_each(r20, tmp_path):
     assert "no form of" in info.value.message
     assert "as-is: " in info.value.message and "plugin: " in info.value.message
     assert not (tmp_path / "e").exists()
+
+
+@needs_rtx
+def test_a_file_that_is_not_onnx_fails_every_form_with_exit_2(tmp_path, capsys):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not a protobuf at all")
+    code, out, err = run_cli(
+        ["build", str(bad), "-o", str(tmp_path / "e.engine"), "--runtime", "tensorrt-rtx", "--mode", "auto"],
+        capsys,
+    )
+    assert code == 2, out + err
+    assert "no form of model.onnx built" in err and "plugin: " in err and "decomposed: " in err
+    assert not (tmp_path / "e.engine").exists()
 
 
 def test_unknown_mode_and_negative_runs_are_refused(tmp_path):

@@ -70,7 +70,7 @@ def _make_plugin_epilogue(source: Path, dest: Path) -> tuple[bool, str]:
     report, _ = fuse_file(source, dest, epilogue=True)
     if report.epilogue is not None and report.epilogue.folded:
         fused = f"{len(report.fused)} SimAM subgraph(s) fused, " if report.fused else ""
-        return True, f"fuse --epilogue: {fused}{report.epilogue.summary()}"
+        return True, f"fuse --epilogue: {fused}{report.epilogue.summary().removeprefix('epilogue: ')}"
     return False, "fuse --epilogue: nothing to fold after the SimAM nodes"
 
 
@@ -131,7 +131,7 @@ class Candidate:
         }
 
 
-def _first_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException) -> str:
     text = exc.message if isinstance(exc, SimamDeployError) else str(exc)
     return " ".join(text.split())
 
@@ -152,7 +152,7 @@ def _make_forms(
         try:
             changed, made = form.make(source, dest)
         except SimamDeployError as exc:
-            candidates.append(Candidate(form.name, "not made", "failed", _first_line(exc)))
+            candidates.append(Candidate(form.name, "not made", "failed", _one_line(exc)))
             continue
         if not changed and form.same_as in names:
             candidates.append(Candidate(form.name, made, "skipped", f"the same network as {form.same_as}"))
@@ -193,7 +193,8 @@ def _time(built: list[Candidate], options: BuildOptions, runs: int, say: Callabl
     runners, inputs = [], []
     for c in built:
         assert c.engine is not None and c.report is not None
-        runner = TensorRTRunner(c.engine, options.plugin_lib, runtime=options.runtime)
+        # the runtime that built it (runtime "auto" may have fallen through to TensorRT for RTX)
+        runner = TensorRTRunner(c.engine, options.plugin_lib, runtime=c.report.runtime)
         runners.append(runner)
         inputs.append(_opt_inputs(runner, c.report.profiles))
     rounds = min(5, runs)
@@ -222,10 +223,11 @@ def _mb(n: int | None) -> str:
     return "?" if n is None else f"{n / 1e6:.2f} MB"
 
 
-def _reason(best: Candidate, others: list[Candidate], timed: bool, note: str) -> str:
-    """Why ``best`` was kept, against the runner-up."""
+def _reason(best: Candidate, others: list[Candidate], timed: bool, note: str, rest: list[Candidate]) -> str:
+    """Why ``best`` was kept, against the runner-up (``rest``: the forms that did not build)."""
     if not others:
-        return f"{best.form}: the only form that built{note}"
+        why = ", ".join(f"{c.form} {c.status}" for c in rest)
+        return f"{best.form}: the only form that built" + (f" ({why})" if why else "")
     second = others[0]
     if timed:
         assert best.latency_ms is not None and second.latency_ms is not None
@@ -288,7 +290,7 @@ def build_with_mode(
                 c.report = build_engine(c.onnx, c.engine, **asdict(options))
                 c.status = "built"
             except SimamDeployError as exc:
-                c.status, c.error = "failed", _first_line(exc)
+                c.status, c.error = "failed", _one_line(exc)
                 say(f"  {c.form} failed: {c.error}")
         built = [c for c in candidates if c.status == "built"]
         if not built:
@@ -305,7 +307,7 @@ def build_with_mode(
             except SimamDeployError as exc:  # e.g. an RTX engine on a GPU RTX does not run on
                 for c in built:
                     c.latency_ms, c.runs = None, 0
-                note = f"; not timed: {_first_line(exc)}"
+                note = f"; not timed: {_one_line(exc)}"
                 say(f"  timing failed, the plans decide{note}")
         elif len(built) > 1:
             note = "; not timed: " + ("--runs 0" if runs == 0 else "no GPU here")
@@ -320,7 +322,11 @@ def build_with_mode(
         onnx=str(source),
         mode=mode,
         form=best.form,
-        reason=_reason(best, ranked[1:], timed, note) if mode == "auto" else f"--mode {mode}",
+        reason=(
+            _reason(best, ranked[1:], timed, note, [c for c in candidates if c.status != "built"])
+            if mode == "auto"
+            else f"--mode {mode}"
+        ),
     )
     report.candidates = [c.to_dict() for c in candidates]
     for entry in report.candidates:  # the discarded engines (and the temporary files) are gone
