@@ -122,8 +122,22 @@ def attribute(kind: int, value: bytes) -> bytes:
     return bytes([kind]) + value.ljust(8, b"\0")
 
 
-def ort(op: int, name: bytes, lam, unb, dims: tuple[int, ...], in_place: int = 0) -> bytes:
-    return bytes([op, len(name)]) + name + lam + unb + bytes([len(dims), *dims, in_place]) + PAYLOAD
+def ort(
+    op: int, name: bytes, lam, unb, dims: tuple[int, ...], in_place: int = 0, epilogue: bytes | None = None
+) -> bytes:
+    """``epilogue``: affine attribute + residual attribute + activation (kind, text choice) + input count
+    (0: as the attributes say) + scale/bias length offset (0: C); absent attributes by default."""
+    absent = attribute(0, b"")
+    epilogue = epilogue if epilogue is not None else absent + absent + bytes([0, 0, 0, 0])
+    return (
+        bytes([op, len(name)]) + name + lam + unb + epilogue + bytes([len(dims), *dims, in_place]) + PAYLOAD
+    )
+
+
+def epi(affine: int, residual: int, activation: int, kind: int = 3, count: int = 0, offset: int = 0) -> bytes:
+    """The epilogue part of an ORT seed; activation indexes none, relu, silu, gelu, ""."""
+    flags = attribute(2, struct.pack("<q", affine)) + attribute(2, struct.pack("<q", residual))
+    return flags + bytes([kind, activation, count, offset])
 
 
 def ort_seeds() -> dict[str, bytes]:
@@ -146,6 +160,14 @@ def ort_seeds() -> dict[str, bytes]:
         "unbiased_two": ort(0, b"u", lam, attribute(2, struct.pack("<q", 2)), (1, 1, 2, 2)),
         "unbiased_float": ort(0, b"uf", lam, attribute(1, struct.pack("<f", 1.0)), (1, 1, 2, 2)),
         "unbiased_list": ort(0, b"ul", lam, attribute(5, struct.pack("<q", 1)), (1, 1, 2, 2)),
+        "epilogue_all": ort(0, b"block", lam, one, (2, 3, 4, 5), epilogue=epi(1, 1, 1)),
+        "epilogue_fp16_in_place": ort(1, b"h", lam, one, (1, 4, 6, 6), 1, epi(1, 1, 2)),
+        "epilogue_residual_silu": ort(2, b"r", lam, zero, (2, 2, 3, 3), epilogue=epi(0, 1, 2)),
+        "epilogue_activation_gelu": ort(0, b"g", lam, one, (1, 2, 3, 3), epilogue=epi(0, 0, 3)),
+        "epilogue_activation_int": ort(0, b"ai", lam, one, (1, 2, 3, 3), epilogue=epi(0, 0, 1, kind=2)),
+        "epilogue_affine_two": ort(0, b"a2", lam, one, (1, 2, 3, 3), epilogue=epi(2, 0, 0)),
+        "epilogue_count_short": ort(0, b"c", lam, one, (1, 2, 3, 3), epilogue=epi(1, 1, 0, count=3)),
+        "epilogue_scale_short": ort(0, b"s", lam, one, (2, 4, 3, 3), epilogue=epi(1, 0, 0, offset=1)),
     }
 
 

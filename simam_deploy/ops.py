@@ -14,6 +14,12 @@ Contract of the op (shared with the ONNX node and the TensorRT plugin):
   * e_lambda must be finite and > 0; a 1x1 plane needs ``unbiased=False`` (H*W-1 would be 0).
 Gradients: the backward pass differentiates the decomposed formula in fp32 (inference is the
 purpose; the backward exists so a fused model can still be fine-tuned).
+
+The fused epilogue (keyword arguments of ``simam`` and ``simam_numpy``; op
+``torch.ops.simam_deploy.simam_epilogue``): ``act(SimAM(x) * scale[c] + bias[c] + residual)`` in one
+pass, fp32 math and one rounding: ``scale``/``bias`` 1-D with C elements (both or neither, e.g. a
+folded BatchNorm), ``residual`` of x's shape, ``activation`` "none", "relu" or "silu"; all of x's
+dtype and device. Without them the plain op runs, unchanged.
 """
 
 from __future__ import annotations
@@ -154,9 +160,183 @@ def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
 _simam_op.register_autograd(_backward, setup_context=_setup_backward)
 
 
-def simam(x: torch.Tensor, e_lambda: float = CIFAR_LAMBDA, unbiased: bool = True) -> torch.Tensor:
-    """Fused SimAM of a 4-D NCHW tensor (see the module docstring for the contract)."""
-    return torch.ops.simam_deploy.simam(x, float(e_lambda), bool(unbiased))
+# ---- the fused epilogue ----------------------------------------------------------------------
+ACTIVATIONS = ("none", "relu", "silu")  # index = the C API's simam_activation code
+
+
+def _activation_code(activation: str) -> int:
+    if activation not in ACTIVATIONS:
+        raise InputError(
+            f"unknown SimAM epilogue activation {activation!r}",
+            f"use one of {', '.join(ACTIVATIONS)}",
+        )
+    return ACTIVATIONS.index(activation)
+
+
+def _check_epilogue(
+    shape: tuple[int, ...],
+    dtype: Any,
+    scale: Any,
+    bias: Any,
+    residual: Any,
+    activation: str,
+) -> int:
+    """Checks the epilogue's operands against x (shape, dtype); returns the activation code."""
+    if (scale is None) != (bias is None):
+        raise InputError(
+            "the SimAM epilogue takes scale and bias together, got only "
+            + ("bias" if scale is None else "scale"),
+            "pass scale=ones(C) for a bias alone, bias=zeros(C) for a scale alone",
+        )
+    for name, t in (("scale", scale), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (shape[1],):
+            raise InputError(
+                f"SimAM epilogue {name} must be 1-D with C={shape[1]} elements, got shape {tuple(t.shape)}",
+                "one value per channel (a folded BatchNorm: scale = gamma / sqrt(var + eps))",
+            )
+    if residual is not None and tuple(residual.shape) != tuple(shape):
+        raise InputError(
+            f"SimAM epilogue residual must have x's shape {tuple(shape)}, got {tuple(residual.shape)}",
+            "pass the tensor added after SimAM in the block",
+        )
+    for name, t in (("scale", scale), ("bias", bias), ("residual", residual)):
+        if t is not None and t.dtype != dtype:
+            got, want = (str(d).removeprefix("torch.") for d in (t.dtype, dtype))
+            raise InputError(
+                f"SimAM epilogue {name} is {got} but x is {want}", f"convert {name} to x's dtype"
+            )
+    return _activation_code(activation)
+
+
+def _epilogue_decomposed(
+    x: torch.Tensor,
+    e_lambda: float,
+    unbiased: bool,
+    scale: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor | None,
+    activation: str,
+) -> torch.Tensor:
+    z = simam_decomposed(x, e_lambda, unbiased)
+    if scale is not None and bias is not None:
+        z = z * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    if residual is not None:
+        z = z + residual
+    if activation == "relu":
+        z = torch.relu(z)
+    elif activation == "silu":
+        z = torch.nn.functional.silu(z)
+    return z
+
+
+def _ptr(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+@torch.library.custom_op("simam_deploy::simam_epilogue", mutates_args=())
+def _simam_epilogue_op(
+    x: torch.Tensor,
+    e_lambda: float,
+    unbiased: bool,
+    scale: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor | None,
+    activation: str,
+) -> torch.Tensor:
+    _check_tensor(x, unbiased)
+    e_lambda = _check_lambda(e_lambda)
+    act = _check_epilogue(tuple(x.shape), x.dtype, scale, bias, residual, activation)
+    for name, t in (("scale", scale), ("bias", bias), ("residual", residual)):
+        if t is not None and t.device != x.device:
+            raise InputError(f"SimAM epilogue {name} is on {t.device} but x is on {x.device}", "move it")
+    x = x.contiguous()
+    scale, bias, residual = (None if t is None else t.contiguous() for t in (scale, bias, residual))
+    y = torch.empty_like(x)
+    if x.numel() == 0:
+        return y
+    n, c, h, w = x.shape
+    args = (x.data_ptr(), y.data_ptr(), n, c, h, w, DTYPE_CODES[x.dtype], e_lambda, unbiased)
+    epilogue = {"scale": _ptr(scale), "bias": _ptr(bias), "residual": _ptr(residual), "activation": act}
+    native = _native()
+    if x.device.type == "cpu":
+        native.run_cpu(*args, **epilogue)
+    elif x.device.type == "cuda":
+        if not native.has_cuda():
+            raise MissingDependencyError(
+                f"got a CUDA tensor ({x.device}) but simam_deploy._C was built without the CUDA kernels",
+                REBUILD_HINT,
+            )
+        with torch.cuda.device(x.device):
+            stream = torch.cuda.current_stream(x.device).cuda_stream
+            workspace_bytes = native.run_cuda_workspace_size(n, c, h, w, DTYPE_CODES[x.dtype])
+            workspace = (
+                torch.empty(workspace_bytes, dtype=torch.uint8, device=x.device) if workspace_bytes else None
+            )
+            native.run_cuda(
+                *args, **epilogue, stream=stream, workspace=_ptr(workspace), workspace_bytes=workspace_bytes
+            )
+    else:
+        raise InputError(
+            f"the fused SimAM kernel runs on cpu and cuda tensors, got {x.device}", "move the tensor"
+        )
+    return y
+
+
+@_simam_epilogue_op.register_fake
+def _simam_epilogue_fake(
+    x: torch.Tensor,
+    e_lambda: float,
+    unbiased: bool,
+    scale: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor | None,
+    activation: str,
+) -> torch.Tensor:
+    _check_tensor(x, unbiased)
+    _check_lambda(e_lambda)
+    _check_epilogue(tuple(x.shape), x.dtype, scale, bias, residual, activation)
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _setup_epilogue_backward(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    x, e_lambda, unbiased, scale, bias, residual, activation = inputs
+    ctx.save_for_backward(x, scale, bias, residual)
+    ctx.e_lambda, ctx.unbiased, ctx.activation = e_lambda, unbiased, activation
+
+
+def _epilogue_backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+    saved = ctx.saved_tensors
+    with torch.enable_grad():
+        inputs = [None if t is None else t.detach().float().requires_grad_(True) for t in saved]
+        x, scale, bias, residual = inputs
+        assert x is not None  # x is always saved; the others may be None
+        z = _epilogue_decomposed(x, ctx.e_lambda, ctx.unbiased, scale, bias, residual, ctx.activation)
+        wanted = [t for t in inputs if t is not None]
+        grads = iter(torch.autograd.grad(z, wanted, grad.float()))
+    out = [None if t is None else next(grads).to(s.dtype) for t, s in zip(inputs, saved, strict=True)]
+    return out[0], None, None, out[1], out[2], out[3], None
+
+
+_simam_epilogue_op.register_autograd(_epilogue_backward, setup_context=_setup_epilogue_backward)
+
+
+def simam(
+    x: torch.Tensor,
+    e_lambda: float = CIFAR_LAMBDA,
+    unbiased: bool = True,
+    *,
+    scale: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
+    activation: str = "none",
+) -> torch.Tensor:
+    """Fused SimAM of a 4-D NCHW tensor, optionally with the fused epilogue (see the module
+    docstring for the contract)."""
+    if scale is None and bias is None and residual is None and activation == "none":
+        return torch.ops.simam_deploy.simam(x, float(e_lambda), bool(unbiased))
+    return torch.ops.simam_deploy.simam_epilogue(
+        x, float(e_lambda), bool(unbiased), scale, bias, residual, str(activation)
+    )
 
 
 # ---- numpy ----------------------------------------------------------------------------------
@@ -170,10 +350,20 @@ def _numpy_dtype_codes() -> dict[np.dtype, int]:
     return codes
 
 
-def simam_numpy(x: np.ndarray, e_lambda: float = CIFAR_LAMBDA, unbiased: bool = True) -> np.ndarray:
-    """Fused SimAM of a 4-D NCHW numpy array on the CPU (float32, float16, ml_dtypes.bfloat16).
+def simam_numpy(
+    x: np.ndarray,
+    e_lambda: float = CIFAR_LAMBDA,
+    unbiased: bool = True,
+    *,
+    scale: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    residual: np.ndarray | None = None,
+    activation: str = "none",
+) -> np.ndarray:
+    """Fused SimAM of a 4-D NCHW numpy array on the CPU (float32, float16, ml_dtypes.bfloat16),
+    optionally with the fused epilogue ``act(SimAM(x) * scale[c] + bias[c] + residual)``.
 
-    Returns a new C-contiguous array of the same dtype; the input is never modified.
+    Returns a new C-contiguous array of the same dtype; no input is ever modified.
     """
     if not isinstance(x, np.ndarray):
         raise InputError(f"simam_numpy expects a numpy array, got {type(x).__name__}")
@@ -185,10 +375,25 @@ def simam_numpy(x: np.ndarray, e_lambda: float = CIFAR_LAMBDA, unbiased: bool = 
             "convert first, e.g. x.astype(np.float32)",
         )
     e_lambda = _check_lambda(e_lambda)
+    for name, a in (("scale", scale), ("bias", bias), ("residual", residual)):
+        if a is not None and not isinstance(a, np.ndarray):
+            raise InputError(f"simam_numpy's {name} must be a numpy array, got {type(a).__name__}")
+    act = _check_epilogue(x.shape, x.dtype, scale, bias, residual, activation)
     x = np.ascontiguousarray(x)
+    scale, bias, residual = (None if a is None else np.ascontiguousarray(a) for a in (scale, bias, residual))
     y = np.empty_like(x)
     if x.size == 0:
         return y
     n, c, h, w = x.shape
-    _native().forward_cpu(x.ctypes.data, y.ctypes.data, n, c, h, w, codes[x.dtype], e_lambda, bool(unbiased))
+    native = _native()
+    if scale is None and residual is None and act == 0:
+        native.forward_cpu(x.ctypes.data, y.ctypes.data, n, c, h, w, codes[x.dtype], e_lambda, bool(unbiased))
+        return y
+    native.run_cpu(
+        x.ctypes.data, y.ctypes.data, n, c, h, w, codes[x.dtype], e_lambda, bool(unbiased),
+        scale=0 if scale is None else scale.ctypes.data,
+        bias=0 if bias is None else bias.ctypes.data,
+        residual=0 if residual is None else residual.ctypes.data,
+        activation=act,
+    )  # fmt: skip
     return y

@@ -424,9 +424,9 @@ def test_openvino_rebuilds_the_epilogue(tmp_path, affine, residual, activation):
 
 
 def test_tensorrt_rtx_parser_hands_epilogue_nodes_to_the_plugin_not_the_function(exported, tmp_path):
-    """TensorRT for RTX's parser with a file carrying function overloads: the SimAM nodes must reach
-    our plugin (a plugin that knows the epilogue builds 9 plugin layers; one that does not refuses the
-    node's inputs in its own words). Expanding the local function instead would build 0 plugin layers."""
+    """TensorRT for RTX's parser on a file carrying the function overloads: every SimAM node (with its
+    scale, bias and residual inputs) becomes a plugin layer; expanding the local function instead
+    would build 0 plugin layers."""
     from simam_deploy.backends import tensorrt as simam_trt
     from simam_deploy.graph.pipeline import fuse_file
     from tests.test_tensorrt_rtx import HAVE_RTX, PLUGIN, WHY_NO_PLUGIN
@@ -435,11 +435,10 @@ def test_tensorrt_rtx_parser_hands_epilogue_nodes_to_the_plugin_not_the_function
         pytest.skip(WHY_NO_PLUGIN or "TensorRT for RTX wheels not installed")
     folded = tmp_path / "ep.onnx"
     fuse_file(exported("cifar-resnet20", 18), folded, epilogue=True, expect=9)
-    try:
-        report = simam_trt.build_engine(folded, tmp_path / "ep.engine", runtime="tensorrt-rtx")
-    except InputError as exc:
-        assert "SimAM: expects exactly one input" in exc.message, exc.message
-    else:
+    assert {f.overload for f in onnx.load(folded).functions} == {"affine_residual_relu"}
+    for precision in ("fp32", "fp16"):  # fp16: converted on the way (scale/bias with X)
+        engine = tmp_path / f"ep-{precision}.engine"
+        report = simam_trt.build_engine(folded, engine, precision=precision, runtime="tensorrt-rtx")
         assert report.simam_nodes == report.simam_plugin_layers == 9
 
 

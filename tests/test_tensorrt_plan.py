@@ -100,23 +100,10 @@ def test_an_fp16_build_reads_the_blocks_of_the_file_as_given(r20_files, tmp_path
 
 
 @needs_rtx_plugin
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_the_plugin_reads_the_convolutions_channel_last_tensors_without_a_transpose(
-    r20_files, tmp_path, precision
-):
-    """TensorRT for RTX produces channel-last tensors; offered kHWC only (the default on TensorRT >= 11
-    headers), the plugin takes them as they are: no transpose or reformat next to any SimAM block."""
-    plan = _build(r20_files["plugin"], tmp_path, precision).plan
-    assert plan["simam_blocks"] == 9 and plan["layout_kernels_next_to_simam"] == 0
-    for block in plan["blocks"]:
-        assert [k["role"] for k in block["kernels"]].count("simam") == 1, block
-        assert block["layout_kernels"] == 0, block
-
-
-@needs_rtx_plugin
 def test_simam_trt_formats_linear_brings_back_one_transpose_per_block(r20_files, tmp_path):
     """SIMAM_TRT_FORMATS=linear (read when the plugin's creator is made, so in a fresh process) offers
-    kLINEAR only, what the plugin did before layouts: the builder then transposes in front of every block."""
+    kLINEAR only, what the plugin did before layouts: the builder then transposes in front of every block
+    (the default, kHWC only, has none: see test_plugin_plan_targets_no_transpose_...)."""
     report = tmp_path / "linear.json"
     env = {**os.environ, "SIMAM_TRT_FORMATS": "linear"}
     done = subprocess.run(

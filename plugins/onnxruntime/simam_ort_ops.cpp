@@ -77,9 +77,17 @@ struct SimamKernel {
     std::string node_name;
     float e_lambda;
     int unbiased;
+    int affine;      // 1: inputs 1 and 2 are scale and bias
+    int residual;    // 1: the next input is R
+    int activation;  // simam_activation
     simam_dtype dtype;
     bool on_cuda;
+
+    size_t input_count() const { return static_cast<size_t>(1 + 2 * affine + residual); }
 };
+
+// The most inputs a node can have: X, scale, bias, R.
+constexpr size_t kMaxInputs = 4;
 
 std::string read_node_name(const OrtKernelInfo* info) {
     size_t size = 0;
@@ -117,8 +125,60 @@ bool has_attribute(const OrtKernelInfo* info, const char* name) {
            ok(g_api->KernelInfoGetAttributeArray_int64(info, name, nullptr, &size));
 }
 
+// An optional INT attribute 0 or 1 (default 0): the epilogue's affine and residual.
+OrtStatus* read_flag(const OrtKernelInfo* info, const std::string& label, const char* name, const char* meaning,
+                     int& out) {
+    int64_t value = 0;
+    OrtStatus* status = g_api->KernelInfoGetAttribute_int64(info, name, &value);
+    if (status != nullptr) {
+        g_api->ReleaseStatus(status);
+        if (has_attribute(info, name)) {
+            return make_error(ORT_INVALID_ARGUMENT,
+                              label + ": attribute " + name + " must be an INT 0 or 1 (" + meaning + ")");
+        }
+        value = 0;
+    }
+    if (value != 0 && value != 1) {
+        return make_error(ORT_INVALID_ARGUMENT, label + ": " + name + " must be 0 or 1 (" + meaning + "), got " +
+                                                    std::to_string(value));
+    }
+    out = static_cast<int>(value);
+    return nullptr;
+}
+
+// activation: optional STRING none | relu | silu (default none).
+OrtStatus* read_activation(const OrtKernelInfo* info, const std::string& label, int& out) {
+    size_t size = 0;
+    OrtStatus* status = g_api->KernelInfoGetAttribute_string(info, "activation", nullptr, &size);
+    if (status != nullptr) {
+        g_api->ReleaseStatus(status);
+        if (has_attribute(info, "activation")) {
+            return make_error(ORT_INVALID_ARGUMENT,
+                              label + ": attribute activation must be a STRING: none, relu or silu");
+        }
+        out = SIMAM_ACTIVATION_NONE;
+        return nullptr;
+    }
+    std::string text(size, '\0');
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelInfoGetAttribute_string(info, "activation", text.data(), &size));
+    text.resize(size > 0 ? size - 1 : 0);  // size counts the terminating NUL
+    if (text == "none") {
+        out = SIMAM_ACTIVATION_NONE;
+    } else if (text == "relu") {
+        out = SIMAM_ACTIVATION_RELU;
+    } else if (text == "silu") {
+        out = SIMAM_ACTIVATION_SILU;
+    } else {
+        for (char& c : text) c = (c >= 0x20 && c < 0x7F) ? c : '?';  // keep the message printable
+        return make_error(ORT_INVALID_ARGUMENT,
+                          label + ": activation must be none, relu or silu, got '" + text + "'");
+    }
+    return nullptr;
+}
+
 // The attribute contract (simam_deploy/graph/contract.py): e_lambda FLOAT, finite, > 0 (required);
-// unbiased INT 0 or 1 (default 1).
+// unbiased INT 0 or 1 (default 1); the epilogue: affine, residual INT 0/1 (default 0), activation
+// STRING none/relu/silu (default none), with 1 + 2*affine + residual inputs.
 OrtStatus* read_attributes(const OrtKernelInfo* info, SimamKernel& kernel) {
     const std::string label = node_label(kernel.node_name);
     float e_lambda = 0.0f;
@@ -151,6 +211,19 @@ OrtStatus* read_attributes(const OrtKernelInfo* info, SimamKernel& kernel) {
     }
     kernel.e_lambda = e_lambda;
     kernel.unbiased = static_cast<int>(unbiased);
+    SIMAM_ORT_RETURN_IF_ERROR(read_flag(info, label, "affine", "1: inputs 1 and 2 are scale and bias", kernel.affine));
+    SIMAM_ORT_RETURN_IF_ERROR(read_flag(info, label, "residual", "1: the last input is added", kernel.residual));
+    SIMAM_ORT_RETURN_IF_ERROR(read_activation(info, label, kernel.activation));
+    // The input count follows from the attributes (the schema lets inputs 1..3 be absent).
+    size_t inputs = 0;
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelInfo_GetInputCount(info, &inputs));
+    if (inputs != kernel.input_count()) {
+        return make_error(ORT_INVALID_ARGUMENT,
+                          label + " has " + std::to_string(inputs) + " inputs; with affine=" +
+                              std::to_string(kernel.affine) + " residual=" + std::to_string(kernel.residual) +
+                              " it takes " + std::to_string(kernel.input_count()) + " (X" +
+                              (kernel.affine ? ", scale, bias" : "") + (kernel.residual ? ", R" : "") + ")");
+    }
     return nullptr;
 }
 
@@ -189,9 +262,9 @@ void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<SimamKernel*
 // One range of planes per call, on whichever thread of ONNX Runtime's pool picks it up.
 struct PlaneRanges {
     const SimamKernel* kernel;
+    simam_problem problem;
     const void* x;
     void* y;
-    int64_t dims[4];
     int64_t planes;
     int64_t ranges;
     std::atomic<bool> failed{false};
@@ -203,9 +276,7 @@ void run_range(void* data, size_t index) {
     const int64_t i = static_cast<int64_t>(index);
     const int64_t first = i * job.planes / job.ranges;
     const int64_t end = (i + 1) * job.planes / job.ranges;
-    const SimamKernel& k = *job.kernel;
-    const simam_status status = simam_forward_cpu_planes(job.x, job.y, job.dims[0], job.dims[1], job.dims[2],
-                                                         job.dims[3], k.dtype, k.e_lambda, k.unbiased, first, end);
+    const simam_status status = simam_run_cpu_planes(&job.problem, job.x, job.y, first, end);
     if (status != SIMAM_OK && !job.failed.exchange(true)) {
         try {
             job.error = simam_last_error();
@@ -221,21 +292,20 @@ int64_t range_count(int64_t planes, int64_t plane_size) {
     return std::min({planes, by_work, max_ranges});
 }
 
-OrtStatus* run_cpu(const SimamKernel& kernel, OrtKernelContext* context, const void* x, void* y,
-                   const int64_t* dims) {
+OrtStatus* run_cpu(const SimamKernel& kernel, OrtKernelContext* context, const simam_problem& problem,
+                   const void* x, void* y) {
     PlaneRanges job;
     job.kernel = &kernel;
+    job.problem = problem;
     job.x = x;
     job.y = y;
-    std::copy(dims, dims + 4, job.dims);
-    job.planes = dims[0] * dims[1];
-    // An empty range validates shape and attributes once, so the ranges below cannot fail on them.
-    const simam_status status = simam_forward_cpu_planes(x, y, dims[0], dims[1], dims[2], dims[3], kernel.dtype,
-                                                         kernel.e_lambda, kernel.unbiased, 0, 0);
+    job.planes = problem.N * problem.C;
+    // Validating once (shape, attributes, epilogue operands) means the ranges below cannot fail on them.
+    const simam_status status = simam_problem_validate(&problem, x, y);
     if (status != SIMAM_OK) {
         return make_error(error_code(status), node_label(kernel.node_name) + ": " + simam_last_error());
     }
-    job.ranges = range_count(job.planes, dims[2] * dims[3]);
+    job.ranges = range_count(job.planes, problem.H * problem.W);
     if (job.ranges == 1) {
         run_range(&job, 0);
     } else {
@@ -246,14 +316,13 @@ OrtStatus* run_cpu(const SimamKernel& kernel, OrtKernelContext* context, const v
     return nullptr;
 }
 
-OrtStatus* run_cuda(const SimamKernel& kernel, OrtKernelContext* context, const void* x, void* y,
-                    const int64_t* dims) {
+OrtStatus* run_cuda(const SimamKernel& kernel, OrtKernelContext* context, const simam_problem& problem,
+                    const void* x, void* y) {
     void* stream = nullptr;
     SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelContext_GetGPUComputeStream(context, &stream));
     // No workspace: planes above 16384 elements take the kernel's one-block-per-plane path, which
     // needs no scratch whose lifetime would have to follow the stream.
-    const simam_status status = simam_forward_cuda(x, y, dims[0], dims[1], dims[2], dims[3], kernel.dtype,
-                                                   kernel.e_lambda, kernel.unbiased, stream);
+    const simam_status status = simam_run_cuda(&problem, x, y, nullptr, 0, stream);
     if (status != SIMAM_OK) {
         const OrtErrorCode code = status == SIMAM_ERR_CUDA ? ORT_EP_FAIL : error_code(status);
         return make_error(code, node_label(kernel.node_name) + ": " + simam_last_error());
@@ -261,36 +330,108 @@ OrtStatus* run_cuda(const SimamKernel& kernel, OrtKernelContext* context, const 
     return nullptr;
 }
 
-OrtStatus* input_dims(const OrtValue* input, int64_t* dims, size_t& rank) {
+// Rank, dimensions (up to 4 stored) and element type of a tensor.
+struct TensorInfo {
+    size_t rank = 0;
+    int64_t dims[4] = {0, 0, 0, 0};
+    ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+};
+
+OrtStatus* tensor_info(const OrtValue* value, TensorInfo& out) {
     OrtTensorTypeAndShapeInfo* info = nullptr;
-    SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorTypeAndShape(input, &info));
-    OrtStatus* status = g_api->GetDimensionsCount(info, &rank);
-    if (status == nullptr && rank == 4) status = g_api->GetDimensions(info, dims, 4);
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorTypeAndShape(value, &info));
+    OrtStatus* status = g_api->GetDimensionsCount(info, &out.rank);
+    if (status == nullptr && out.rank <= 4) status = g_api->GetDimensions(info, out.dims, out.rank);
+    if (status == nullptr) status = g_api->GetTensorElementType(info, &out.type);
     g_api->ReleaseTensorTypeAndShapeInfo(info);
     return status;
 }
 
+std::string type_text(ONNXTensorElementDataType type) {
+    switch (type) {
+        case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float";
+        case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return "float16";
+        case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return "bfloat16";
+        case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return "double";
+        default: return "element type " + std::to_string(static_cast<int>(type));
+    }
+}
+
+std::string shape_text(const TensorInfo& t) {
+    if (t.rank > 4) return "rank " + std::to_string(t.rank);
+    std::string text = "[";
+    for (size_t i = 0; i < t.rank; ++i) text += (i ? "," : "") + std::to_string(t.dims[i]);
+    return text + "]";
+}
+
+// Input `index` of the node, present, of the kernel's element type and the shape its role needs.
+OrtStatus* epilogue_input(const SimamKernel& kernel, OrtKernelContext* context, size_t index, const char* role,
+                          const TensorInfo& x, const void*& data) {
+    const std::string label = node_label(kernel.node_name);
+    const OrtValue* value = nullptr;
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelContext_GetInput(context, index, &value));
+    if (value == nullptr) {
+        return make_error(ORT_INVALID_ARGUMENT, label + ": input " + std::to_string(index) + " (" + role +
+                                                    ") is missing; the node's attributes say it is there");
+    }
+    TensorInfo t;
+    SIMAM_ORT_RETURN_IF_ERROR(tensor_info(value, t));
+    if (t.type != x.type) {
+        return make_error(ORT_INVALID_ARGUMENT, label + ": " + role + " is " + type_text(t.type) + ", X is " +
+                                                    type_text(x.type) + "; every input of the node has X's type");
+    }
+    const bool per_channel = std::string(role) != "R";
+    bool ok = per_channel ? (t.rank == 1 && t.dims[0] == x.dims[1]) : t.rank == 4;
+    for (size_t i = 0; ok && !per_channel && i < 4; ++i) ok = t.dims[i] == x.dims[i];
+    if (!ok) {
+        return make_error(ORT_INVALID_ARGUMENT,
+                          label + ": " + role + " has shape " + shape_text(t) + "; expected " +
+                              (per_channel ? "[" + std::to_string(x.dims[1]) + "] (one value per channel of X)"
+                                           : shape_text(x) + " (X's shape)"));
+    }
+    void* mutable_data = nullptr;
+    // The C API has no const getter in every release; the input is only read.
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorMutableData(const_cast<OrtValue*>(value), &mutable_data));
+    data = mutable_data;
+    return nullptr;
+}
+
 OrtStatus* compute_impl(void* op_kernel, OrtKernelContext* context) {
     const SimamKernel& kernel = *static_cast<const SimamKernel*>(op_kernel);
+    const std::string label = node_label(kernel.node_name);
+    size_t inputs = 0;
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelContext_GetInputCount(context, &inputs));
+    if (inputs != kernel.input_count()) {
+        return make_error(ORT_INVALID_ARGUMENT, label + " got " + std::to_string(inputs) + " inputs, expected " +
+                                                    std::to_string(kernel.input_count()));
+    }
     const OrtValue* input = nullptr;
     SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelContext_GetInput(context, 0, &input));
-    int64_t dims[4] = {0, 0, 0, 0};
-    size_t rank = 0;
-    SIMAM_ORT_RETURN_IF_ERROR(input_dims(input, dims, rank));
-    if (rank != 4) {
-        return make_error(ORT_INVALID_ARGUMENT, node_label(kernel.node_name) + ": input has rank " +
-                                                    std::to_string(rank) +
+    TensorInfo x;
+    SIMAM_ORT_RETURN_IF_ERROR(tensor_info(input, x));
+    if (x.rank != 4) {
+        return make_error(ORT_INVALID_ARGUMENT, label + ": input has rank " + std::to_string(x.rank) +
                                                     "; SimAM takes rank-4 NCHW tensors");
     }
+    simam_problem problem =
+        simam_problem_make(x.dims[0], x.dims[1], x.dims[2], x.dims[3], kernel.dtype, kernel.e_lambda, kernel.unbiased);
+    problem.activation = kernel.activation;
+    if (kernel.affine) {
+        SIMAM_ORT_RETURN_IF_ERROR(epilogue_input(kernel, context, 1, "scale", x, problem.scale));
+        SIMAM_ORT_RETURN_IF_ERROR(epilogue_input(kernel, context, 2, "bias", x, problem.bias));
+    }
+    if (kernel.residual) {
+        SIMAM_ORT_RETURN_IF_ERROR(epilogue_input(kernel, context, kernel.input_count() - 1, "R", x, problem.residual));
+    }
     OrtValue* output = nullptr;
-    SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelContext_GetOutput(context, 0, dims, 4, &output));
-    if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0 || dims[3] == 0) return nullptr;  // empty: nothing to do
-    void* x = nullptr;
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->KernelContext_GetOutput(context, 0, x.dims, 4, &output));
+    if (x.dims[0] == 0 || x.dims[1] == 0 || x.dims[2] == 0 || x.dims[3] == 0) return nullptr;  // empty
+    void* xp = nullptr;
     void* y = nullptr;
     // The C API has no const getter in every release; the input is only read.
-    SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorMutableData(const_cast<OrtValue*>(input), &x));
+    SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorMutableData(const_cast<OrtValue*>(input), &xp));
     SIMAM_ORT_RETURN_IF_ERROR(g_api->GetTensorMutableData(output, &y));
-    return kernel.on_cuda ? run_cuda(kernel, context, x, y, dims) : run_cpu(kernel, context, x, y, dims);
+    return kernel.on_cuda ? run_cuda(kernel, context, problem, xp, y) : run_cpu(kernel, context, problem, xp, y);
 }
 
 OrtStatusPtr ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
@@ -302,8 +443,13 @@ const char* ORT_API_CALL op_name(const OrtCustomOp*) { return kOpType; }
 const char* ORT_API_CALL op_provider(const OrtCustomOp* op) { return as_op(op).on_cuda ? kCudaProvider : nullptr; }
 ONNXTensorElementDataType ORT_API_CALL op_type(const OrtCustomOp* op, size_t) { return as_op(op).element_type; }
 size_t ORT_API_CALL one(const OrtCustomOp*) { return 1; }
+size_t ORT_API_CALL max_inputs(const OrtCustomOp*) { return kMaxInputs; }
 OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp*, size_t) {
     return INPUT_OUTPUT_REQUIRED;
+}
+// X is required; scale, bias and R are there when the attributes say so (checked when the kernel is made).
+OrtCustomOpInputOutputCharacteristic ORT_API_CALL input_characteristic(const OrtCustomOp*, size_t index) {
+    return index == 0 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
 }
 OrtMemType ORT_API_CALL default_memory(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
 int ORT_API_CALL min_arity(const OrtCustomOp*) { return 1; }
@@ -336,11 +482,11 @@ SimamOp make_op(ONNXTensorElementDataType element_type, simam_dtype dtype, bool 
     op.GetName = op_name;
     op.GetExecutionProviderType = op_provider;
     op.GetInputType = op_type;
-    op.GetInputTypeCount = one;
+    op.GetInputTypeCount = max_inputs;
     op.GetOutputType = op_type;
     op.GetOutputTypeCount = one;
     op.KernelDestroy = destroy_kernel;
-    op.GetInputCharacteristic = required;
+    op.GetInputCharacteristic = input_characteristic;
     op.GetOutputCharacteristic = required;
     op.GetInputMemoryType = default_memory;
     op.GetVariadicInputMinArity = min_arity;

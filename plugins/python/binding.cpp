@@ -49,6 +49,46 @@ void forward_cuda(uintptr_t x, uintptr_t y, int64_t n, int64_t c, int64_t h, int
     raise_on_failure(status);
 }
 
+// The full problem (simam.h): NCHW or NHWC, and the fused epilogue. Pointers of 0 mean "none".
+simam_problem make_problem(int64_t n, int64_t c, int64_t h, int64_t w, int dtype, float e_lambda, bool unbiased,
+                           uintptr_t scale, uintptr_t bias, uintptr_t residual, int activation, int layout,
+                           int64_t channel_stride) {
+    if (layout != SIMAM_LAYOUT_NCHW && layout != SIMAM_LAYOUT_NHWC) {
+        throw nb::value_error(("simam: unknown layout code " + std::to_string(layout) + " (use 0 NCHW, 1 NHWC)").c_str());
+    }
+    simam_problem p = simam_problem_make(n, c, h, w, dtype_from_code(dtype), e_lambda, unbiased ? 1 : 0);
+    p.scale = reinterpret_cast<const void*>(scale);
+    p.bias = reinterpret_cast<const void*>(bias);
+    p.residual = reinterpret_cast<const void*>(residual);
+    p.activation = activation;
+    p.layout = static_cast<simam_layout>(layout);  // validated in C
+    p.channel_stride = channel_stride;
+    return p;
+}
+
+void run_cpu(uintptr_t x, uintptr_t y, int64_t n, int64_t c, int64_t h, int64_t w, int dtype, float e_lambda,
+             bool unbiased, uintptr_t scale, uintptr_t bias, uintptr_t residual, int activation, int layout,
+             int64_t channel_stride) {
+    const simam_problem p =
+        make_problem(n, c, h, w, dtype, e_lambda, unbiased, scale, bias, residual, activation, layout, channel_stride);
+    simam_status status;
+    {
+        nb::gil_scoped_release released;
+        status = simam_run_cpu(&p, reinterpret_cast<const void*>(x), reinterpret_cast<void*>(y));
+    }
+    raise_on_failure(status);
+}
+
+void run_cuda(uintptr_t x, uintptr_t y, int64_t n, int64_t c, int64_t h, int64_t w, int dtype, float e_lambda,
+              bool unbiased, uintptr_t scale, uintptr_t bias, uintptr_t residual, int activation, int layout,
+              int64_t channel_stride, uintptr_t stream, uintptr_t workspace, size_t workspace_bytes) {
+    const simam_problem p =
+        make_problem(n, c, h, w, dtype, e_lambda, unbiased, scale, bias, residual, activation, layout, channel_stride);
+    raise_on_failure(simam_run_cuda(&p, reinterpret_cast<const void*>(x), reinterpret_cast<void*>(y),
+                                    reinterpret_cast<void*>(workspace), workspace_bytes,
+                                    reinterpret_cast<void*>(stream)));
+}
+
 }  // namespace
 
 NB_MODULE(_C, m) {
@@ -72,4 +112,25 @@ NB_MODULE(_C, m) {
           },
           nb::arg("n"), nb::arg("c"), nb::arg("h"), nb::arg("w"), nb::arg("dtype"),
           "Device scratch bytes that let huge planes (> 16384 elements) use several blocks each.");
+    m.attr("LAYOUT_NCHW") = static_cast<int>(SIMAM_LAYOUT_NCHW);
+    m.attr("LAYOUT_NHWC") = static_cast<int>(SIMAM_LAYOUT_NHWC);
+    m.attr("ACTIVATIONS") = nb::make_tuple("none", "relu", "silu");  // index = simam_activation code
+    m.def("run_cpu", &run_cpu, nb::arg("x"), nb::arg("y"), nb::arg("n"), nb::arg("c"), nb::arg("h"), nb::arg("w"),
+          nb::arg("dtype"), nb::arg("e_lambda"), nb::arg("unbiased"), nb::kw_only(), nb::arg("scale") = 0,
+          nb::arg("bias") = 0, nb::arg("residual") = 0, nb::arg("activation") = 0, nb::arg("layout") = 0,
+          nb::arg("channel_stride") = 0,
+          "SimAM with the fused epilogue act(y * scale[c] + bias[c] + residual) on host memory; scale, bias, "
+          "residual are data pointers or 0 (none).");
+    m.def("run_cuda", &run_cuda, nb::arg("x"), nb::arg("y"), nb::arg("n"), nb::arg("c"), nb::arg("h"),
+          nb::arg("w"), nb::arg("dtype"), nb::arg("e_lambda"), nb::arg("unbiased"), nb::kw_only(),
+          nb::arg("scale") = 0, nb::arg("bias") = 0, nb::arg("residual") = 0, nb::arg("activation") = 0,
+          nb::arg("layout") = 0, nb::arg("channel_stride") = 0, nb::arg("stream") = 0, nb::arg("workspace") = 0,
+          nb::arg("workspace_bytes") = 0, "run_cpu on device memory, launched asynchronously on `stream`.");
+    m.def("run_cuda_workspace_size",
+          [](int64_t n, int64_t c, int64_t h, int64_t w, int dtype, int layout, int64_t channel_stride) {
+              const simam_problem p = make_problem(n, c, h, w, dtype, 1.0f, false, 0, 0, 0, 0, layout, channel_stride);
+              return simam_run_cuda_workspace_size(&p);
+          },
+          nb::arg("n"), nb::arg("c"), nb::arg("h"), nb::arg("w"), nb::arg("dtype"), nb::kw_only(),
+          nb::arg("layout") = 0, nb::arg("channel_stride") = 0, "Device scratch bytes run_cuda can use.");
 }

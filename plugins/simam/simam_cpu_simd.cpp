@@ -87,22 +87,34 @@ struct Io<float> {
     static HWY_INLINE float First(const float* p) { return *p; }
 };
 
-// fp16 travels as hwy::float16_t: Highway converts with F16C / AVX-512 / NEON / SVE instructions
-// (exactly in software on targets without them).
+// fp16 travels as hwy::float16_t: Highway converts with F16C / AVX-512 / NEON / SVE instructions,
+// in software on targets without them (x86 before F16C: SSE4, SSSE3, SSE2; the portable ones).
+// That software widening (Highway 1.2, generic_ops-inl.h) reads the exponent 31 of Inf and NaN
+// as an ordinary one: 65536 .. 131008 instead. No finite fp16 is that large (65504 at most), so
+// those targets turn such values back into NaN, which makes the plane NaN as the float64
+// reference does (found by the every-target NaN test).
 template <>
 struct Io<hwy::float16_t> {
     static constexpr bool kHalves = true;
     using DH = hn::Rebind<hwy::float16_t, DF>;
+    static HWY_INLINE VF Widen(DF df, hn::Vec<DH> h) {
+        const VF v = hn::PromoteTo(df, h);
+#if (HWY_ARCH_X86 && HWY_TARGET >= HWY_SSE4) || HWY_TARGET == HWY_EMU128 || HWY_TARGET == HWY_SCALAR
+        return hn::IfThenElse(hn::Ge(hn::Abs(v), hn::Set(df, 65536.0f)), hn::NaN(df), v);
+#else
+        return v;
+#endif
+    }
     static HWY_INLINE void Load(DF df, const hwy::float16_t* HWY_RESTRICT p, VF& a, VF& b) {
         const DH dh;
-        a = hn::PromoteTo(df, hn::LoadU(dh, p));
-        b = hn::PromoteTo(df, hn::LoadU(dh, p + hn::Lanes(df)));
+        a = Widen(df, hn::LoadU(dh, p));
+        b = Widen(df, hn::LoadU(dh, p + hn::Lanes(df)));
     }
     static HWY_INLINE void LoadN(DF df, const hwy::float16_t* HWY_RESTRICT p, size_t count, VF& a, VF& b) {
         const DH dh;
         const size_t N = hn::Lanes(df);
-        a = hn::PromoteTo(df, hn::LoadN(dh, p, HWY_MIN(count, N)));
-        b = count > N ? hn::PromoteTo(df, hn::LoadN(dh, p + N, count - N)) : hn::Zero(df);
+        a = Widen(df, hn::LoadN(dh, p, HWY_MIN(count, N)));
+        b = count > N ? Widen(df, hn::LoadN(dh, p + N, count - N)) : hn::Zero(df);
     }
     static HWY_INLINE void Valid(DF df, size_t count, MF& ma, MF& mb) { Io<float>::Valid(df, count, ma, mb); }
     static HWY_INLINE void Store(DF df, VF a, VF b, hwy::float16_t* HWY_RESTRICT p) {

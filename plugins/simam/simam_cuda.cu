@@ -27,6 +27,7 @@
 #include <cub/warp/warp_reduce.cuh>
 
 #include "simam.h"
+#include "simam_cuda_common.cuh"
 #include "simam_internal.h"
 
 namespace {
@@ -37,43 +38,18 @@ constexpr int kWarp = 32;
 constexpr int kWarpKernelThreads = 256;
 constexpr int64_t kMaxGrid = int64_t{1} << 20;  // grid-stride beyond this many blocks
 
-// ---- element conversions and 128-bit packs ---------------------------------------------------
-__device__ __forceinline__ float to_f32(float v) { return v; }
-__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T>
-__device__ __forceinline__ T from_f32(float v);
-template <>
-__device__ __forceinline__ float from_f32<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
-    T v[VEC];
-};
+// Element conversions, 128-bit packs, the SimAM formula: shared with simam_cuda_nhwc.cu.
+using simam_cuda::from_f32;
+using simam_cuda::inverse_denominator;
+using simam_cuda::Pack;
+using simam_cuda::simam_value;
+using simam_cuda::to_f32;
 
 struct SumPair {
     __device__ __forceinline__ float2 operator()(const float2& a, const float2& b) const {
         return make_float2(a.x + b.x, a.y + b.y);
     }
 };
-
-// The output of one element given the plane's statistics.
-__device__ __forceinline__ float simam_value(float v, float shift, float correction, float inv_denominator) {
-    const float d = (v - shift) - correction;
-    const float z = d * d * inv_denominator + 0.5f;
-    return v / (1.0f + expf(-z));
-}
-
-// 1 / (4 (M2 / div + lambda)); M2 < 0 only by rounding. NaN stays NaN.
-__device__ __forceinline__ float inverse_denominator(float m2, float inv_divisor, float e_lambda) {
-    m2 = m2 < 0.0f ? 0.0f : m2;
-    return 1.0f / (4.0f * (m2 * inv_divisor + e_lambda));
-}
 
 // ---- the epilogue ------------------------------------------------------------------------------
 template <typename T>
@@ -502,7 +478,15 @@ cudaError_t dispatch_nchw(const simam_problem& p, const void* x, void* y, const 
 
 extern "C" size_t simam_run_cuda_workspace_size(const simam_problem* problem) {
     if (problem == nullptr) return 0;
-    if (problem->layout == SIMAM_LAYOUT_NHWC) return 0;  // no NHWC CUDA kernels in this build yet
+    if (problem->layout == SIMAM_LAYOUT_NHWC) {
+        // Pure arithmetic on any input, like simam_cuda_workspace_size: shapes the launch refuses
+        // (empty, or past 64-bit indexing) need no scratch, and are kept from the products below.
+        const simam_problem& p = *problem;
+        if (p.N <= 0 || p.C <= 0 || p.H <= 0 || p.W <= 0) return 0;
+        const int64_t limit = INT64_MAX / 4;
+        if (p.C > limit / p.N || p.H > limit / (p.N * p.C) || p.W > limit / (p.N * p.C * p.H)) return 0;
+        return simam_detail::cuda_nhwc_workspace_size(p);
+    }
     return simam_cuda_workspace_size(problem->N, problem->C, problem->H, problem->W, problem->dtype);
 }
 
@@ -512,9 +496,7 @@ extern "C" simam_status simam_run_cuda(const simam_problem* problem, const void*
     if (status != SIMAM_OK) return status;
     const simam_problem& p = *problem;
     if (p.layout == SIMAM_LAYOUT_NHWC) {
-        return simam_detail::set_error(SIMAM_ERR_INVALID_ARGUMENT,
-                                       "simam: this build has no NHWC CUDA kernels yet; pass an NCHW tensor "
-                                       "(or run NHWC on the CPU with simam_run_cpu)");
+        return simam_detail::launch_cuda_nhwc(p, x, y, workspace, workspace_bytes, stream);
     }
     const int64_t plane_size = p.H * p.W;
     const Launch launch{p.N * p.C, plane_size, p.e_lambda,

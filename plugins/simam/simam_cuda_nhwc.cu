@@ -25,14 +25,18 @@
 // Every thread only ever touches the pixels p = ty (mod rows) of its own channels, in every sweep
 // and every kernel, so y may equal x and the tile needs no barrier between sweeps.
 //
-// Which path the shapes of the networks take (fp16 / bf16 vectorised, H100 / A100 opt-in shared
-// memory; sm_86's 99 KB and sm_75's 64 KB budgets halve CT for 56x56):
-//   ResNet-50 at batch 32: 56x56 (C 64 / 256, CT 16: 100 KB tile), 28x28, 14x14, 7x7  -> tile
+// Which path the shapes of the networks take (plan_for; vectorised, H100 / A100: tile budget
+// 100 KB; sm_86's 99 KB and sm_75's 64 KB opt-in limits halve CT at 56x56):
+//   ResNet-50 at batch 32, fp16/bf16: 56x56 C 256: CT 16, 100 KB tile; 56x56 C 64: CT 8, 50 KB
+//     (CT halves while the grid has fewer than 2 blocks per SM); 28x28, 14x14, 7x7     -> tile
+//   ResNet-50 fp32 at 56x56: CT 8 (4 channels per thread) 100 KB, or CT 4, 50 KB       -> tile
 //   ResNet-20 (CIFAR) at batch 64: 32x32, 16x16, 8x8 (C 16 / 32 / 64)                  -> tile
-//   fp32 at 56x56: CT 8 (4 channels per thread, 2 lanes): 100 KB                         -> tile
-//   planes over ~6400 pixels in fp16 (~3200 in fp32), e.g. 96x96, 1024x1024             -> stream
-// At batch 1 a sample has only C / CT tiles: CT shrinks (down to VEC) to give every SM work, and
-// a shape with fewer tiles than SMs runs below the memory bandwidth (unmeasured).
+//   planes over ~6300 pixels (16 bytes per pixel at the narrowest vectorised tile), e.g.
+//     96x96, 1024x1024; scalar accesses (C or the stride not a multiple of 16 bytes): over
+//     ~51000 pixels in fp16, ~25000 in fp32                                             -> stream
+// At batch 1 a sample has only C / CT tiles (ResNet-50 56x56 C 64 in fp16: 8 blocks): CT shrinks
+// down to one 16-byte pack, and a shape with fewer tiles than SMs runs below the memory
+// bandwidth (unmeasured).
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -569,7 +573,13 @@ cudaError_t dispatch(const simam_problem& pr, const void* xv, void* yv, void* wo
 namespace simam_detail {
 
 size_t cuda_nhwc_workspace_size(const simam_problem& problem) {
-    return workspace_bytes_for(problem.N, problem.C, problem.H * problem.W);
+    const int64_t N = problem.N, C = problem.C, H = problem.H, W = problem.W;
+    if (N <= 0 || C <= 0 || H <= 0 || W <= 0) return 0;
+    // Shapes past 64-bit indexing are refused by the launch and need no scratch; checking first
+    // keeps the products from overflowing (chunks <= H*W, so the scratch is below 12 * N*C*H*W).
+    const int64_t limit = INT64_MAX / 16;
+    if (C > limit / N || H > limit / (N * C) || W > limit / (N * C * H)) return 0;
+    return workspace_bytes_for(N, C, H * W);
 }
 
 simam_status launch_cuda_nhwc(const simam_problem& problem, const void* x, void* y, void* workspace,

@@ -179,8 +179,9 @@ void nhwc_block(const simam_problem& p, const PlaneConstants& k, const T* x, T* 
     // First guess of each channel's mean: three pixels spread over the plane.
     float shift[kNhwcBlock];
     for (int64_t c = 0; c < cb; ++c) {
-        const float a = load(xs + c), m = load(xs + (pixels / 2) * stride + c), z = load(xs + (pixels - 1) * stride + c);
-        shift[c] = (a + m + z) * (1.0f / 3.0f);
+        const float first = load(xs + c), middle = load(xs + (pixels / 2) * stride + c);
+        const float last = load(xs + (pixels - 1) * stride + c);
+        shift[c] = (first + middle + last) * (1.0f / 3.0f);
     }
     double s1[kNhwcBlock], s2[kNhwcBlock];
     const auto moments = [&] {

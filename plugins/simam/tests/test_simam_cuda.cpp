@@ -3,7 +3,8 @@
 // one path of simam_cuda.cu: warp per plane, block per plane (vector and scalar loads), several
 // blocks per plane with workspace, the no-workspace sweep; plus in place, an unaligned pointer and
 // a non-default stream. Then the fused epilogue (simam_run_cuda: scale/bias, residual, activation)
-// on each path against simam_run_cpu of the same problem. Exit status: the number of failures; 77 (CTest: skipped) without a GPU.
+// on each path against simam_run_cpu of the same problem, and NHWC through simam_run_cuda.
+// Exit status: the number of failures; 77 (CTest: skipped) without a GPU.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -82,6 +83,8 @@ struct EpilogueCase {
     int activation;
     bool workspace, in_place;
     int offset;  // bytes added to x, y and the residual (4: unaligned, scalar loads)
+    simam_layout layout;     // NHWC: dispatched by simam_run_cuda to simam_cuda_nhwc.cu
+    int64_t channel_stride;  // NHWC pixel stride (0 = C)
 };
 
 size_t element_size(simam_dtype t) { return t == SIMAM_FLOAT32 ? 4 : 2; }
@@ -107,8 +110,12 @@ float get(const std::vector<unsigned char>& buf, simam_dtype t, size_t i) {
 }
 
 void run_epilogue_case(const EpilogueCase& k, cudaStream_t stream) {
-    const size_t total = static_cast<size_t>(k.n * k.c * k.h * k.w), es = element_size(k.dtype);
+    const int64_t stride = k.channel_stride != 0 ? k.channel_stride : k.c;
+    const size_t total = static_cast<size_t>(k.layout == SIMAM_LAYOUT_NHWC ? k.n * k.h * k.w * stride
+                                                                          : k.n * k.c * k.h * k.w);
+    const size_t es = element_size(k.dtype);
     const size_t bytes = total * es, cbytes = static_cast<size_t>(k.c) * es;
+    // expected starts as zeros, like the device y (cudaMemset below): NHWC padding must stay 0.
     std::vector<unsigned char> x(bytes), r(bytes), scale(cbytes), bias(cbytes), expected(bytes), got(bytes);
     for (size_t i = 0; i < total; ++i) {
         put(x, k.dtype, i, std::sin(0.37f * static_cast<float>(i)) * 3.0f + 0.5f);
@@ -123,6 +130,9 @@ void run_epilogue_case(const EpilogueCase& k, cudaStream_t stream) {
     p.bias = k.affine ? bias.data() : nullptr;
     p.residual = k.residual ? r.data() : nullptr;
     p.activation = k.activation;
+    p.layout = k.layout;
+    p.channel_stride = k.channel_stride;
+    if (k.in_place) expected = x;
     if (simam_run_cpu(&p, x.data(), expected.data()) != SIMAM_OK) {
         check(false, simam_last_error(), k.n, k.c, k.h, k.w);
         return;
@@ -147,6 +157,7 @@ void run_epilogue_case(const EpilogueCase& k, cudaStream_t stream) {
     dp.residual = k.residual ? rp : nullptr;
     const size_t ws_bytes = k.workspace ? simam_run_cuda_workspace_size(&dp) : 0;
     if (ws_bytes > 0 && !cuda_ok(cudaMalloc(&ws, ws_bytes), "cudaMalloc workspace")) return;
+    cuda_ok(cudaMemsetAsync(dy, 0, bytes + 16, stream), "clear y");
     cuda_ok(cudaMemcpyAsync(xp, x.data(), bytes, cudaMemcpyHostToDevice, stream), "copy x");
     cuda_ok(cudaMemcpyAsync(rp, r.data(), bytes, cudaMemcpyHostToDevice, stream), "copy residual");
     cuda_ok(cudaMemcpyAsync(dscale, scale.data(), cbytes, cudaMemcpyHostToDevice, stream), "copy scale");
@@ -170,10 +181,10 @@ void run_epilogue_case(const EpilogueCase& k, cudaStream_t stream) {
     }
     char what[160];
     std::snprintf(what, sizeof what,
-                  "epilogue dtype %d affine %d residual %d act %d workspace %d in_place %d offset %d: CUDA and CPU "
-                  "differ (worst %.3g of the bound)",
-                  static_cast<int>(k.dtype), k.affine, k.residual, k.activation, k.workspace, k.in_place, k.offset,
-                  worst);
+                  "epilogue layout %d stride %lld dtype %d affine %d residual %d act %d workspace %d in_place %d "
+                  "offset %d: CUDA and CPU differ (worst %.3g of the bound)",
+                  static_cast<int>(k.layout), static_cast<long long>(k.channel_stride), static_cast<int>(k.dtype),
+                  k.affine, k.residual, k.activation, k.workspace, k.in_place, k.offset, worst);
     check(worst <= 1.0, what, k.n, k.c, k.h, k.w);
     cudaFree(dx);
     cudaFree(dy);
@@ -201,17 +212,32 @@ int main() {
     run_case(1, 2, 129, 129, true, true, 0, stream);     // the same, in place
     run_case(1, 2, 129, 129, false, false, 0, stream);   // no workspace: the sweep fallback
     const EpilogueCase epilogue_cases[] = {
-        // n, c, h, w, dtype, affine, residual, act, workspace, in_place, offset
-        {4, 16, 7, 7, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_RELU, false, false, 0},       // warp
-        {2, 8, 14, 14, SIMAM_FLOAT16, true, false, SIMAM_ACTIVATION_SILU, false, true, 0},      // warp, in place
-        {2, 8, 28, 28, SIMAM_FLOAT16, false, true, SIMAM_ACTIVATION_RELU, false, false, 0},     // block, vector
-        {2, 8, 28, 28, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_NONE, false, true, 0},       // block, in place
-        {2, 8, 28, 28, SIMAM_BFLOAT16, true, true, SIMAM_ACTIVATION_SILU, false, false, 0},     // block, bf16
-        {1, 3, 113, 97, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_SILU, false, false, 4},     // block, scalar
-        {1, 2, 129, 129, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_RELU, true, false, 0},     // chunks
-        {1, 2, 129, 129, SIMAM_FLOAT16, true, true, SIMAM_ACTIVATION_SILU, true, true, 0},      // chunks, in place
-        {1, 2, 129, 129, SIMAM_FLOAT32, false, true, SIMAM_ACTIVATION_SILU, false, false, 0},   // sweep
-        {1, 2, 129, 129, SIMAM_BFLOAT16, true, false, SIMAM_ACTIVATION_RELU, false, false, 4},  // sweep, scalar
+        // n, c, h, w, dtype, affine, residual, act, workspace, in_place, offset, layout, channel stride
+        // warp
+        {4, 16, 7, 7, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_RELU, false, false, 0, SIMAM_LAYOUT_NCHW, 0},
+        // warp, in place
+        {2, 8, 14, 14, SIMAM_FLOAT16, true, false, SIMAM_ACTIVATION_SILU, false, true, 0, SIMAM_LAYOUT_NCHW, 0},
+        // block, vector
+        {2, 8, 28, 28, SIMAM_FLOAT16, false, true, SIMAM_ACTIVATION_RELU, false, false, 0, SIMAM_LAYOUT_NCHW, 0},
+        // block, in place
+        {2, 8, 28, 28, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_NONE, false, true, 0, SIMAM_LAYOUT_NCHW, 0},
+        // block, bf16
+        {2, 8, 28, 28, SIMAM_BFLOAT16, true, true, SIMAM_ACTIVATION_SILU, false, false, 0, SIMAM_LAYOUT_NCHW, 0},
+        // block, scalar
+        {1, 3, 113, 97, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_SILU, false, false, 4, SIMAM_LAYOUT_NCHW, 0},
+        // chunks
+        {1, 2, 129, 129, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_RELU, true, false, 0, SIMAM_LAYOUT_NCHW, 0},
+        // chunks, in place
+        {1, 2, 129, 129, SIMAM_FLOAT16, true, true, SIMAM_ACTIVATION_SILU, true, true, 0, SIMAM_LAYOUT_NCHW, 0},
+        // sweep
+        {1, 2, 129, 129, SIMAM_FLOAT32, false, true, SIMAM_ACTIVATION_SILU, false, false, 0, SIMAM_LAYOUT_NCHW, 0},
+        // sweep, scalar
+        {1, 2, 129, 129, SIMAM_BFLOAT16, true, false, SIMAM_ACTIVATION_RELU, false, false, 4, SIMAM_LAYOUT_NCHW, 0},
+        // NHWC through simam_run_cuda (the kernels' own test is test_simam_cuda_nhwc.cpp): padding
+        // channels (y starts zeroed on both sides) must stay untouched.
+        {2, 5, 7, 9, SIMAM_FLOAT16, true, true, SIMAM_ACTIVATION_RELU, false, false, 0, SIMAM_LAYOUT_NHWC, 8},
+        {2, 5, 7, 9, SIMAM_BFLOAT16, true, false, SIMAM_ACTIVATION_SILU, false, true, 0, SIMAM_LAYOUT_NHWC, 16},
+        {1, 3, 129, 129, SIMAM_FLOAT32, true, true, SIMAM_ACTIVATION_SILU, true, false, 0, SIMAM_LAYOUT_NHWC, 0},
     };
     for (const EpilogueCase& k : epilogue_cases) run_epilogue_case(k, stream);
     cudaStreamDestroy(stream);

@@ -1,6 +1,5 @@
-// The channel-last CUDA kernels (simam_cuda_nhwc.cu, through simam_detail::launch_cuda_nhwc, which
-// simam_run_cuda calls for a validated NHWC problem) against the CPU path (simam_run_cpu, layout
-// NHWC), as one small binary for compute-sanitizer (scripts/gpu_acceptance.py) and CTest: every
+// The channel-last CUDA kernels (simam_cuda_nhwc.cu, through simam_run_cuda with layout NHWC) against
+// the CPU path (simam_run_cpu, layout NHWC), as one small binary for compute-sanitizer (scripts/gpu_acceptance.py) and CTest: every
 // dtype x pixel stride (kHWC = C, kHWC8, kHWC16) x epilogue x path (tile in shared memory, one
 // block per plane streaming twice, several blocks per plane with workspace), vectorised and scalar
 // accesses, in place, an unaligned pointer, a non-default stream. The padding channels of x and of
@@ -159,19 +158,13 @@ void run_case(const Case& k) {
     p.scale = gs;
     p.bias = gb;
     p.residual = gr;
-    const size_t ws_bytes = k.workspace ? simam_detail::cuda_nhwc_workspace_size(p) : 0;
+    const size_t ws_bytes = k.workspace ? simam_run_cuda_workspace_size(&p) : 0;
     if (k.workspace && ws_bytes == 0) {
         std::printf("FAIL: %s: no workspace asked for (the multi-block path is not exercised)\n", label);
         ++g_failures;
     }
     void* ws = ws_bytes ? dw.alloc(ws_bytes, 0) : nullptr;
-    // launch_cuda_nhwc trusts its caller (simam_run_cuda) to have validated the problem.
-    if (simam_problem_validate(&p, gx, gy) != SIMAM_OK) {
-        std::printf("FAIL: %s: not a valid problem: %s\n", label, simam_last_error());
-        ++g_failures;
-        return;
-    }
-    if (simam_detail::launch_cuda_nhwc(p, gx, gy, ws, ws_bytes, s) != SIMAM_OK) {
+    if (simam_run_cuda(&p, gx, gy, ws, ws_bytes, s) != SIMAM_OK) {
         std::printf("FAIL: %s: launch: %s\n", label, simam_last_error());
         ++g_failures;
         return;
@@ -306,9 +299,9 @@ int run_bench(const char* path, cudaStream_t s) {
         fused.residual = r;
         fused.activation = SIMAM_ACTIVATION_RELU;
         bool ok = true;
-        const double plain_ms = median_ms([&] { ok = ok && simam_detail::launch_cuda_nhwc(p, x, y, nullptr, 0, s) == SIMAM_OK; }, s, 50);
+        const double plain_ms = median_ms([&] { ok = ok && simam_run_cuda(&p, x, y, nullptr, 0, s) == SIMAM_OK; }, s, 50);
         const double fused_ms =
-            median_ms([&] { ok = ok && simam_detail::launch_cuda_nhwc(fused, x, y, nullptr, 0, s) == SIMAM_OK; }, s, 50);
+            median_ms([&] { ok = ok && simam_run_cuda(&fused, x, y, nullptr, 0, s) == SIMAM_OK; }, s, 50);
         const double copy_ms = median_ms([&] { cudaMemcpyAsync(y, x, bytes, cudaMemcpyDeviceToDevice, s); }, s, 50);
         if (!ok || !cuda_ok(cudaStreamSynchronize(s), "bench")) {
             std::printf("FAIL: bench %lldx%lldx%lldx%lld: %s\n", static_cast<long long>(n), static_cast<long long>(c),

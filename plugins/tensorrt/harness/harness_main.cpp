@@ -504,13 +504,12 @@ std::string formatsPolicy()
     return policy;
 }
 
-bool expectFormat(DataType type, TensorFormat format)
+bool expectFormatIn(std::string const& policy, DataType type, TensorFormat format)
 {
     if (!supportedType(type))
     {
         return false;
     }
-    std::string const policy = formatsPolicy();
     bool sixteenBit = type == DataType::kHALF;
 #if NV_TENSORRT_MAJOR >= 9
     sixteenBit = sixteenBit || type == DataType::kBF16;
@@ -526,6 +525,11 @@ bool expectFormat(DataType type, TensorFormat format)
     return format == TensorFormat::kLINEAR || format == TensorFormat::kHWC
         || (format == TensorFormat::kHWC8 && sixteenBit)
         || (format == TensorFormat::kHWC16 && type == DataType::kHALF);
+}
+
+bool expectFormat(DataType type, TensorFormat format)
+{
+    return expectFormatIn(formatsPolicy(), type, format);
 }
 
 // Every (type, format) pair TensorRT may propose, for input (pos 0) and output (pos 1).
@@ -1583,6 +1587,159 @@ void enqueueCase(DataType type, Dims runDims, Dims maxDims, int32_t unbiased, bo
     CHECK_MSG(bad == 0, label + ": matches simam_forward_cpu");
 }
 
+// One case in a channel-last format and/or with the epilogue: the runtime plugin's enqueue against the
+// kernel library's CPU path for the same problem (layout, pixel stride, operands). The output buffer
+// starts as a sentinel pattern: kHWC8/kHWC16's padding channels must come back untouched.
+void enqueueLayoutCase(DataType type, TensorFormat format, Epilogue const& e, Dims runDims, cudaStream_t stream)
+{
+    float const lambda = 1e-4F;
+    int32_t const unbiased = 1;
+    Fields fields = epilogueFields(e, &lambda, &unbiased);
+    PluginFieldCollection fc = fields.collection();
+    int64_t const n = runDims.d[0], c = runDims.d[1], h = runDims.d[2], w = runDims.d[3];
+    int64_t const stride = format == TensorFormat::kHWC8 ? (c + 7) / 8 * 8
+        : format == TensorFormat::kHWC16                 ? (c + 15) / 16 * 16
+                                                         : c;
+    bool const nhwc = format != TensorFormat::kLINEAR;
+    std::size_t const count = static_cast<std::size_t>(nhwc ? n * h * w * stride : n * c * h * w);
+    std::string const label = std::string("enqueue type=") + std::to_string(static_cast<int>(type)) + " format="
+        + std::to_string(static_cast<int>(format)) + " affine=" + std::to_string(e.affine)
+        + " residual=" + std::to_string(e.residual) + " activation=" + e.activation;
+    int32_t const nbInputs = 1 + 2 * e.affine + e.residual;
+    Dims channels{};
+    channels.nbDims = 1;
+    channels.d[0] = static_cast<harness::DimValue>(c);
+    std::vector<PluginTensorDesc> ins;
+    ins.push_back(tensorDesc(runDims, type, format));
+    if (e.affine != 0)
+    {
+        ins.push_back(tensorDesc(channels, type));
+        ins.push_back(tensorDesc(channels, type));
+    }
+    if (e.residual != 0)
+    {
+        ins.push_back(tensorDesc(runDims, type, format));
+    }
+    PluginTensorDesc const outDesc = tensorDesc(runDims, type, format);
+    std::vector<DynamicPluginTensorDesc> profile;
+    for (PluginTensorDesc const& d : ins)
+    {
+        DynamicPluginTensorDesc dd = dynamicDesc(d.dims, type, d.dims, d.dims, d.dims);
+        dd.desc.format = d.format;
+        profile.push_back(dd);
+    }
+    DynamicPluginTensorDesc outProfile = dynamicDesc(runDims, type, runDims, runDims, runDims);
+    outProfile.desc.format = format;
+
+#if NV_TENSORRT_MAJOR >= 10
+    auto builder = createPlugin(&fc);
+    if (builder == nullptr)
+    {
+        CHECK_MSG(false, label + ": create");
+        return;
+    }
+    CHECK(build(builder.get())->configurePlugin(profile.data(), nbInputs, &outProfile, 1) == 0);
+    std::size_t const workspaceBytes = build(builder.get())->getWorkspaceSize(profile.data(), nbInputs, &outProfile, 1);
+    SerializedFields stored = serializeFields(builder.get());
+    PluginFieldCollection storedFc{static_cast<int32_t>(stored.fields.size()), stored.fields.data()};
+    auto loaded = createPlugin(&storedFc, TensorRTPhase::kRUNTIME);
+    PluginPtr plugin(loaded != nullptr ? runtime(loaded.get())->attachToContext(nullptr) : nullptr);
+    if (plugin == nullptr)
+    {
+        CHECK_MSG(false, label + ": runtime plugin");
+        return;
+    }
+    CHECK(runtime(plugin.get())->onShapeChange(ins.data(), nbInputs, &outDesc, 1) == 0);
+    auto enqueue = [&](void const* const* in, void* const* out, void* ws) {
+        return runtime(plugin.get())->enqueue(ins.data(), &outDesc, in, out, ws, stream);
+    };
+#else
+    auto builder = createPlugin(&fc);
+    if (builder == nullptr)
+    {
+        CHECK_MSG(false, label + ": create");
+        return;
+    }
+    builder->configurePlugin(profile.data(), nbInputs, &outProfile, 1);
+    std::size_t const workspaceBytes = builder->getWorkspaceSize(ins.data(), nbInputs, &outDesc, 1);
+    std::vector<unsigned char> blob = serializeBlob(builder.get());
+    PluginPtr plugin = deserialize(blob.data(), blob.size());
+    if (plugin == nullptr)
+    {
+        CHECK_MSG(false, label + ": runtime plugin");
+        return;
+    }
+    auto enqueue = [&](void const* const* in, void* const* out, void* ws) {
+        return plugin->enqueue(ins.data(), &outDesc, in, out, ws, stream);
+    };
+#endif
+
+    simam_dtype const dtype = toSimam(type);
+    uint32_t const seed = 99U + static_cast<uint32_t>(count);
+    HostTensor x = encode(harness::randomValues(count, seed, 2.0F, 0.5F), dtype);
+    HostTensor residual = encode(harness::randomValues(count, seed + 1, 1.0F, 0.0F), dtype);
+    HostTensor scale = encode(harness::randomValues(static_cast<std::size_t>(c), seed + 2, 0.5F, 1.0F), dtype);
+    HostTensor bias = encode(harness::randomValues(static_cast<std::size_t>(c), seed + 3, 1.0F, 0.0F), dtype);
+    HostTensor sentinel = encode(std::vector<float>(count, 12345.0F), dtype);
+    HostTensor expected = sentinel;
+    simam_problem problem = simam_problem_make(n, c, h, w, dtype, lambda, unbiased);
+    problem.layout = nhwc ? SIMAM_LAYOUT_NHWC : SIMAM_LAYOUT_NCHW;
+    problem.channel_stride = nhwc ? stride : 0;
+    problem.scale = e.affine != 0 ? scale.bytes.data() : nullptr;
+    problem.bias = e.affine != 0 ? bias.bytes.data() : nullptr;
+    problem.residual = e.residual != 0 ? residual.bytes.data() : nullptr;
+    problem.activation = e.activation == "relu" ? SIMAM_ACTIVATION_RELU
+        : e.activation == "silu"                ? SIMAM_ACTIVATION_SILU
+                                                : SIMAM_ACTIVATION_NONE;
+    CHECK_MSG(simam_run_cpu(&problem, x.bytes.data(), expected.bytes.data()) == SIMAM_OK,
+        label + ": CPU reference: " + simam_last_error());
+
+    DeviceBuffer dX(x.bytes.size());
+    DeviceBuffer dR(residual.bytes.size());
+    DeviceBuffer dScale(scale.bytes.size());
+    DeviceBuffer dBias(bias.bytes.size());
+    DeviceBuffer dOut(sentinel.bytes.size());
+    DeviceBuffer dWorkspace(workspaceBytes);
+    bool copied = cudaOk(cudaMemcpy(dX.ptr, x.bytes.data(), x.bytes.size(), cudaMemcpyHostToDevice), "copy x")
+        && cudaOk(cudaMemcpy(dR.ptr, residual.bytes.data(), residual.bytes.size(), cudaMemcpyHostToDevice), "copy r")
+        && cudaOk(cudaMemcpy(dScale.ptr, scale.bytes.data(), scale.bytes.size(), cudaMemcpyHostToDevice), "copy s")
+        && cudaOk(cudaMemcpy(dBias.ptr, bias.bytes.data(), bias.bytes.size(), cudaMemcpyHostToDevice), "copy b")
+        && cudaOk(cudaMemcpy(dOut.ptr, sentinel.bytes.data(), sentinel.bytes.size(), cudaMemcpyHostToDevice), "y");
+    if (!copied)
+    {
+        return;
+    }
+    std::vector<void const*> inputs{dX.ptr};
+    if (e.affine != 0)
+    {
+        inputs.push_back(dScale.ptr);
+        inputs.push_back(dBias.ptr);
+    }
+    if (e.residual != 0)
+    {
+        inputs.push_back(dR.ptr);
+    }
+    void* outputs[] = {dOut.ptr};
+    CHECK_MSG(enqueue(inputs.data(), outputs, dWorkspace.ptr) == 0, label + ": enqueue returns 0");
+    if (!cudaOk(cudaStreamSynchronize(stream), "synchronize") || !cudaOk(cudaGetLastError(), "kernel"))
+    {
+        return;
+    }
+    HostTensor got = sentinel;
+    cudaOk(cudaMemcpy(got.bytes.data(), dOut.ptr, got.bytes.size(), cudaMemcpyDeviceToHost), "copy out");
+    float const rtol = type == DataType::kFLOAT ? 1e-4F : (type == DataType::kHALF ? 2e-3F : 1.6e-2F);
+    float const atol = type == DataType::kFLOAT ? 1e-5F : (type == DataType::kHALF ? 2e-3F : 2e-2F);
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < count; ++i)
+    {
+        float const want = decodeAt(expected, i);
+        float const have = decodeAt(got, i);
+        bad += std::fabs(want - have) <= atol + rtol * std::fabs(want) ? 0 : 1;
+    }
+    std::printf("  %s: %zu of %zu outside tolerance\n", label.c_str(), bad, count);
+    CHECK_MSG(bad == 0, label + ": matches simam_run_cpu (padding channels untouched)");
+}
+
 int groupEnqueue()
 {
     int devices = 0;
@@ -1611,6 +1768,25 @@ int groupEnqueue()
         }
     }
     enqueueCase(DataType::kFLOAT, dims4(0, 3, 8, 8), dims4(4, 3, 8, 8), 1, true, stream);
+    // Every format the plugin can be handed, each epilogue part, 5 channels (kHWC8/16 pad 3/11).
+    for (DataType type : kernelTypes())
+    {
+        for (TensorFormat format :
+            {TensorFormat::kLINEAR, TensorFormat::kHWC, TensorFormat::kHWC8, TensorFormat::kHWC16})
+        {
+            if (!expectFormatIn("all", type, format))
+            {
+                continue;
+            }
+            for (Epilogue const& e : {Epilogue{0, 0, "none"}, Epilogue{1, 0, "none"}, Epilogue{0, 1, "relu"},
+                     Epilogue{1, 1, "silu"}})
+            {
+                enqueueLayoutCase(type, format, e, dims4(2, 5, 9, 7), stream);
+            }
+        }
+        enqueueLayoutCase(type, TensorFormat::kHWC, Epilogue{1, 1, "relu"}, dims4(1, 64, 56, 56), stream);
+        enqueueLayoutCase(type, TensorFormat::kHWC, Epilogue{1, 1, "relu"}, dims4(1, 8, 150, 150), stream);
+    }
     cudaStreamDestroy(stream);
     return 0;
 }
