@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--nvcc", default=None, help="nvcc to use (default: the one on PATH)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--jobs", type=int, default=2, help="nvcc processes at once (default: %(default)s)")
     parser.add_argument(
         "nvcc_args", nargs="*", help="more nvcc arguments after --, e.g. -D... -maxrregcount=N"
     )
@@ -146,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(s) for s in sources if not s.is_file()]
     if missing:
         print(f"cubin_resources: no such CUDA source: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print(f"cubin_resources: --jobs must be >= 1 (got {args.jobs})", file=sys.stderr)
         return 2
     archs = args.arch or ARCHS
     bad_arch = [a for a in archs if not re.fullmatch(r"\d+[af]?", a)]
@@ -161,13 +166,18 @@ def main(argv: list[str] | None = None) -> int:
 
     usages: list[Usage] = []
     errors: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="simam-cubin-") as tmp:
-        for source in sources:
-            for arch in archs:
-                found, error = compile_arch(nvcc, source, arch, args.nvcc_args, Path(tmp))
-                usages += found
-                if error:
-                    errors.append(error)
+    with tempfile.TemporaryDirectory(prefix="simam-cubin-") as tmp, ThreadPoolExecutor(args.jobs) as pool:
+        # One nvcc per (source, architecture); results are collected in submission order.
+        jobs = [
+            pool.submit(compile_arch, nvcc, source, arch, args.nvcc_args, Path(tmp))
+            for source in sources
+            for arch in archs
+        ]
+        for job in jobs:
+            found, error = job.result()
+            usages += found
+            if error:
+                errors.append(error)
     names = demangle(sorted({u.kernel for u in usages}), nvcc)
     if usages:
         legend = "no spills, no stack frames" if all(u.clean for u in usages) else "! = spills or stack frame"

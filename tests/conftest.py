@@ -58,8 +58,9 @@ ZOO_SHAPES = {"cifar-resnet20": (3, 32, 32), "resnet50": (3, 224, 224)}
 @pytest.fixture(scope="session")
 def zoo_onnx(tmp_path_factory):
     """``zoo_onnx(model, mode)``: the seeded zoo network (cifar-resnet20 or resnet50) exported once per
-    session, dynamic batch, opset 17, in ``mode`` (decomposed or plugin). resnet50's export is the slow
-    part of the TensorRT plan tests, so every module that needs it shares one."""
+    session, dynamic batch, opset 17, in ``mode`` (decomposed, plugin or plugin+epilogue: fused from
+    the decomposed export). resnet50's export is the slow part of the TensorRT plan tests, so every
+    module that needs it shares one."""
     from simam_deploy.export import export_onnx
     from simam_deploy.graph.pipeline import fuse_file
     from simam_deploy.zoo import build_model
@@ -70,8 +71,8 @@ def zoo_onnx(tmp_path_factory):
     def get(model: str, mode: str) -> Path:
         if (model, mode) not in made:
             out = folder / f"{model}-{mode}.onnx"
-            if mode == "plugin":  # what export --mode plugin does after exporting: fuse (one export less)
-                fuse_file(get(model, "decomposed"), out)
+            if mode in ("plugin", "plugin+epilogue"):  # what export --mode plugin [--epilogue] does
+                fuse_file(get(model, "decomposed"), out, epilogue=mode == "plugin+epilogue")
             else:
                 network, _ = build_model(model)
                 export_onnx(network, out, mode=mode, input_shape=(1, *ZOO_SHAPES[model]), opset=17)

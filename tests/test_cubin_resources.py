@@ -68,3 +68,8 @@ def test_usage_errors_exit_2(tmp_path):
     assert out.returncode == 2 and "--arch takes numbers" in out.stderr
     out = check("--nvcc", str(tmp_path / "nvcc"))
     assert out.returncode == 2 and "is not an executable" in out.stderr
+
+
+def test_jobs_below_one_is_a_usage_error():
+    out = check("--jobs", "0")
+    assert out.returncode == 2 and "--jobs must be >= 1" in out.stderr

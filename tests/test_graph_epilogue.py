@@ -463,3 +463,35 @@ def test_fuse_epilogue_on_a_file_that_already_has_simam_nodes(tmp_path, capsys):
     assert [n.op_type for n in model.graph.node] == ["SimAM"] and model.graph.node[0].overload == "relu"
     x = {"x": np.random.default_rng(4).standard_normal(SHAPE).astype(np.float32)}
     np.testing.assert_allclose(_run(out, x), np.maximum(simam_reference_numpy(x["x"], 1e-4), 0), atol=1e-5)
+
+
+def _library_session(model: onnx.ModelProto | Path):
+    from simam_deploy.backends.onnxruntime import library
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    library.register(options)
+    source = str(model) if isinstance(model, Path) else model.SerializeToString()
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("affine, residual, activation", CONFIGS)
+def test_the_op_library_runs_every_epilogue_configuration(affine, residual, activation):
+    attrs = contract.SimamAttributes(1e-4, True, affine=affine, residual=residual, activation=activation)
+    model, feeds, want = _one_node(attrs, function=False)  # no function to fall back on: the op runs
+    np.testing.assert_allclose(_library_session(model).run(None, feeds)[0], want, rtol=2e-5, atol=2e-5)
+
+
+def test_the_op_library_runs_the_folded_zoo_file(exported, tmp_path):
+    from simam_deploy.backends import load_runner
+    from simam_deploy.graph.pipeline import fuse_file
+
+    source = exported("cifar-resnet20", 18)
+    folded = tmp_path / "ep.onnx"
+    fuse_file(source, folded, epilogue=True, expect=9)
+    x = {"input": np.random.default_rng(9).standard_normal((2, 3, 32, 32)).astype(np.float32)}
+    want = _run(source, x)
+    got = load_runner(folded, backend="onnxruntime").infer(x)
+    np.testing.assert_allclose(
+        next(iter(got.values())), want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max())
+    )

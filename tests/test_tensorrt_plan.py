@@ -191,3 +191,11 @@ def test_fp16_plugin_blocks_move_a_quarter_fewer_bytes_than_decomposed(target_pl
         for form, plan in (("plugin", plugin), ("decomposed", decomposed))
     }
     assert per_block["plugin"] <= 0.75 * per_block["decomposed"], per_block
+
+
+@needs_rtx_plugin
+def test_resnet50_with_the_epilogue_folded_runs_each_simam_block_as_one_kernel(target_plans):
+    """fuse --epilogue folds each block's BatchNorm and ReLU into the SimAM node: the plugin is then the
+    block's only kernel, nothing transposed around it."""
+    plan = target_plans("resnet50", "plugin+epilogue", "fp16")
+    assert [[k["role"] for k in b["kernels"]] for b in plan["blocks"]] == [["simam"]] * 16

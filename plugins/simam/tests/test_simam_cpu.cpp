@@ -522,11 +522,12 @@ void test_problem_nhwc_statistics() {
     std::printf("  %s\n", what);
     check(worst <= 2e-6, what);
 
-    x[static_cast<size_t>(5 * C + 1)] = NAN;  // channel 1 of pixel 5
+    x[static_cast<size_t>(5 * C + 1)] = NAN;        // channel 1 of pixel 5
+    x[static_cast<size_t>(7 * C + 2)] = -INFINITY;  // channel 2 of pixel 7
     check(simam_run_cpu(&problem, x.data(), y.data()) == SIMAM_OK, "NHWC NaN: runs");
     bool nan_ok = true;
-    for (int64_t i = 0; i < P * C; ++i) nan_ok = nan_ok && (std::isnan(y[static_cast<size_t>(i)]) == (i % C == 1));
-    check(nan_ok, "NHWC: a NaN makes exactly its channel plane NaN");
+    for (int64_t i = 0; i < P * C; ++i) nan_ok = nan_ok && (std::isnan(y[static_cast<size_t>(i)]) == (i % C != 0));
+    check(nan_ok, "NHWC: a NaN or an Inf makes exactly its channel plane NaN");
 }
 
 void test_problem_refusals() {

@@ -1,10 +1,11 @@
 // The channel-last CUDA kernels (simam_cuda_nhwc.cu, through simam_run_cuda with layout NHWC) against
-// the CPU path (simam_run_cpu, layout NHWC), as one small binary for compute-sanitizer (scripts/gpu_acceptance.py) and CTest: every
-// dtype x pixel stride (kHWC = C, kHWC8, kHWC16) x epilogue x path (tile in shared memory, one
-// block per plane streaming twice, several blocks per plane with workspace), vectorised and scalar
-// accesses, in place, an unaligned pointer, a non-default stream. The padding channels of x and of
-// the residual hold NaN (reading one poisons its channel's statistics) and those of y a sentinel
-// that must survive. Exit status: 0 passed, 1 a check failed, 77 (CTest: skipped) without a GPU.
+// the CPU path (simam_run_cpu, layout NHWC), as one small binary for compute-sanitizer
+// (scripts/gpu_acceptance.py) and CTest: every dtype x pixel stride (kHWC = C, kHWC8, kHWC16) x
+// epilogue x path (tile in shared memory, one block per plane streaming twice, several blocks per
+// plane with workspace), vectorised and scalar accesses, in place, an unaligned pointer, a
+// non-default stream. The padding channels of x and of the residual hold NaN (reading one poisons
+// its channel's statistics) and those of y a sentinel that must survive.
+// Exit status: 0 passed, 1 a check failed, 77 (CTest: skipped) without a GPU.
 //
 //   simam_kernel_cuda_nhwc_tests                 the checks
 //   simam_kernel_cuda_nhwc_tests --bench FILE    NHWC fp16 at ResNet-50 shapes (batch 32) beside a
@@ -185,7 +186,9 @@ void run_case(const Case& k) {
             if (std::memcmp(got.data() + i * es, expected.data() + i * es, es) != 0) ++pad_changed;
             continue;
         }
-        const double err = std::isnan(g) != std::isnan(e) ? INFINITY : (std::isnan(g) ? 0.0 : std::fabs(g - e) / (1.0 + std::fabs(e)));
+        const double err = std::isnan(g) != std::isnan(e) ? INFINITY
+                           : std::isnan(g)                ? 0.0
+                                                          : std::fabs(g - e) / (1.0 + std::fabs(e));
         if (err > worst) worst = err, worst_at = i;
     }
     if (!(worst <= tol)) {
@@ -299,7 +302,8 @@ int run_bench(const char* path, cudaStream_t s) {
         fused.residual = r;
         fused.activation = SIMAM_ACTIVATION_RELU;
         bool ok = true;
-        const double plain_ms = median_ms([&] { ok = ok && simam_run_cuda(&p, x, y, nullptr, 0, s) == SIMAM_OK; }, s, 50);
+        const double plain_ms =
+            median_ms([&] { ok = ok && simam_run_cuda(&p, x, y, nullptr, 0, s) == SIMAM_OK; }, s, 50);
         const double fused_ms =
             median_ms([&] { ok = ok && simam_run_cuda(&fused, x, y, nullptr, 0, s) == SIMAM_OK; }, s, 50);
         const double copy_ms = median_ms([&] { cudaMemcpyAsync(y, x, bytes, cudaMemcpyDeviceToDevice, s); }, s, 50);
@@ -312,8 +316,9 @@ int run_bench(const char* path, cudaStream_t s) {
         std::snprintf(row, sizeof row,
                       "%s{\"shape\": [%lld, %lld, %lld, %lld], \"layout\": \"NHWC\", \"simam_ms\": %.5f, "
                       "\"fused_relu_residual_affine_ms\": %.5f, \"copy_ms\": %.5f, \"fraction_of_copy\": %.4f}",
-                      rows++ ? ", " : "", static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(h),
-                      static_cast<long long>(w), plain_ms, fused_ms, copy_ms, copy_ms / plain_ms);
+                      rows++ ? ", " : "", static_cast<long long>(n), static_cast<long long>(c),
+                      static_cast<long long>(h), static_cast<long long>(w), plain_ms, fused_ms, copy_ms,
+                      copy_ms / plain_ms);
         json += row;
         std::printf("NHWC fp16 %lldx%lldx%lldx%lld: simam %.4f ms, fused %.4f ms, copy %.4f ms (%.2f of copy)\n",
                     static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(h),

@@ -74,7 +74,7 @@ struct Params
 };
 
 // The epilogue fields as TensorRT's ONNX parser passes them: INT -> kINT32 x1, STRING -> kCHAR with
-// the string's length and no terminator.
+// the string's length and no terminator. The fields point into `e`, which must outlive them.
 struct Epilogue
 {
     int32_t affine{0};
@@ -1322,7 +1322,8 @@ int groupSerialization()
             "and it serializes back to the same bytes");
     }
     {
-        Fields f = epilogueFields(Epilogue{1, 0, "relu"});
+        Epilogue const e{1, 0, "relu"}; // the fields point into it: it must outlive them
+        Fields f = epilogueFields(e);
         PluginFieldCollection fc = f.collection();
         auto plugin = createPlugin(&fc);
         std::vector<unsigned char> v2 = serializeBlob(plugin.get());
