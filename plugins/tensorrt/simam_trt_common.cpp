@@ -600,6 +600,16 @@ bool isSixteenBit(nvinfer1::DataType type) noexcept
 #endif
     return type == nvinfer1::DataType::kHALF;
 }
+
+bool isBFloat16(nvinfer1::DataType type) noexcept
+{
+#if SIMAM_TRT_HAS_BF16
+    return type == nvinfer1::DataType::kBF16;
+#else
+    (void) type;
+    return false;
+#endif
+}
 } // namespace
 
 bool offersFormat(FormatPolicy policy, nvinfer1::DataType type, nvinfer1::TensorFormat format) noexcept
@@ -611,7 +621,10 @@ bool offersFormat(FormatPolicy policy, nvinfer1::DataType type, nvinfer1::Tensor
     }
     switch (format)
     {
-    case TensorFormat::kLINEAR: return policy != FormatPolicy::kChannelLast;
+    // bf16 keeps kLINEAR under channel-last: TensorRT for RTX 1.7 finds no tactic for a bf16 plugin
+    // offered kHWC alone ("Failed to find any supported plugin/custom tactic format"), so the
+    // engine would not build at all.
+    case TensorFormat::kLINEAR: return policy != FormatPolicy::kChannelLast || isBFloat16(type);
     case TensorFormat::kHWC: return policy != FormatPolicy::kLinear;
     case TensorFormat::kHWC8: return policy == FormatPolicy::kAll && isSixteenBit(type);
     case TensorFormat::kHWC16: return policy == FormatPolicy::kAll && type == nvinfer1::DataType::kHALF;

@@ -491,7 +491,7 @@ int lifecycleUnknownPolicy()
 
 // ---- group: lifecycle ----------------------------------------------------------------------------
 // The formats the plugin must offer for x, spelled out from the documented policy (docs/tensorrt.md):
-// SIMAM_TRT_FORMATS=linear -> kLINEAR; channel-last -> kHWC; all -> kLINEAR, kHWC, kHWC8 (fp16, bf16),
+// SIMAM_TRT_FORMATS=linear -> kLINEAR; channel-last -> kHWC (bf16: and kLINEAR); all -> kLINEAR, kHWC, kHWC8 (fp16, bf16),
 // kHWC16 (fp16); auto or unset -> channel-last on TensorRT >= 11 headers, all below.
 std::string formatsPolicy()
 {
@@ -520,7 +520,9 @@ bool expectFormatIn(std::string const& policy, DataType type, TensorFormat forma
     }
     if (policy == "channel-last")
     {
-        return format == TensorFormat::kHWC;
+        // bf16 keeps kLINEAR too: TensorRT for RTX finds no tactic for a bf16 plugin with kHWC alone
+        bool const bf16 = sixteenBit && type != DataType::kHALF;
+        return format == TensorFormat::kHWC || (bf16 && format == TensorFormat::kLINEAR);
     }
     return format == TensorFormat::kLINEAR || format == TensorFormat::kHWC
         || (format == TensorFormat::kHWC8 && sixteenBit)
