@@ -19,6 +19,10 @@ Two modes:
              effective bandwidth (read x once + write y once) and the fraction of a copy of
              the same bytes timed in the same run: a device-to-device copy on a GPU; on the CPU
              a memcpy, interleaved with the kernel into a preallocated output (row "kernel").
+             With --epilogue: the whole block z = relu(simam(x) * scale[c] + bias[c] + r) (SimAM,
+             a folded BatchNorm's affine, residual add, ReLU): eager = those torch ops, compile =
+             torch.compile of them, fused = the one SimAM op with its fused epilogue; bytes moved
+             = x and r read once + z written once, and the copy moves as many bytes.
   TARGET     a whole model, several ways side by side: a zoo name (or module:callable) in
              PyTorch eager / with fused SimAM / under torch.compile / exported to ONNX Runtime,
              an .onnx file in ONNX Runtime, or a TensorRT .engine. Reports mean/p50/p90/p99
@@ -29,6 +33,7 @@ Examples:
   simam-deploy bench --kernel --device cuda --json kernel.json --plot kernel.png
   simam-deploy bench --kernel --device cpu --batch 4 --dtype fp32
   simam-deploy bench --kernel --shape 8x256x56x56 --shape 8x2048x7x7 --dtype fp16 --dtype bf16
+  simam-deploy bench --kernel --epilogue --device cuda --dtype fp16 --json block.json
   simam-deploy bench resnet50 --device cuda --dtype fp16 --batch 32 --compare eager,fused,compile
   simam-deploy bench cifar-resnet20 --checkpoint model_best.pth.tar --compare eager,fused,onnxruntime
   simam-deploy bench r20.onnx --input-shape 64x3x32x32
@@ -48,6 +53,12 @@ Exit codes: 0 ok, 2 usage or input error.
 @click.command("bench", epilog=EPILOG)
 @click.argument("target", required=False)
 @click.option("--kernel", is_flag=True, help="Benchmark the SimAM op alone instead of a TARGET.")
+@click.option(
+    "--epilogue",
+    is_flag=True,
+    help="With --kernel: time the block relu(simam(x)*scale[c]+bias[c]+r) (SimAM, BatchNorm affine, "
+    "residual add, ReLU) instead of SimAM alone; the fused row is one op with the fused epilogue.",
+)
 @click.option("--shape", "shapes", multiple=True, metavar="NxCxHxW", help="Kernel shape (repeatable).")
 @click.option(
     "--dtype",
@@ -115,8 +126,8 @@ Exit codes: 0 ok, 2 usage or input error.
     help="Write a bar plot (matplotlib): medians, p10-p90 whiskers.",
 )
 def bench(
-    target, kernel, shapes, dtypes, device, warmup, iters, compare, batch, input_shape, checkpoint,
-    reference, backends, threads, cuda_graph, triton, json_path, plot_path,
+    target, kernel, epilogue, shapes, dtypes, device, warmup, iters, compare, batch, input_shape,
+    checkpoint, reference, backends, threads, cuda_graph, triton, json_path, plot_path,
 ) -> None:  # fmt: skip
     """Measure speed: the fused SimAM kernel (--kernel) or a model TARGET several ways side by side."""
     import torch
@@ -132,6 +143,11 @@ def bench(
     _check_arguments(target, checkpoint, reference, json_path, plot_path)
     if kernel and (backends or threads is not None):
         raise InputError("--backend and --threads apply to a TARGET", "drop them with --kernel")
+    if epilogue and not kernel:
+        raise InputError(
+            "--epilogue applies to --kernel (the SimAM block alone), not to a TARGET or --triton",
+            "add --kernel and drop the TARGET, or drop --epilogue",
+        )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     on_gpu = device == "cuda"
     progress = lambda msg: err_console.print(f"[dim]{msg}[/dim]")  # noqa: E731  (stderr: never mixes with JSON)
@@ -152,6 +168,7 @@ def bench(
             warmup=warmup if warmup is not None else (20 if on_gpu else 3),
             iters=iters if iters is not None else (200 if on_gpu else 15),
             impls=compared or IMPLEMENTATIONS,
+            epilogue=epilogue,
             progress=progress,
         )
         table, plot = report.kernel_table(result), report.plot_kernel

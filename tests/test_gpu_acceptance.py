@@ -59,6 +59,7 @@ def test_dry_run_prints_the_plan_and_passes():
         "initcheck",
         "gpu-tests",
         "bench",
+        "bench-epilogue",
         "kernel-nhwc",
         "memcheck-nhwc",
         "racecheck-nhwc",
@@ -110,7 +111,42 @@ def test_targets_are_judged_on_the_worst_case():
     )
     assert targets["speedup_vs_eager"]["met"] is True
     assert targets["speedup_vs_compile"]["worst"] == pytest.approx(1.0)
+    assert targets["epilogue_speedup_vs_compile"]["met"] is None  # no block benchmark: not measured
     assert all(t["met"] is None for t in ga.evaluate(None).values())
+
+
+def test_issue_25_target_is_judged_on_the_epilogue_benchmark_beside_issue_24():
+    def case(shape, compile_ms, fused_ms):
+        return [
+            {"shape": shape, "dtype": "fp16", "impl": "compile", "median_ms": compile_ms},
+            {"shape": shape, "dtype": "fp16", "impl": "fused", "median_ms": fused_ms},
+        ]
+
+    block = {"rows": case([32, 256, 56, 56], 1.5, 1.0) + case([32, 2048, 7, 7], 0.33, 0.3), "copies": []}
+    kernel = {"rows": case([32, 256, 56, 56], 3.0, 1.0), "copies": []}
+    targets = ga.evaluate(kernel, block)
+    issue25 = targets["epilogue_speedup_vs_compile"]
+    assert issue25["issue"] == 25 and issue25["threshold"] == 1.2
+    assert issue25["worst"] == pytest.approx(1.1) and issue25["met"] is False  # the 7x7 case misses
+    assert targets["speedup_vs_compile"]["issue"] == 24 and targets["speedup_vs_compile"]["met"] is True
+    report = ga.make_report(_args(dry_run=False), [], 1.0, kernel, None, block)
+    assert ga.validate_report(report) == [] and report["benchmark_epilogue"] is block
+    assert report["passed"] is False
+    broken = copy.deepcopy(report)
+    broken["benchmark_epilogue"] = {"rows": []}
+    assert any("benchmark_epilogue.copies" in p for p in ga.validate_report(broken))
+
+
+def test_bench_epilogue_step_times_the_block_at_resnet50_fp16_within_the_budget(tmp_path):
+    steps = {s["name"]: s for s in ga.plan(_args(), tmp_path)}
+    command = steps["bench-epilogue"]["command"]
+    assert command[command.index("bench") :][:4] == ["bench", "--kernel", "--epilogue", "--device"]
+    shapes = [command[i + 1] for i, a in enumerate(command) if a == "--shape"]
+    assert shapes == ["32x256x56x56", "32x512x28x28", "32x1024x14x14", "32x2048x7x7"]
+    assert [command[i + 1] for i, a in enumerate(command) if a == "--dtype"] == ["fp16"]
+    assert command[command.index("--json") + 1] == str(tmp_path / "bench_epilogue.json")
+    assert "bench-epilogue" in ga.REQUIRED_STEPS
+    assert ga.DEFAULT_BUDGET_S < 8 * 60
 
 
 def test_wheel_list_is_pinned_and_refuses_bad_lines(tmp_path):
@@ -211,6 +247,7 @@ def test_a_run_without_a_gpu_records_every_failure_and_writes_a_valid_report(tmp
     status = {s["name"]: s for s in report["steps"]}
     assert status["build"]["status"] == "failed" and status["gpu-tests"]["status"] == "failed"
     assert status["bench"]["status"] == "failed" and report["benchmark"] is None
+    assert status["bench-epilogue"]["status"] == "failed" and report["benchmark_epilogue"] is None
     assert all(s["reason"] for s in report["steps"] if s["status"] != "passed")
     assert "No module named pip" in Path(status["build"]["log"]).read_text()
     assert "FAILED" in done.stdout

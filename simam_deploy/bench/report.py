@@ -23,9 +23,15 @@ def _opt(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _what(bench: KernelBenchmark) -> str:
+    from simam_deploy.bench.kernel import BLOCK_SIMAM
+
+    return "SimAM kernel" if bench.block == BLOCK_SIMAM else f"SimAM block {bench.block}"
+
+
 def kernel_table(bench: KernelBenchmark) -> Table:
     title = (
-        f"SimAM kernel on {bench.device_name} ({bench.device}), "
+        f"{_what(bench)} on {bench.device_name} ({bench.device}), "
         f"median of {bench.iters} after {bench.warmup} warm-up"
     )
     if bench.device == "cpu" and bench.cpu_simd_target:
@@ -178,7 +184,7 @@ def kernel_plot_title(bench: KernelBenchmark) -> str:
     dtypes = ",".join(dict.fromkeys(r.dtype for r in bench.rows))
     batch = _batches(r.shape for r in bench.rows)
     return (
-        f"SimAM kernel on {bench.device_name} ({bench.device}), batch {batch}, "
+        f"{_what(bench)} on {bench.device_name} ({bench.device}), batch {batch}, "
         f"{dtypes}\nbars: median of {bench.iters}; whiskers: p10-p90"
     )
 
@@ -200,7 +206,10 @@ def plot_kernel(bench: KernelBenchmark, path: str | Path) -> Path:
     """Bars of effective bandwidth (GB/s) per case and implementation (plus the same-run copy);
     whiskers from the p90 time (lower bandwidth) to the p10 time (higher bandwidth)."""
     groups, series, spread = kernel_plot_data(bench)
-    ylabel = "effective GB/s (read x + write y)"
+    from simam_deploy.bench.kernel import BLOCK_SIMAM
+
+    moved = "read x + write y" if bench.block == BLOCK_SIMAM else "read x, r + write z"
+    ylabel = f"effective GB/s ({moved})"
     return _bar_plot(path, groups, series, ylabel, kernel_plot_title(bench), spread)
 
 
