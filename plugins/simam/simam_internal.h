@@ -57,9 +57,11 @@ inline float half_to_float(uint16_t h) {
     const uint32_t magnitude = h & 0x7fffu;
     // Move exponent+mantissa into place; scaling by 2^112 rebias the exponent (15 -> 127) and
     // turns half subnormals into the right normal floats in one exact multiply.
-    float f = float_of(magnitude << 13) * 0x1p112f;
-    if (magnitude >= 0x7c00u) f = float_of((magnitude << 13) | 0x7f800000u);  // inf / nan
-    return float_of(bits_of(f) | sign);
+    const uint32_t finite = bits_of(float_of(magnitude << 13) * 0x1p112f);
+    const uint32_t inf_or_nan = (magnitude << 13) | 0x7f800000u;
+    // select by mask, not by branch, so that loops over it vectorise
+    const uint32_t special = 0u - static_cast<uint32_t>(magnitude >= 0x7c00u);
+    return float_of((inf_or_nan & special) | (finite & ~special) | sign);
 }
 
 // Branch-free (every case computed, one selected) so that loops over it vectorise.
@@ -73,7 +75,12 @@ inline uint16_t float_to_half(float value) {
     const uint32_t subnormal = bits_of(float_of(f) + 0.5f) - 0x3f000000u;
     // normal: rebias the exponent (0xc8000000 = (15 - 127) << 23 mod 2^32), round to nearest even
     const uint32_t normal = (f + 0xc8000fffu + ((f >> 13) & 1u)) >> 13;
-    const uint32_t h = f >= 0x477ff000u ? nan_or_inf : (f < 0x38800000u ? subnormal : normal);
+    // selects by mask: a data-dependent branch here mispredicts on data like ReLU's output (half
+    // zeros), and masks let the loops that call this vectorise
+    const uint32_t big = 0u - static_cast<uint32_t>(f >= 0x477ff000u);
+    const uint32_t small = 0u - static_cast<uint32_t>(f < 0x38800000u);
+    const uint32_t finite = (subnormal & small) | (normal & ~small);
+    const uint32_t h = (nan_or_inf & big) | (finite & ~big);
     return static_cast<uint16_t>(h | sign);
 }
 

@@ -108,8 +108,22 @@ struct Epilogue {
 
 template <class T, bool AFFINE, bool RESIDUAL, int ACT>
 void finish_plane(const float* src, T* dst, const T* residual, float scale, float bias, int64_t n) {
-    for (int64_t i = 0; i < n; ++i)
-        store(dst + i, finish<AFFINE, RESIDUAL, ACT>(src[i], scale, bias, RESIDUAL ? load(residual + i) : 0.0f));
+    if constexpr (std::is_same_v<T, float>) {
+        for (int64_t i = 0; i < n; ++i)
+            dst[i] = finish<AFFINE, RESIDUAL, ACT>(src[i], scale, bias, RESIDUAL ? residual[i] : 0.0f);
+    } else {
+        // 16-bit: widen, compute and narrow in separate loops over a stack block, so that each one
+        // vectorises; fused into one scalar loop the ReLU's data-dependent branch mispredicted on
+        // every other element (fp16 with the epilogue ran at 1/20 of the plain kernel's speed).
+        constexpr int64_t kBlock = 256;
+        float z[kBlock];
+        for (int64_t first = 0; first < n; first += kBlock) {
+            const int64_t m = n - first < kBlock ? n - first : kBlock;
+            for (int64_t i = 0; i < m; ++i) z[i] = RESIDUAL ? load(residual + first + i) : 0.0f;
+            for (int64_t i = 0; i < m; ++i) z[i] = finish<AFFINE, RESIDUAL, ACT>(src[first + i], scale, bias, z[i]);
+            for (int64_t i = 0; i < m; ++i) store(dst + first + i, z[i]);
+        }
+    }
 }
 
 template <class T>
