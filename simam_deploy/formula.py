@@ -52,6 +52,27 @@ def simam_reference_numpy(x: np.ndarray, e_lambda: float, unbiased: bool = True)
 EPILOGUE_ACTIVATIONS = ("none", "relu", "silu")
 
 
+def apply_epilogue(
+    z: torch.Tensor,
+    scale: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor | None,
+    activation: str,
+) -> torch.Tensor:
+    """The epilogue's math, ``act(z * scale[c] + bias[c] + residual)``, in z's dtype and device (the
+    one Python home of it: the float64 reference, the torch op's backward and the benchmark's
+    decomposed block call this)."""
+    if scale is not None and bias is not None:
+        z = z * scale.reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1)
+    if residual is not None:
+        z = z + residual
+    if activation == "relu":
+        z = torch.relu(z)
+    elif activation == "silu":
+        z = torch.nn.functional.silu(z)
+    return z
+
+
 def simam_epilogue_reference(
     x: torch.Tensor,
     e_lambda: float = CIFAR_LAMBDA,
@@ -79,18 +100,14 @@ def simam_epilogue_reference(
                 f"scale/bias have {s64.numel()}/{b64.numel()} elements, X has {channels} channels",
                 "give one scale and one bias per channel",
             )
-        z = z * s64.view(1, -1, 1, 1) + b64.view(1, -1, 1, 1)
+        scale, bias = s64, b64
     if residual is not None:
         if tuple(residual.shape) != tuple(z.shape):
             raise InputError(
                 f"residual has shape {tuple(residual.shape)}, X {tuple(z.shape)}", "R takes X's shape"
             )
-        z = z + residual.detach().to(device="cpu", dtype=torch.float64)
-    if activation == "relu":
-        z = torch.relu(z)
-    elif activation == "silu":
-        z = z * torch.sigmoid(z)
-    return z
+        residual = residual.detach().to(device="cpu", dtype=torch.float64)
+    return apply_epilogue(z, scale, bias, residual, activation)
 
 
 def simam_epilogue_reference_numpy(

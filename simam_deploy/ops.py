@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from simam_deploy.errors import InputError, MissingDependencyError
-from simam_deploy.formula import CIFAR_LAMBDA, _check_lambda, simam_decomposed
+from simam_deploy.formula import CIFAR_LAMBDA, _check_lambda, apply_epilogue, simam_decomposed
 
 REBUILD_HINT = (
     "put the CUDA compiler nvcc on PATH (or set CUDACXX), then rebuild from the repository root with "
@@ -217,16 +217,7 @@ def _epilogue_decomposed(
     residual: torch.Tensor | None,
     activation: str,
 ) -> torch.Tensor:
-    z = simam_decomposed(x, e_lambda, unbiased)
-    if scale is not None and bias is not None:
-        z = z * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
-    if residual is not None:
-        z = z + residual
-    if activation == "relu":
-        z = torch.relu(z)
-    elif activation == "silu":
-        z = torch.nn.functional.silu(z)
-    return z
+    return apply_epilogue(simam_decomposed(x, e_lambda, unbiased), scale, bias, residual, activation)
 
 
 def _ptr(t: torch.Tensor | None) -> int:

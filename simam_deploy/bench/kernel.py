@@ -36,6 +36,7 @@ import torch
 
 from simam_deploy.bench.timing import check_counts, summarize, time_callable
 from simam_deploy.errors import InputError, MissingDependencyError
+from simam_deploy.formula import apply_epilogue
 from simam_deploy.nn import CIFAR_LAMBDA, simam_decomposed
 from simam_deploy.shapes import parse_shape
 
@@ -149,7 +150,7 @@ def epilogue_block_decomposed(
     """The block of issue 25 in plain torch ops: SimAM, a folded BatchNorm's per-channel affine,
     the residual add, ReLU (what eager PyTorch runs, and what ``torch.compile`` is given)."""
     y = simam_decomposed(x, e_lambda=e_lambda, unbiased=unbiased)
-    return torch.relu(y * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1) + residual)
+    return apply_epilogue(y, scale, bias, residual, "relu")
 
 
 def epilogue_block_fused(
